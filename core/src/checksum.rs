@@ -1,0 +1,48 @@
+//! BLAKE3 content hashes, for `--checksum` comparisons, move confirmation and resume.
+
+use std::ffi::OsStr;
+use std::io;
+
+use rustix::fd::BorrowedFd;
+
+use crate::sys::{file, io_err};
+
+/// Read size: large enough for BLAKE3's SIMD and multi-threaded paths to pay off.
+const CHUNK: usize = 1 << 20;
+
+/// Hash of the file `name` in `dir`.
+pub fn hash_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<[u8; 32]> {
+    let fd = file::open_source(dir, name)?;
+    let len = file::len(rustix::fd::AsFd::as_fd(&fd))?;
+    hash_range(rustix::fd::AsFd::as_fd(&fd), 0, len)
+}
+
+/// Hash of `[offset, offset+len)` of an open file. Fails if the file is shorter.
+pub fn hash_range(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK.min(usize::try_from(len).unwrap_or(CHUNK)).max(1)];
+    let (mut pos, end) = (offset, offset + len);
+    while pos < end {
+        let want = buf
+            .len()
+            .min(usize::try_from(end - pos).unwrap_or(usize::MAX));
+        let n = match rustix::io::pread(fd, &mut buf[..want], pos) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than expected",
+                ));
+            }
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        if n >= 128 * 1024 {
+            hasher.update_rayon(&buf[..n]);
+        } else {
+            hasher.update(&buf[..n]);
+        }
+        pos += n as u64;
+    }
+    Ok(*hasher.finalize().as_bytes())
+}

@@ -1,0 +1,270 @@
+//! Moving bytes from a source file to a destination file by the fastest correct means.
+//!
+//! In order of preference: a reflink (`FICLONE`, shares blocks, O(1)), `copy_file_range`
+//! (in-kernel, no user-space copy), and a buffered `pread`/`pwrite` loop. Sparse files are
+//! copied extent by extent (`SEEK_DATA`/`SEEK_HOLE`) so holes stay holes. What a
+//! filesystem does not support is learned once per run, not retried for every file.
+
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use rustix::fd::BorrowedFd;
+use rustix::fs::SeekFrom;
+
+use crate::sys::io_err;
+
+/// Whether to try copy-on-write clones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reflink {
+    /// Clone when the filesystem supports it, copy otherwise.
+    #[default]
+    Auto,
+    /// Clone or fail.
+    Always,
+    /// Always copy the bytes.
+    Never,
+}
+
+const UNKNOWN: u8 = 0;
+const WORKS: u8 = 1;
+const UNSUPPORTED: u8 = 2;
+
+/// Buffer size for the fallback loop.
+const BUF: usize = 1 << 20;
+
+/// Copies file contents; shared by all workers of a run.
+#[derive(Debug)]
+pub struct Copier {
+    reflink: Reflink,
+    reflink_state: AtomicU8,
+    cfr_state: AtomicU8,
+}
+
+/// How a file's bytes were moved (reported in verbose output and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Reflink,
+    CopyFileRange,
+    Sparse,
+    Buffered,
+}
+
+impl Copier {
+    pub fn new(reflink: Reflink) -> Copier {
+        Copier {
+            reflink,
+            reflink_state: AtomicU8::new(if reflink == Reflink::Never {
+                UNSUPPORTED
+            } else {
+                UNKNOWN
+            }),
+            cfr_state: AtomicU8::new(UNKNOWN),
+        }
+    }
+
+    /// Tries `FICLONE`; `Ok(false)` means "not supported here, copy instead".
+    fn try_reflink(&self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<bool> {
+        if self.reflink_state.load(Ordering::Relaxed) == UNSUPPORTED {
+            return Ok(false);
+        }
+        match rustix::fs::ioctl_ficlone(dst, src) {
+            Ok(()) => {
+                self.reflink_state.store(WORKS, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) if self.reflink == Reflink::Always => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("reflink failed ({e}) and --reflink=always was given"),
+            )),
+            Err(_) => {
+                // EXDEV/EOPNOTSUPP/EINVAL/ENOTTY: this filesystem pair cannot clone.
+                if self.reflink_state.load(Ordering::Relaxed) == UNKNOWN {
+                    self.reflink_state.store(UNSUPPORTED, Ordering::Relaxed);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Copies `[offset, offset+len)` of `src` to the same offsets of `dst`.
+    pub fn copy_range(
+        &self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<Method> {
+        if self.cfr_state.load(Ordering::Relaxed) != UNSUPPORTED {
+            match copy_file_range_all(src, dst, offset, len) {
+                Ok(()) => {
+                    self.cfr_state.store(WORKS, Ordering::Relaxed);
+                    return Ok(Method::CopyFileRange);
+                }
+                Err(Fallback::Unsupported) => self.cfr_state.store(UNSUPPORTED, Ordering::Relaxed),
+                Err(Fallback::Io(e)) => return Err(e),
+            }
+        }
+        buffered_range(src, dst, offset, len)?;
+        Ok(Method::Buffered)
+    }
+
+    /// Copies only the data extents of `src`, then sets the length so trailing holes stay.
+    fn copy_sparse(&self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+        let mut offset = 0;
+        while offset < len {
+            let data = match rustix::fs::seek(src, SeekFrom::Data(offset)) {
+                Ok(d) => d,
+                Err(rustix::io::Errno::NXIO) => break,
+                Err(e) => return Err(io_err(e)),
+            };
+            if data >= len {
+                break;
+            }
+            let hole = match rustix::fs::seek(src, SeekFrom::Hole(data)) {
+                Ok(h) => h.min(len),
+                Err(e) => return Err(io_err(e)),
+            };
+            self.copy_range(src, dst, data, hole - data)?;
+            offset = hole;
+        }
+        crate::sys::file::set_len(dst, len)
+    }
+}
+
+enum Fallback {
+    Unsupported,
+    Io(io::Error),
+}
+
+fn copy_file_range_all(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+) -> Result<(), Fallback> {
+    let (mut off_in, mut off_out) = (offset, offset);
+    let end = offset + len;
+    let mut first = true;
+    while off_in < end {
+        let chunk = usize::try_from(end - off_in)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), chunk) {
+            Ok(0) => return Err(Fallback::Io(shrank())),
+            Ok(_) => first = false,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::PERM,
+            ) if first => return Err(Fallback::Unsupported),
+            Err(e) => return Err(Fallback::Io(io_err(e))),
+        }
+    }
+    Ok(())
+}
+
+fn buffered_range(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF.min(usize::try_from(len).unwrap_or(BUF))];
+    let end = offset + len;
+    let mut pos = offset;
+    while pos < end {
+        let want = buf
+            .len()
+            .min(usize::try_from(end - pos).unwrap_or(usize::MAX));
+        let n = match rustix::io::pread(src, &mut buf[..want], pos) {
+            Ok(0) => return Err(shrank()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        write_all_at(dst, &buf[..n], pos)?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Writes all of `data` at `offset`.
+pub fn write_all_at(dst: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(dst, data, offset) {
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "source file shrank while it was being copied",
+    )
+}
+
+/// Files at least this large are copied as several ranges in parallel.
+pub const PARALLEL_MIN: u64 = 128 << 20;
+/// Size of one range of a parallel copy.
+const RANGE: u64 = 32 << 20;
+
+impl Copier {
+    /// Copies the whole of `src` (`len` bytes) into the empty file `dst`. A large
+    /// non-sparse file is split into ranges that the worker pool copies in parallel (the
+    /// calling worker takes part).
+    pub fn copy_file(
+        &self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        len: u64,
+        sparse: bool,
+    ) -> io::Result<Method> {
+        if len == 0 {
+            return Ok(Method::CopyFileRange);
+        }
+        if self.try_reflink(src, dst)? {
+            return Ok(Method::Reflink);
+        }
+        if sparse {
+            self.copy_sparse(src, dst, len)?;
+            return Ok(Method::Sparse);
+        }
+        if len < PARALLEL_MIN {
+            return self.copy_range(src, dst, 0, len);
+        }
+        // Size the file first so ranges written out of order never race on extending it.
+        crate::sys::file::set_len(dst, len)?;
+        let first_error = std::sync::Mutex::new(None);
+        rayon::scope(|s| {
+            let mut offset = 0;
+            while offset < len {
+                let n = RANGE.min(len - offset);
+                let first_error = &first_error;
+                s.spawn(move |_| {
+                    if let Err(e) = self.copy_range(src, dst, offset, n) {
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                });
+                offset += n;
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(Method::CopyFileRange),
+        }
+    }
+}

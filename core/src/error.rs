@@ -1,0 +1,47 @@
+//! Errors that stop a transfer before or instead of running it.
+//!
+//! A failure on one file is not an `Error`: it is recorded in `Report::failures` and the
+//! run goes on.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A fatal error: the transfer could not start, or could not go on at all.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("source {}: {source}", path.display())]
+    Source { path: PathBuf, source: io::Error },
+
+    #[error("destination {}: {source}", path.display())]
+    Destination { path: PathBuf, source: io::Error },
+
+    #[error("destination {} is inside source {}", destination.display(), source_dir.display())]
+    DestinationInsideSource {
+        source_dir: PathBuf,
+        destination: PathBuf,
+    },
+
+    #[error("source and destination are the same: {}", path.display())]
+    SameSourceAndDestination { path: PathBuf },
+
+    #[error("invalid filter pattern {pattern:?}: {message}")]
+    Filter { pattern: String, message: String },
+
+    #[error("could not start worker threads: {0}")]
+    Workers(String),
+}
+
+impl Error {
+    /// Whether running the same transfer again might succeed without the user changing
+    /// anything (a transient I/O error rather than a mistake in the request).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Source { source, .. } | Error::Destination { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            Error::Workers(_) => true,
+            _ => false,
+        }
+    }
+}

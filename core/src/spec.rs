@@ -1,0 +1,121 @@
+//! `TransferSpec`: everything a transfer needs to know, as plain data.
+//!
+//! Front ends (the CLI, later the agent) translate their arguments into a spec; the engine
+//! never sees flags or config files.
+
+use std::path::PathBuf;
+
+use crate::copy::Reflink;
+use crate::filter::Filter;
+
+/// Where one side of a transfer lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A path on this machine, as the user wrote it (a trailing `/` is significant).
+    Local(PathBuf),
+}
+
+/// What happens to entries the source does not have, and to the source afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Create and update; never delete.
+    #[default]
+    Copy,
+    /// Also delete destination entries that are absent from the source.
+    Mirror,
+    /// Copy, confirm each file landed, then remove it from the source.
+    Move,
+}
+
+/// How to decide that a destination file already has the source's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compare {
+    /// Same size and same mtime (within the modify window).
+    #[default]
+    SizeMtime,
+    /// Same size and same BLAKE3 hash.
+    Checksum,
+    /// Same size, whatever the mtime.
+    SizeOnly,
+    /// Never assume: copy every file.
+    IgnoreTimes,
+}
+
+/// Which metadata to carry over besides content, modes and mtimes (always kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Preserve {
+    /// Recreate hard-link groups (`-H`).
+    pub hard_links: bool,
+    /// Copy extended attributes (`-X`).
+    pub xattrs: bool,
+    /// Set owner and group (numeric ids). Only effective when running as root.
+    pub owner: bool,
+}
+
+/// Resource limits and safety limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Worker threads for walking and copying.
+    pub workers: usize,
+    /// Refuse to delete more than this many entries (mirror).
+    pub max_delete: Option<u64>,
+    /// Two mtimes this close (nanoseconds) count as equal.
+    pub modify_window_ns: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            workers: default_workers(),
+            max_delete: None,
+            modify_window_ns: 0,
+        }
+    }
+}
+
+/// Two threads per core: enough requests in flight to hide disk latency on a cold cache,
+/// few enough not to thrash a warm one.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 32)
+}
+
+/// One transfer, fully described.
+#[derive(Debug, Clone)]
+pub struct TransferSpec {
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub mode: Mode,
+    pub compare: Compare,
+    pub filter: Filter,
+    pub preserve: Preserve,
+    pub limits: Limits,
+    pub reflink: Reflink,
+    /// Continue partial files left by an interrupted run instead of starting them over.
+    pub resume: bool,
+    /// Plan and report, change nothing.
+    pub dry_run: bool,
+}
+
+impl TransferSpec {
+    /// A spec with default options: copy `source` to `destination`.
+    pub fn new(source: Endpoint, destination: Endpoint) -> TransferSpec {
+        TransferSpec {
+            source,
+            destination,
+            mode: Mode::Copy,
+            compare: Compare::SizeMtime,
+            filter: Filter::new(),
+            preserve: Preserve {
+                owner: true,
+                ..Preserve::default()
+            },
+            limits: Limits::default(),
+            reflink: Reflink::Auto,
+            resume: false,
+            dry_run: false,
+        }
+    }
+}

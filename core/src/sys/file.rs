@@ -1,0 +1,185 @@
+//! Opening source files and creating destination files that appear only when complete.
+//!
+//! New files are written as unnamed `O_TMPFILE` inodes and linked into place with
+//! `linkat` once their content and metadata are final: one directory operation per file,
+//! and a killed run leaves nothing behind. Where that is unavailable, or a file replaces
+//! an existing one, a named temp file in the same directory is renamed over the target.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+
+use super::io_err;
+
+/// Whether `O_NOATIME` is still worth asking for (it fails with EPERM on files we don't own).
+static NOATIME_OK: AtomicBool = AtomicBool::new(true);
+
+/// Opens a source file for reading without following symlinks and, where permitted,
+/// without updating its access time.
+pub fn open_source(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if NOATIME_OK.load(Ordering::Relaxed) {
+        match rustix::fs::openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
+            Ok(fd) => return Ok(fd),
+            Err(rustix::io::Errno::PERM) => NOATIME_OK.store(false, Ordering::Relaxed),
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    rustix::fs::openat(dir, name, base, Mode::empty()).map_err(io_err)
+}
+
+/// Opens an existing destination file for reading (used to verify and resume).
+pub fn open_read(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err)
+}
+
+/// Creates an unnamed file in `dir` (`O_TMPFILE`). Returns `Ok(None)` when the kernel or
+/// filesystem does not support it, so the caller can fall back to a named temp file.
+pub fn create_unnamed(dir: BorrowedFd<'_>, mode: u32) -> io::Result<Option<OwnedFd>> {
+    let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(mode & 0o7777)) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+            Ok(None)
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Creates (or truncates, or with `keep` reopens as is) the named temp file `name` in `dir`.
+pub fn create_named(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mode: u32,
+    keep: bool,
+) -> io::Result<OwnedFd> {
+    let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if !keep {
+        flags |= OFlags::TRUNC;
+    }
+    rustix::fs::openat(
+        dir,
+        name,
+        flags,
+        Mode::from_raw_mode((mode | 0o600) & 0o7777),
+    )
+    .map_err(io_err)
+}
+
+/// Links an unnamed file into `dir` as `name`. Fails with `AlreadyExists` if `name` exists.
+pub fn link_unnamed(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc form works for everyone.
+    if super::is_root() {
+        match rustix::fs::linkat(fd, "", dir, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::linkat(CWD, proc_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW).map_err(io_err)
+}
+
+/// Creates a hard link `dir/name` to `target_dir/target`.
+pub fn hard_link(
+    target_dir: BorrowedFd<'_>,
+    target: &OsStr,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> io::Result<()> {
+    rustix::fs::linkat(target_dir, target, dir, name, AtFlags::empty()).map_err(io_err)
+}
+
+/// Creates a symlink `dir/name` pointing at `target`.
+pub fn symlink(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    rustix::fs::symlinkat(target, dir, name).map_err(io_err)
+}
+
+/// Creates a FIFO, socket or device node like `like_mode`/`rdev`.
+pub fn make_special(dir: BorrowedFd<'_>, name: &OsStr, raw_mode: u32, rdev: u64) -> io::Result<()> {
+    let file_type = rustix::fs::FileType::from_raw_mode(raw_mode);
+    rustix::fs::mknodat(
+        dir,
+        name,
+        file_type,
+        Mode::from_raw_mode(raw_mode & 0o7777),
+        rdev,
+    )
+    .map_err(io_err)
+}
+
+/// Sets the length of a file (used to keep trailing holes of sparse files).
+pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(io_err)
+}
+
+/// The size of an open file.
+pub fn len(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd).map_err(io_err)?.st_size as u64)
+}
+
+/// A name for a temporary file standing in for `final_name`: hidden, fixed-length (so a
+/// 255-byte name still fits), and derived from the name so a later run can find the
+/// partial file of the same target to resume it.
+pub fn temp_name(final_name: &OsStr, suffix: TempSuffix) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    let hash = blake3::hash(final_name.as_bytes());
+    let hex = hash.to_hex();
+    OsString::from(format!(".blit-{}.{}", &hex[..16], suffix.as_str()))
+}
+
+/// What a temp file is for, encoded in its suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempSuffix {
+    /// Written in one go; a leftover is garbage.
+    Tmp,
+    /// A large file in progress; a leftover can be resumed with `--resume`.
+    Part,
+}
+
+impl TempSuffix {
+    fn as_str(self) -> &'static str {
+        match self {
+            TempSuffix::Tmp => "tmp",
+            TempSuffix::Part => "part",
+        }
+    }
+}
+
+/// Whether `name` looks like one of Blit's temp files (`.blit-<16 hex>.tmp|part`).
+pub fn is_temp_name(name: &OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(rest) = name.as_bytes().strip_prefix(b".blit-") else {
+        return false;
+    };
+    rest.len() > 17
+        && rest[..16].iter().all(u8::is_ascii_hexdigit)
+        && rest[16] == b'.'
+        && matches!(&rest[17..], b"tmp" | b"part")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised_and_short() {
+        let long = OsString::from("x".repeat(255));
+        for suffix in [TempSuffix::Tmp, TempSuffix::Part] {
+            let t = temp_name(&long, suffix);
+            assert!(t.len() < 40, "{t:?}");
+            assert!(is_temp_name(&t), "{t:?}");
+        }
+        assert!(!is_temp_name(OsStr::new(".blit-notatempname.tmp")));
+        assert!(!is_temp_name(OsStr::new("file.tmp")));
+    }
+}

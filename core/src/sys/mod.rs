@@ -1,0 +1,22 @@
+//! Thin, safe wrappers over the Linux system calls the engine is built on.
+//!
+//! Everything here works relative to directory file descriptors and never follows a
+//! symlink below the roots the caller opened, so a tree that changes underneath a
+//! transfer cannot redirect a write or a delete outside it.
+
+pub mod dir;
+pub mod file;
+pub mod meta;
+pub mod xattr;
+
+use std::io;
+
+/// Converts a rustix error into `std::io::Error`.
+pub fn io_err(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Whether this process may set ownership and other root-only metadata.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

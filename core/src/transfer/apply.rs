@@ -1,0 +1,261 @@
+//! Carrying out one action on the destination: write a file so that it appears only when
+//! complete, create links and special files, fix metadata, and (for a move) remove the
+//! source once its copy is confirmed.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::context::{Ctx, Names};
+use crate::entry::{Entry, EntryKind};
+use crate::sys::file::{self, TempSuffix};
+use crate::sys::meta::{self, MetaPolicy};
+use crate::sys::{dir, xattr};
+use crate::{checksum, delete, resume};
+
+/// Files at least this large are written under a `.part` name that survives a crash, so
+/// `--resume` can continue them; smaller ones are cheaper to redo.
+pub const RESUMABLE_MIN: u64 = 16 << 20;
+
+/// Where an action happens: the directory pair and the entry's names on both sides.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    /// Directory path relative to the transfer roots.
+    pub rel: &'a Path,
+    pub src: BorrowedFd<'a>,
+    pub dst: BorrowedFd<'a>,
+    pub names: Names<'a>,
+    /// The destination directory has the setgid bit, so new files inherit its group.
+    pub dst_setgid: bool,
+}
+
+/// How a new file's content is staged before it is published under its final name.
+enum Staging {
+    /// `O_TMPFILE`: no name until `linkat`.
+    Unnamed,
+    /// A hidden temp name in the same directory, renamed over the target.
+    Named(std::ffi::OsString),
+}
+
+/// What writing one file did.
+pub struct Written {
+    pub bytes: u64,
+    pub reused: u64,
+}
+
+/// Writes `src` to the destination, replacing `replaces` if given.
+pub fn copy_file(
+    ctx: &Ctx<'_>,
+    at: Place<'_>,
+    src: &Entry,
+    replaces: Option<&Entry>,
+    resume: bool,
+) -> io::Result<Written> {
+    let src_fd = file::open_source(at.src, at.names.src)?;
+    if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
+        remove_in_the_way(ctx, at, old)?;
+    }
+    let (fd, staging, created_mode) = stage(ctx, at, src, replaces.is_some(), resume)?;
+    let result = fill(ctx, src_fd.as_fd(), fd.as_fd(), src, resume).and_then(|written| {
+        finish_meta(ctx, at, src, src_fd.as_fd(), fd.as_fd(), created_mode)?;
+        publish(at, fd.as_fd(), &staging)?;
+        Ok(written)
+    });
+    if result.is_err() {
+        if let Staging::Named(tmp) = &staging {
+            // A partial large file is kept for --resume; anything else is garbage.
+            if src.size < RESUMABLE_MIN {
+                let _ = dir::unlink_at(at.dst, tmp);
+            }
+        }
+    }
+    result
+}
+
+/// Opens the file the content is written to. Returns it, how it is staged, and the mode
+/// it was created with (to know whether a `chmod` is still needed).
+fn stage(
+    ctx: &Ctx<'_>,
+    at: Place<'_>,
+    src: &Entry,
+    replacing: bool,
+    resume: bool,
+) -> io::Result<(OwnedFd, Staging, u32)> {
+    let mode = src.meta.mode;
+    if src.size >= RESUMABLE_MIN {
+        let tmp = file::temp_name(at.names.dst, TempSuffix::Part);
+        let fd = file::create_named(at.dst, &tmp, mode, resume)?;
+        return Ok((fd, Staging::Named(tmp), u32::MAX));
+    }
+    if !replacing && ctx.unnamed_ok.load(Ordering::Relaxed) {
+        match file::create_unnamed(at.dst, mode)? {
+            Some(fd) => return Ok((fd, Staging::Unnamed, mode & !ctx.umask)),
+            None => ctx.unnamed_ok.store(false, Ordering::Relaxed),
+        }
+    }
+    let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
+    let fd = file::create_named(at.dst, &tmp, mode, false)?;
+    Ok((fd, Staging::Named(tmp), u32::MAX))
+}
+
+/// Writes the content; with `resume`, keeps the verified blocks of a partial file.
+fn fill(
+    ctx: &Ctx<'_>,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    entry: &Entry,
+    resume: bool,
+) -> io::Result<Written> {
+    if resume {
+        let reused = resume::complete(&ctx.copier, src, dst, entry.size)?;
+        return Ok(Written {
+            bytes: entry.size - reused,
+            reused,
+        });
+    }
+    ctx.copier
+        .copy_file(src, dst, entry.size, entry.is_sparse())?;
+    Ok(Written {
+        bytes: entry.size,
+        reused: 0,
+    })
+}
+
+/// Owner, mode, xattrs and mtime on the open destination file.
+fn finish_meta(
+    ctx: &Ctx<'_>,
+    at: Place<'_>,
+    src: &Entry,
+    src_fd: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    created_mode: u32,
+) -> io::Result<()> {
+    if ctx.spec.preserve.xattrs {
+        xattr::copy(src_fd, fd)?;
+    }
+    let owner = ctx.owner && (at.dst_setgid || src.meta.uid != 0 || src.meta.gid != 0);
+    let policy = MetaPolicy {
+        owner,
+        mode: created_mode != src.meta.mode,
+    };
+    meta::apply_fd(fd, &src.meta, policy)
+}
+
+/// Gives the finished file its final name, atomically.
+fn publish(at: Place<'_>, fd: BorrowedFd<'_>, staging: &Staging) -> io::Result<()> {
+    match staging {
+        Staging::Named(tmp) => dir::rename_in(at.dst, tmp, at.names.dst),
+        Staging::Unnamed => match file::link_unnamed(fd, at.dst, at.names.dst) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Something appeared under the name while we copied: replace it atomically.
+                let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
+                let _ = dir::unlink_at(at.dst, &tmp);
+                file::link_unnamed(fd, at.dst, &tmp)?;
+                dir::rename_in(at.dst, &tmp, at.names.dst)
+            }
+            other => other,
+        },
+    }
+}
+
+/// Removes a directory that stands where a non-directory must go (a type change).
+fn remove_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result<()> {
+    let rel = at.rel.join(at.names.dst);
+    let protect = |_: &Path, _: bool| false;
+    let n = delete::remove(at.dst, at.names.dst, old.kind, &rel, &protect)?;
+    ctx.count(|t| &t.deleted, n);
+    Ok(())
+}
+
+/// Creates (or re-points) a symlink or special file, atomically replacing what was there.
+pub fn make_node(
+    ctx: &Ctx<'_>,
+    at: Place<'_>,
+    src: &Entry,
+    replaces: Option<&Entry>,
+) -> io::Result<()> {
+    if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
+        remove_in_the_way(ctx, at, old)?;
+    }
+    let replacing = replaces.is_some_and(|e| e.kind != EntryKind::Dir);
+    let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
+    let name: &OsStr = if replacing { &tmp } else { at.names.dst };
+    if replacing {
+        let _ = dir::unlink_at(at.dst, &tmp);
+    }
+    match src.kind {
+        EntryKind::Symlink => {
+            let target = src.link_target.as_deref().unwrap_or_default();
+            file::symlink(target, at.dst, name)?;
+            meta::apply_link(at.dst, name, &src.meta, ctx.owner)?;
+        }
+        _ => {
+            let raw_mode = src.type_bits | src.meta.mode;
+            file::make_special(at.dst, name, raw_mode, src.rdev)?;
+            meta::apply_at(at.dst, name, &src.meta, ctx.owner)?;
+        }
+    }
+    if replacing {
+        dir::rename_in(at.dst, &tmp, at.names.dst)?;
+    }
+    Ok(())
+}
+
+/// Fixes metadata of an entry whose content is current.
+pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
+    match src.kind {
+        EntryKind::Symlink => meta::apply_link(at.dst, at.names.dst, &src.meta, ctx.owner),
+        EntryKind::Special => meta::apply_at(at.dst, at.names.dst, &src.meta, ctx.owner),
+        EntryKind::File | EntryKind::Dir => {
+            let fd = file::open_read(at.dst, at.names.dst)?;
+            if ctx.spec.preserve.xattrs {
+                let src_fd = file::open_source(at.src, at.names.src)?;
+                xattr::copy(src_fd.as_fd(), fd.as_fd())?;
+            }
+            let policy = MetaPolicy {
+                owner: ctx.owner,
+                mode: true,
+            };
+            meta::apply_fd(fd.as_fd(), &src.meta, policy)
+        }
+    }
+}
+
+/// For a move: confirms the destination holds the source's content (size and mtime, or
+/// the BLAKE3 hash with `--checksum`) and that the source has not changed since it was
+/// read, then removes the source entry.
+pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
+    let landed = dir::stat_at(at.dst, at.names.dst)?;
+    let now = dir::stat_at(at.src, at.names.src)?;
+    let unchanged =
+        now.size == src.size && now.meta.mtime == src.meta.mtime && now.kind == src.kind;
+    let same = landed.kind == src.kind
+        && landed.size == src.size
+        && (src.kind != EntryKind::File || landed.meta.mtime == src.meta.mtime)
+        && landed.link_target == src.link_target;
+    if !unchanged {
+        return Err(io::Error::other(
+            "source changed during the move; left in place",
+        ));
+    }
+    if !same {
+        return Err(io::Error::other(
+            "destination does not match the source; source left in place",
+        ));
+    }
+    if ctx.checksum() && src.kind == EntryKind::File {
+        let a = checksum::hash_file_at(at.src, at.names.src)?;
+        let b = checksum::hash_file_at(at.dst, at.names.dst)?;
+        if a != b {
+            return Err(io::Error::other(
+                "destination content differs from the source; source left in place",
+            ));
+        }
+    }
+    dir::unlink_at(at.src, at.names.src)?;
+    ctx.count(|t| &t.sources_removed, 1);
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! State shared by all workers of one transfer: options, the copier, counters, and the
+//! work deferred to the end of the run (hard links, deletes, directory metadata).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fd::OwnedFd;
+
+use crate::copy::Copier;
+use crate::entry::{Entry, InodeId, Meta};
+use crate::plan::DiffOptions;
+use crate::report::{Change, Event, Failure, Observer, Report, Stats};
+use crate::spec::{Compare, Mode, TransferSpec};
+
+/// Counters that end up in the `Report`.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub entries: AtomicU64,
+    pub files_copied: AtomicU64,
+    pub bytes_copied: AtomicU64,
+    pub bytes_resumed: AtomicU64,
+    pub files_skipped: AtomicU64,
+    pub dirs_created: AtomicU64,
+    pub links_created: AtomicU64,
+    pub metadata_updated: AtomicU64,
+    pub deleted: AtomicU64,
+    pub sources_removed: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A destination entry to delete once all copies are done.
+#[derive(Debug)]
+pub struct PendingDelete {
+    pub dir: PathBuf,
+    pub entry: Entry,
+}
+
+/// A directory whose metadata is set at the very end (after everything inside it).
+#[derive(Debug)]
+pub struct PendingDir {
+    pub rel: PathBuf,
+    pub meta: Meta,
+}
+
+/// A hard link to create once the first member of its group has been written.
+#[derive(Debug)]
+pub struct PendingLink {
+    pub rel: PathBuf,
+    pub target: PathBuf,
+}
+
+/// Everything the workers share.
+pub struct Ctx<'a> {
+    pub spec: &'a TransferSpec,
+    pub copier: Copier,
+    pub stats: &'a Stats,
+    observer: &'a dyn Observer,
+    events: bool,
+    /// Ownership is preserved (asked for, and running as root).
+    pub owner: bool,
+    pub umask: u32,
+    /// `O_TMPFILE` works on the destination filesystem.
+    pub unnamed_ok: AtomicBool,
+    pub src_root: OwnedFd,
+    /// `None` only in a dry run whose destination does not exist yet.
+    pub dst_root: Option<OwnedFd>,
+    pub tally: Tally,
+    failures: Mutex<Vec<Failure>>,
+    pub deletes: Mutex<Vec<PendingDelete>>,
+    pub dirs: Mutex<Vec<PendingDir>>,
+    /// First destination path of each hard-link group seen so far.
+    pub link_groups: Mutex<HashMap<InodeId, PathBuf>>,
+    pub links: Mutex<Vec<PendingLink>>,
+    /// Source directories visited (a move removes the emptied ones).
+    pub src_dirs: Mutex<Vec<PathBuf>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        spec: &'a TransferSpec,
+        stats: &'a Stats,
+        observer: &'a dyn Observer,
+        src_root: OwnedFd,
+        dst_root: Option<OwnedFd>,
+    ) -> Ctx<'a> {
+        Ctx {
+            spec,
+            copier: Copier::new(spec.reflink),
+            stats,
+            observer,
+            events: observer.wants_events(),
+            owner: spec.preserve.owner && crate::sys::is_root(),
+            umask: crate::sys::meta::umask(),
+            unnamed_ok: AtomicBool::new(true),
+            src_root,
+            dst_root,
+            tally: Tally::default(),
+            failures: Mutex::new(Vec::new()),
+            deletes: Mutex::new(Vec::new()),
+            dirs: Mutex::new(Vec::new()),
+            link_groups: Mutex::new(HashMap::new()),
+            links: Mutex::new(Vec::new()),
+            src_dirs: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn diff_options(&self) -> DiffOptions {
+        DiffOptions {
+            compare: self.spec.compare,
+            modify_window_ns: self.spec.limits.modify_window_ns,
+            delete: self.spec.mode == Mode::Mirror,
+            owner: self.owner,
+        }
+    }
+
+    pub fn checksum(&self) -> bool {
+        self.spec.compare == Compare::Checksum
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.spec.dry_run
+    }
+
+    /// Reports a change to the observer (building the path only if someone listens).
+    pub fn emit(&self, dir: &Path, name: &std::ffi::OsStr, change: Change) {
+        if self.events {
+            let path = dir.join(name);
+            self.observer.event(Event {
+                path: &path,
+                change: &change,
+            });
+        }
+    }
+
+    /// Records a per-entry failure; the run goes on.
+    pub fn fail(
+        &self,
+        dir: &Path,
+        name: &std::ffi::OsStr,
+        operation: &'static str,
+        error: &std::io::Error,
+    ) {
+        let path = dir.join(name);
+        let message = format!("{operation}: {error}");
+        if self.events {
+            self.observer.event(Event {
+                path: &path,
+                change: &Change::Fail {
+                    message: message.clone(),
+                },
+            });
+        }
+        lock(&self.failures).push(Failure {
+            path,
+            operation,
+            message: error.to_string(),
+        });
+    }
+
+    pub fn has_failures(&self) -> bool {
+        !lock(&self.failures).is_empty()
+    }
+
+    pub fn file_written(&self, bytes: u64, reused: u64) {
+        bump(&self.tally.files_copied, 1);
+        bump(&self.tally.bytes_copied, bytes);
+        bump(&self.tally.bytes_resumed, reused);
+        Stats::add(&self.stats.files_done, 1);
+        Stats::add(&self.stats.bytes_done, bytes + reused);
+    }
+
+    pub fn file_planned(&self, bytes: u64) {
+        Stats::add(&self.stats.files_planned, 1);
+        Stats::add(&self.stats.bytes_planned, bytes);
+    }
+
+    pub fn count(&self, counter: fn(&Tally) -> &AtomicU64, n: u64) {
+        bump(counter(&self.tally), n);
+    }
+
+    /// Turns the counters into the final report.
+    pub fn into_report(self) -> Report {
+        let t = &self.tally;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Report {
+            mode: self.spec.mode,
+            dry_run: self.spec.dry_run,
+            entries: get(&t.entries),
+            files_copied: get(&t.files_copied),
+            bytes_copied: get(&t.bytes_copied),
+            bytes_resumed: get(&t.bytes_resumed),
+            files_skipped: get(&t.files_skipped),
+            dirs_created: get(&t.dirs_created),
+            links_created: get(&t.links_created),
+            metadata_updated: get(&t.metadata_updated),
+            deleted: get(&t.deleted),
+            sources_removed: get(&t.sources_removed),
+            failures: self
+                .failures
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner()),
+            deletes_skipped: None,
+            elapsed: Default::default(),
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking worker must not hide other results.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A name as it appears on the two sides (they differ only for a single renamed file).
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub src: &'a std::ffi::OsStr,
+    pub dst: &'a std::ffi::OsStr,
+}
+
+/// The source name for a destination name, for the single-file case.
+#[derive(Debug, Clone, Default)]
+pub struct Rename {
+    pub map: Option<(OsString, OsString)>,
+}
+
+impl Rename {
+    pub fn names<'e>(&'e self, dst_name: &'e std::ffi::OsStr) -> Names<'e> {
+        match &self.map {
+            Some((dst, src)) if dst == dst_name => Names { src, dst: dst_name },
+            _ => Names {
+                src: dst_name,
+                dst: dst_name,
+            },
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! Visiting one directory: list both sides, plan with `plan::diff`, carry the plan out,
+//! and hand subdirectories to the worker pool.
+//!
+//! Subdirectories are spawned before this directory's files are copied, so idle workers
+//! pick them up while this one copies; the pool works depth-first, which keeps the number
+//! of directories in flight (and so memory) small however large the tree.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::apply::{self, Place, RESUMABLE_MIN};
+use super::context::{Ctx, PendingDelete, PendingDir, PendingLink, Rename, lock};
+use crate::entry::{Entry, EntryKind, Meta, sort_by_name};
+use crate::plan::{self, Action};
+use crate::report::{Change, Stats};
+use crate::spec::Mode;
+use crate::sys::dir::{self, Listing};
+use crate::sys::file::{self, TempSuffix};
+use crate::{checksum, delete};
+
+/// The destination side of a directory being visited.
+pub enum DstDir {
+    /// It existed before this run: list it and diff.
+    Existing(Arc<OwnedFd>, Meta),
+    /// This run just created it: it is empty, no need to list it.
+    Created(Arc<OwnedFd>),
+    /// Dry run and it does not exist.
+    Absent,
+}
+
+/// One directory to visit.
+pub struct DirJob {
+    pub rel: PathBuf,
+    pub src: Arc<OwnedFd>,
+    pub dst: DstDir,
+    pub src_meta: Meta,
+    /// Set metadata of this directory at the end (false for the parent of a single file).
+    pub finalize: bool,
+    /// Single-file transfers: the one source name to look at, and its destination name.
+    pub only: Option<(OsString, OsString)>,
+}
+
+/// A subdirectory to visit later: opened by whichever worker runs it, so queued jobs hold
+/// no descriptors of their own.
+struct Subdir {
+    rel: PathBuf,
+    name: OsString,
+    src_parent: Arc<OwnedFd>,
+    dst_parent: Option<Arc<OwnedFd>>,
+    src_meta: Meta,
+    /// The destination directory's metadata if it existed, `None` if just created.
+    dst_meta: Option<Meta>,
+}
+
+/// Visits a directory and, through the pool, everything below it.
+pub fn visit<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, job: DirJob) {
+    let rename = Rename {
+        map: job
+            .only
+            .as_ref()
+            .map(|(src, dst)| (dst.clone(), src.clone())),
+    };
+    let Some(src_entries) = list_source(ctx, &job) else {
+        return;
+    };
+    let dst_fd = match &job.dst {
+        DstDir::Existing(fd, _) | DstDir::Created(fd) => Some(fd.clone()),
+        DstDir::Absent => None,
+    };
+    let Some((dst_entries, temps)) = list_destination(ctx, &job) else {
+        return;
+    };
+    let src_fd = job.src.as_fd();
+    let mut src_entries = src_entries;
+    let mut dst_entries = dst_entries;
+    if ctx.checksum() {
+        if let Some(dst) = &dst_fd {
+            hash_candidates(
+                ctx,
+                &job.rel,
+                src_fd,
+                dst.as_fd(),
+                &rename,
+                &mut src_entries,
+                &mut dst_entries,
+            );
+        }
+    }
+    let resumable = resumable_names(ctx, &temps);
+    let is_resumable = |e: &Entry| {
+        e.size >= RESUMABLE_MIN && resumable.contains(&file::temp_name(&e.name, TempSuffix::Part))
+    };
+    let actions = plan::diff(src_entries, dst_entries, &ctx.diff_options(), &is_resumable);
+    let actions = link_groups(ctx, &job.rel, actions);
+
+    let mut changed = !temps.is_empty();
+    let mut rest = Vec::with_capacity(actions.len());
+    for action in actions {
+        match action {
+            Action::Mkdir { src, replaces } => {
+                changed = true;
+                make_subdir(ctx, scope, &job, dst_fd.as_ref(), src, replaces);
+            }
+            Action::Enter { src, dst } => spawn(
+                ctx,
+                scope,
+                Subdir {
+                    rel: job.rel.join(&src.name),
+                    name: src.name.clone(),
+                    src_parent: job.src.clone(),
+                    dst_parent: dst_fd.clone(),
+                    src_meta: src.meta,
+                    dst_meta: Some(dst.meta),
+                },
+            ),
+            other => rest.push(other),
+        }
+    }
+    let setgid = match &job.dst {
+        DstDir::Existing(_, m) => m.mode & 0o2000 != 0,
+        _ => job.src_meta.mode & 0o2000 != 0,
+    };
+    for action in rest {
+        changed |= !matches!(action, Action::Skip { .. });
+        let Some(dst) = dst_fd.as_deref() else {
+            dry_run_action(ctx, &job.rel, None, &action);
+            continue;
+        };
+        let names = rename.names(action.name());
+        let at = Place {
+            rel: &job.rel,
+            src: src_fd,
+            dst: dst.as_fd(),
+            names,
+            dst_setgid: setgid,
+        };
+        if ctx.dry_run() {
+            dry_run_action(ctx, &job.rel, Some(dst.as_fd()), &action);
+        } else {
+            run_action(ctx, at, &action);
+        }
+    }
+    if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
+        for tmp in &temps {
+            let _ = dir::unlink_at(dst.as_fd(), tmp);
+        }
+    }
+    finish_dir(ctx, &job, changed);
+}
+
+/// Lists and filters the source side. `None` if the directory could not be read.
+fn list_source(ctx: &Ctx<'_>, job: &DirJob) -> Option<Vec<Entry>> {
+    let listing = match &job.only {
+        Some((src_name, dst_name)) => dir::stat_at(job.src.as_fd(), src_name).map(|mut e| {
+            e.name = dst_name.clone();
+            Listing {
+                entries: vec![e],
+                errors: Vec::new(),
+            }
+        }),
+        None => dir::list(job.src.as_fd()),
+    };
+    let listing = match listing {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.fail(&job.rel, "".as_ref(), "read directory", &e);
+            return None;
+        }
+    };
+    for (name, e) in &listing.errors {
+        ctx.fail(&job.rel, name, "stat", e);
+    }
+    let mut entries = listing.entries;
+    if !ctx.spec.filter.is_empty() {
+        entries.retain(|e| !ctx.spec.filter.excludes(&job.rel.join(&e.name), e.is_dir()));
+    }
+    sort_by_name(&mut entries);
+    let n = entries.len() as u64;
+    ctx.count(|t| &t.entries, n);
+    Stats::add(&ctx.stats.entries_seen, n);
+    Some(entries)
+}
+
+/// Lists the destination side: its entries (minus those the filter protects) and the
+/// temp files earlier runs left. `None` if it could not be read — then nothing in it may
+/// be planned, least of all deleted.
+fn list_destination(ctx: &Ctx<'_>, job: &DirJob) -> Option<(Vec<Entry>, Vec<OsString>)> {
+    let DstDir::Existing(fd, _) = &job.dst else {
+        return Some((Vec::new(), Vec::new()));
+    };
+    if let Some((_, dst_name)) = &job.only {
+        return match dir::stat_at(fd.as_fd(), dst_name) {
+            Ok(e) => Some((vec![e], Vec::new())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some((Vec::new(), Vec::new())),
+            Err(e) => {
+                ctx.fail(&job.rel, dst_name, "stat destination", &e);
+                None
+            }
+        };
+    }
+    let listing = match dir::list(fd.as_fd()) {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.fail(&job.rel, "".as_ref(), "read destination directory", &e);
+            return None;
+        }
+    };
+    for (name, e) in &listing.errors {
+        ctx.fail(&job.rel, name, "stat destination", e);
+    }
+    let (temps, mut entries): (Vec<Entry>, Vec<Entry>) = listing
+        .entries
+        .into_iter()
+        .partition(|e| e.kind == EntryKind::File && file::is_temp_name(&e.name));
+    if !ctx.spec.filter.is_empty() {
+        entries.retain(|e| !ctx.spec.filter.excludes(&job.rel.join(&e.name), e.is_dir()));
+    }
+    sort_by_name(&mut entries);
+    Some((entries, temps.into_iter().map(|e| e.name).collect()))
+}
+
+/// `--resume`: the partial files present in this directory.
+fn resumable_names(ctx: &Ctx<'_>, temps: &[OsString]) -> HashSet<OsString> {
+    if ctx.spec.resume {
+        temps
+            .iter()
+            .filter(|t| t.as_encoded_bytes().ends_with(b".part"))
+            .cloned()
+            .collect()
+    } else {
+        HashSet::new()
+    }
+}
+
+/// `--checksum`: hashes both sides of every equal-size file pair.
+fn hash_candidates(
+    ctx: &Ctx<'_>,
+    rel: &Path,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    rename: &Rename,
+    src_entries: &mut [Entry],
+    dst_entries: &mut [Entry],
+) {
+    for (i, j) in plan::checksum_candidates(src_entries, dst_entries) {
+        let names = rename.names(&src_entries[i].name);
+        match (
+            checksum::hash_file_at(src, names.src),
+            checksum::hash_file_at(dst, names.dst),
+        ) {
+            (Ok(a), Ok(b)) => {
+                src_entries[i].hash = Some(a);
+                dst_entries[j].hash = Some(b);
+            }
+            (Err(e), _) | (_, Err(e)) => ctx.fail(rel, names.dst, "checksum", &e),
+        }
+    }
+}
+
+/// `-H`: the first member of a hard-link group is copied; the others become links to it,
+/// created at the end once it exists.
+fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
+    if !ctx.spec.preserve.hard_links {
+        return actions;
+    }
+    actions
+        .into_iter()
+        .map(|action| {
+            let src = match &action {
+                Action::Copy { src, .. }
+                | Action::Resume { src, .. }
+                | Action::Skip { src }
+                | Action::SetMeta { src, .. }
+                    if src.kind == EntryKind::File && src.nlink > 1 =>
+                {
+                    src.clone()
+                }
+                _ => return action,
+            };
+            let path = rel.join(&src.name);
+            let mut groups = lock(&ctx.link_groups);
+            match groups.get(&src.inode) {
+                None => {
+                    groups.insert(src.inode, path);
+                    action
+                }
+                Some(first) => Action::HardLink {
+                    target: first.clone(),
+                    src,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Creates a subdirectory (replacing a non-directory in the way) and queues its visit.
+fn make_subdir<'s>(
+    ctx: &'s Ctx<'s>,
+    scope: &rayon::Scope<'s>,
+    job: &DirJob,
+    dst: Option<&Arc<OwnedFd>>,
+    src: Entry,
+    replaces: Option<Entry>,
+) {
+    ctx.count(|t| &t.dirs_created, 1);
+    ctx.emit(
+        &job.rel,
+        &src.name,
+        Change::Create {
+            kind: EntryKind::Dir,
+            bytes: 0,
+        },
+    );
+    let dst_parent = match dst {
+        Some(fd) if !ctx.dry_run() => {
+            let made = replaces
+                .map_or(Ok(()), |old| dir::unlink_at(fd.as_fd(), &old.name))
+                .and_then(|()| dir::make_dir_at(fd.as_fd(), &src.name, src.meta.mode));
+            if let Err(e) = made {
+                ctx.fail(&job.rel, &src.name, "create directory", &e);
+                return;
+            }
+            Some(fd.clone())
+        }
+        _ => None,
+    };
+    spawn(
+        ctx,
+        scope,
+        Subdir {
+            rel: job.rel.join(&src.name),
+            name: src.name,
+            src_parent: job.src.clone(),
+            dst_parent,
+            src_meta: src.meta,
+            dst_meta: None,
+        },
+    );
+}
+
+/// Queues the visit of a subdirectory.
+fn spawn<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, sub: Subdir) {
+    scope.spawn(move |scope| {
+        let src = match dir::open_dir_at(sub.src_parent.as_fd(), &sub.name) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => return ctx.fail(&sub.rel, "".as_ref(), "open directory", &e),
+        };
+        let dst = match (&sub.dst_parent, sub.dst_meta) {
+            (None, _) => DstDir::Absent,
+            (Some(parent), meta) => match dir::open_dir_at(parent.as_fd(), &sub.name) {
+                Ok(fd) => match meta {
+                    Some(m) => DstDir::Existing(Arc::new(fd), m),
+                    None => DstDir::Created(Arc::new(fd)),
+                },
+                Err(e) => return ctx.fail(&sub.rel, "".as_ref(), "open destination directory", &e),
+            },
+        };
+        drop(sub.src_parent);
+        drop(sub.dst_parent);
+        let job = DirJob {
+            rel: sub.rel,
+            src,
+            dst,
+            src_meta: sub.src_meta,
+            finalize: true,
+            only: None,
+        };
+        visit(ctx, scope, job);
+    });
+}
+
+/// Carries out one non-directory action.
+fn run_action(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) {
+    let rel = at.rel;
+    let name = at.names.dst;
+    let outcome: io::Result<()> = match action {
+        Action::Copy { src, dst } | Action::Resume { src, dst } => {
+            let resume = matches!(action, Action::Resume { .. });
+            ctx.file_planned(src.size);
+            apply::copy_file(ctx, at, src, dst.as_ref(), resume).map(|w| {
+                ctx.file_written(w.bytes, w.reused);
+                let change = match (resume, dst) {
+                    (true, _) => Change::Resume {
+                        bytes: w.bytes,
+                        reused: w.reused,
+                    },
+                    (false, Some(d)) if d.kind == EntryKind::File => {
+                        Change::Update { bytes: w.bytes }
+                    }
+                    _ => Change::Create {
+                        kind: EntryKind::File,
+                        bytes: w.bytes,
+                    },
+                };
+                ctx.emit(rel, name, change);
+            })
+        }
+        Action::Symlink { src, dst } | Action::Special { src, dst } => {
+            apply::make_node(ctx, at, src, dst.as_ref()).map(|()| {
+                ctx.count(|t| &t.links_created, 1);
+                ctx.emit(
+                    rel,
+                    name,
+                    Change::Create {
+                        kind: src.kind,
+                        bytes: 0,
+                    },
+                );
+            })
+        }
+        Action::SetMeta { src, .. } => apply::set_meta(ctx, at, src).map(|()| {
+            ctx.count(|t| &t.metadata_updated, 1);
+            ctx.emit(rel, name, Change::Meta);
+        }),
+        Action::Skip { src } => {
+            if src.kind == EntryKind::File {
+                ctx.count(|t| &t.files_skipped, 1);
+            }
+            Ok(())
+        }
+        Action::HardLink { target, .. } => {
+            lock(&ctx.links).push(PendingLink {
+                rel: rel.join(name),
+                target: target.clone(),
+            });
+            return;
+        }
+        Action::Delete { dst } => {
+            lock(&ctx.deletes).push(PendingDelete {
+                dir: rel.to_owned(),
+                entry: dst.clone(),
+            });
+            return;
+        }
+        Action::Mkdir { .. } | Action::Enter { .. } => {
+            unreachable!("directories are handled by visit")
+        }
+    };
+    let operation = match action {
+        Action::SetMeta { .. } => "set metadata",
+        Action::Symlink { .. } | Action::Special { .. } => "create",
+        _ => "copy",
+    };
+    match outcome {
+        Err(e) => ctx.fail(rel, name, operation, &e),
+        Ok(()) if ctx.spec.mode == Mode::Move => {
+            let src = match action {
+                Action::Copy { src, .. }
+                | Action::Resume { src, .. }
+                | Action::Symlink { src, .. }
+                | Action::Special { src, .. }
+                | Action::SetMeta { src, .. }
+                | Action::Skip { src } => src,
+                _ => return,
+            };
+            match apply::remove_source(ctx, at, src) {
+                Ok(()) => ctx.emit(rel, name, Change::RemoveSource),
+                Err(e) => ctx.fail(rel, name, "remove source", &e),
+            }
+        }
+        Ok(()) => {}
+    }
+}
+
+/// Reports what an action would do, changing nothing.
+fn dry_run_action(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Action) {
+    let name = action.name();
+    match action {
+        Action::Copy { src, dst: old } | Action::Resume { src, dst: old } => {
+            ctx.file_planned(src.size);
+            ctx.count(|t| &t.files_copied, 1);
+            ctx.count(|t| &t.bytes_copied, src.size);
+            let change = match old {
+                Some(d) if d.kind == EntryKind::File => Change::Update { bytes: src.size },
+                _ => Change::Create {
+                    kind: EntryKind::File,
+                    bytes: src.size,
+                },
+            };
+            ctx.emit(rel, name, change);
+        }
+        Action::Symlink { src, .. } | Action::Special { src, .. } => {
+            ctx.count(|t| &t.links_created, 1);
+            ctx.emit(
+                rel,
+                name,
+                Change::Create {
+                    kind: src.kind,
+                    bytes: 0,
+                },
+            );
+        }
+        Action::HardLink { target, .. } => {
+            ctx.count(|t| &t.links_created, 1);
+            ctx.emit(
+                rel,
+                name,
+                Change::Link {
+                    target: target.clone(),
+                },
+            );
+        }
+        Action::SetMeta { .. } => {
+            ctx.count(|t| &t.metadata_updated, 1);
+            ctx.emit(rel, name, Change::Meta);
+        }
+        Action::Skip { src } => {
+            if src.kind == EntryKind::File {
+                ctx.count(|t| &t.files_skipped, 1);
+            }
+        }
+        Action::Delete { dst: old } => {
+            let entry_rel = rel.join(&old.name);
+            let protect = |p: &Path, is_dir: bool| ctx.spec.filter.excludes(p, is_dir);
+            let n = dst.map_or(Ok(1), |fd| {
+                delete::count(fd, &old.name, old.kind, &entry_rel, &protect)
+            });
+            ctx.count(|t| &t.deleted, n.unwrap_or(1));
+            ctx.emit(rel, name, Change::Delete { kind: old.kind });
+        }
+        Action::Mkdir { .. } | Action::Enter { .. } => {}
+    }
+}
+
+/// Queues the directory's own metadata for the end of the run, and remembers it for a
+/// move's cleanup.
+fn finish_dir(ctx: &Ctx<'_>, job: &DirJob, changed: bool) {
+    if ctx.spec.mode == Mode::Move && job.only.is_none() {
+        lock(&ctx.src_dirs).push(job.rel.clone());
+    }
+    if ctx.dry_run() || !job.finalize {
+        return;
+    }
+    let differs = match &job.dst {
+        DstDir::Existing(_, m) => {
+            m.mode != job.src_meta.mode
+                || m.mtime != job.src_meta.mtime
+                || (ctx.owner && (m.uid, m.gid) != (job.src_meta.uid, job.src_meta.gid))
+        }
+        DstDir::Created(_) => true,
+        DstDir::Absent => false,
+    };
+    if changed || differs {
+        lock(&ctx.dirs).push(PendingDir {
+            rel: job.rel.clone(),
+            meta: job.src_meta,
+        });
+    }
+}

@@ -1,0 +1,179 @@
+//! The end of a run, after every copy: hard links, mirror deletes, directory metadata, and
+//! a move's emptied source directories — in that order, because each step changes what
+//! the next one sees (deleting changes a directory's mtime; a read-only mode would block
+//! deletes inside it).
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::context::{Ctx, PendingDelete, lock};
+use crate::delete;
+use crate::report::Change;
+use crate::spec::Mode;
+use crate::sys::dir;
+use crate::sys::file::{self, TempSuffix};
+use crate::sys::meta::{self, MetaPolicy};
+use crate::sys::xattr;
+
+fn split(rel: &Path) -> (&Path, &OsStr) {
+    (
+        rel.parent().unwrap_or(Path::new("")),
+        rel.file_name().unwrap_or_default(),
+    )
+}
+
+/// Creates the hard links deferred by `-H`.
+pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
+    let links = std::mem::take(&mut *lock(&ctx.links));
+    for link in links {
+        let (dir_rel, name) = split(&link.rel);
+        let result = (|| -> io::Result<bool> {
+            let (target_rel, target_name) = split(&link.target);
+            let dir_fd = dir::open_beneath(dst_root, dir_rel)?;
+            let target_dir = dir::open_beneath(dst_root, target_rel)?;
+            let target = dir::stat_at(target_dir.as_fd(), target_name)?;
+            match dir::stat_at(dir_fd.as_fd(), name) {
+                Ok(existing) if existing.inode == target.inode => Ok(false),
+                Ok(_) => {
+                    let tmp = file::temp_name(name, TempSuffix::Tmp);
+                    let _ = dir::unlink_at(dir_fd.as_fd(), &tmp);
+                    file::hard_link(target_dir.as_fd(), target_name, dir_fd.as_fd(), &tmp)?;
+                    dir::rename_in(dir_fd.as_fd(), &tmp, name)?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    file::hard_link(target_dir.as_fd(), target_name, dir_fd.as_fd(), name)?;
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+            }
+        })();
+        match result {
+            Ok(created) => {
+                if created {
+                    ctx.count(|t| &t.links_created, 1);
+                    ctx.emit(
+                        dir_rel,
+                        name,
+                        Change::Link {
+                            target: link.target.clone(),
+                        },
+                    );
+                }
+                if ctx.spec.mode == Mode::Move {
+                    remove_moved_link(ctx, dir_rel, name);
+                }
+            }
+            Err(e) => ctx.fail(dir_rel, name, "hard link", &e),
+        }
+    }
+}
+
+/// A move's hard-link members: once linked, the source name goes too.
+fn remove_moved_link(ctx: &Ctx<'_>, dir_rel: &Path, name: &OsStr) {
+    let removed = dir::open_beneath(ctx.src_root.as_fd(), dir_rel)
+        .and_then(|fd| dir::unlink_at(fd.as_fd(), name));
+    match removed {
+        Ok(()) => ctx.count(|t| &t.sources_removed, 1),
+        Err(e) => ctx.fail(dir_rel, name, "remove source", &e),
+    }
+}
+
+/// Carries out mirror deletes, unless a copy failed (a source we could not read must not
+/// look like a source that lost its files) or the count exceeds `--max-delete`.
+/// Returns why deletes were skipped, if they were.
+pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
+    let pending = std::mem::take(&mut *lock(&ctx.deletes));
+    if pending.is_empty() {
+        return None;
+    }
+    if ctx.has_failures() {
+        return Some(format!(
+            "{} deletion(s) skipped because of the errors above; nothing was deleted",
+            pending.len()
+        ));
+    }
+    let protect = |p: &Path, is_dir: bool| ctx.spec.filter.excludes(p, is_dir);
+    let opened: Vec<(OwnedFd, PendingDelete)> = pending
+        .into_iter()
+        .filter_map(|d| match dir::open_beneath(dst_root, &d.dir) {
+            Ok(fd) => Some((fd, d)),
+            Err(e) => {
+                ctx.fail(&d.dir, &d.entry.name, "delete", &e);
+                None
+            }
+        })
+        .collect();
+    if let Some(limit) = ctx.spec.limits.max_delete {
+        let total: u64 = opened
+            .iter()
+            .map(|(fd, d)| {
+                delete::count(
+                    fd.as_fd(),
+                    &d.entry.name,
+                    d.entry.kind,
+                    &d.dir.join(&d.entry.name),
+                    &protect,
+                )
+                .unwrap_or(1)
+            })
+            .sum();
+        if total > limit {
+            return Some(format!(
+                "refusing to delete {total} entries: more than --max-delete {limit}; nothing was deleted"
+            ));
+        }
+    }
+    for (fd, d) in opened {
+        let rel = d.dir.join(&d.entry.name);
+        match delete::remove(fd.as_fd(), &d.entry.name, d.entry.kind, &rel, &protect) {
+            Ok(n) => {
+                ctx.count(|t| &t.deleted, n);
+                ctx.emit(&d.dir, &d.entry.name, Change::Delete { kind: d.entry.kind });
+            }
+            Err(e) => ctx.fail(&d.dir, &d.entry.name, "delete", &e),
+        }
+    }
+    None
+}
+
+/// Sets directory metadata, deepest first, now that nothing inside will change.
+pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
+    let mut dirs = std::mem::take(&mut *lock(&ctx.dirs));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
+    for d in dirs {
+        let result = dir::open_beneath(dst_root, &d.rel).and_then(|fd| {
+            if ctx.spec.preserve.xattrs {
+                let src = dir::open_beneath(ctx.src_root.as_fd(), &d.rel)?;
+                xattr::copy(src.as_fd(), fd.as_fd())?;
+            }
+            let policy = MetaPolicy {
+                owner: ctx.owner,
+                mode: true,
+            };
+            meta::apply_fd(fd.as_fd(), &d.meta, policy)
+        });
+        if let Err(e) = result {
+            let (parent, name) = split(&d.rel);
+            ctx.fail(parent, name, "set directory metadata", &e);
+        }
+    }
+}
+
+/// A move removes the source directories it emptied, deepest first. Directories that still
+/// hold something (excluded or failed entries) stay, silently.
+pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
+    let mut dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&ctx.src_dirs));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
+        let (parent, name) = split(rel);
+        let _ = dir::open_beneath(ctx.src_root.as_fd(), parent)
+            .and_then(|fd| dir::rmdir_at(fd.as_fd(), name));
+    }
+    if whole_dir && !ctx.has_failures() {
+        let _ = std::fs::remove_dir(src_root_path);
+    }
+}
