@@ -1,5 +1,8 @@
 //! Errors that stop a transfer before or instead of running it.
 //!
+//! Messages name the path; the OS error is the `source()` (print the chain, e.g.
+//! anyhow's `{:#}`, to see both).
+//!
 //! A failure on one file is not an `Error`: it is recorded in `Report::failures` and the
 //! run goes on.
 
@@ -9,10 +12,10 @@ use std::path::PathBuf;
 /// A fatal error: the transfer could not start, or could not go on at all.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("source {}: {source}", path.display())]
+    #[error("source {}", path.display())]
     Source { path: PathBuf, source: io::Error },
 
-    #[error("destination {}: {source}", path.display())]
+    #[error("destination {}", path.display())]
     Destination { path: PathBuf, source: io::Error },
 
     #[error("destination {} is inside source {}", destination.display(), source_dir.display())]

@@ -1,0 +1,146 @@
+//! The command line, as clap definitions. Parsing only: turning these into a
+//! `TransferSpec` (and checking combinations) happens in `options`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const TRAILING_SLASH: &str = "\
+Paths follow rsync's trailing-slash rule:
+  blit copy src/ dst    copies the contents of src into dst (dst/file, ...)
+  blit copy src dst     copies src itself into dst (dst/src/file, ...)
+A source that is a single file lands in DST if DST is a directory (or ends in /),
+and becomes DST otherwise.
+
+Exit codes: 0 success, 1 partial (some entries failed; the rest was transferred),
+2 usage error or fatal error (nothing or little was done).";
+
+/// Blit moves files between directories fast and without losing anything.
+#[derive(Debug, Parser)]
+#[command(name = "blit", version, about, after_help = TRAILING_SLASH, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy SRC to DST: create and update, never delete.
+    #[command(after_help = TRAILING_SLASH)]
+    Copy(TransferArgs),
+    /// Make DST an exact copy of SRC: also delete what SRC does not have.
+    #[command(after_help = TRAILING_SLASH)]
+    Mirror(TransferArgs),
+    /// Copy SRC to DST, confirm each file landed, then remove it from SRC.
+    #[command(name = "move", after_help = TRAILING_SLASH)]
+    Move(TransferArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Inspect this machine's Blit history.
+    Diagnostics {
+        #[command(subcommand)]
+        what: Diagnostics,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Diagnostics {
+    /// Show the local performance history (one line per past run).
+    Perf {
+        /// How many recent runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the raw JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to decide that a destination file is already up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReflinkArg {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Options shared by copy, mirror and move.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Source path (a trailing / means "the contents of").
+    pub source: PathBuf,
+    /// Destination path.
+    pub destination: PathBuf,
+
+    /// Show what would be created, updated and deleted, with byte totals; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Compare files by BLAKE3 content hash instead of size and modification time.
+    #[arg(short = 'c', long, conflicts_with_all = ["ignore_times", "size_only"])]
+    pub checksum: bool,
+    /// Rewrite every file, even when size and modification time match.
+    #[arg(short = 'I', long, conflicts_with = "size_only")]
+    pub ignore_times: bool,
+    /// Treat files of equal size as up to date, whatever their modification times.
+    #[arg(long)]
+    pub size_only: bool,
+    /// Treat modification times this many seconds apart as equal (e.g. 2 for FAT).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub modify_window: f64,
+    /// Copy-on-write clones: auto (when the filesystem supports them), always, never.
+    #[arg(long, value_enum, default_value_t = ReflinkArg::Auto, value_name = "WHEN")]
+    pub reflink: ReflinkArg,
+    /// Preserve hard links between files of the source.
+    #[arg(short = 'H', long)]
+    pub hard_links: bool,
+    /// Preserve extended attributes (user.* unless running as root).
+    #[arg(short = 'X', long)]
+    pub xattrs: bool,
+    /// Don't set owner and group (by default they are kept when running as root).
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Owners are always kept as numeric ids; accepted for rsync compatibility.
+    #[arg(long, hide = true)]
+    pub numeric_ids: bool,
+    /// Continue large files an interrupted run left half-written (verified by BLAKE3).
+    #[arg(long)]
+    pub resume: bool,
+    /// Refuse to delete more than N entries (mirror); nothing is deleted past the limit.
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
+    /// Exclude entries matching PATTERN (rsync-style; repeatable; first match wins).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Include entries matching PATTERN even if a later --exclude matches them.
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// Log every entry created, updated or deleted.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Show progress bars (default when stderr is a terminal).
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never show progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Worker threads (default: two per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+    /// Don't ask before deleting (mirror) or removing sources (move).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Don't record this run in the local performance history.
+    #[arg(long)]
+    pub no_history: bool,
+}
+
+/// The clap command, for completions and the man page.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
