@@ -1,0 +1,564 @@
+//! End-to-end tests of the engine on real files: every tree is built on disk, transferred
+//! with `Transfer::run`, and compared entry by entry (content, mode, nanosecond mtime,
+//! symlink target, xattrs, hard links).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use blit_core::{Compare, Endpoint, Mode, Quiet, Report, Transfer, TransferSpec};
+use blit_test_support::{self as support, Fixture, assert_same_tree, bytes_path, set_mode, set_mtime, with_slash};
+
+const PLAIN: support::Compare = support::Compare {
+    xattrs: false,
+    hard_links: false,
+    owner: false,
+};
+
+fn spec(src: &Path, dst: &Path) -> TransferSpec {
+    TransferSpec::new(Endpoint::Local(src.to_owned()), Endpoint::Local(dst.to_owned()))
+}
+
+fn run_spec(spec: TransferSpec) -> Report {
+    Transfer::new(spec).run(&Quiet).expect("transfer runs")
+}
+
+/// Copies the contents of `src` into `dst` with options set by `tweak`.
+fn transfer(src: &Path, dst: &Path, tweak: impl FnOnce(&mut TransferSpec)) -> Report {
+    let mut s = spec(&with_slash(src), dst);
+    tweak(&mut s);
+    run_spec(s)
+}
+
+fn copy(fx: &Fixture) -> Report {
+    transfer(&fx.src, &fx.dst, |_| {})
+}
+
+fn mirror(fx: &Fixture) -> Report {
+    transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Mirror)
+}
+
+fn assert_clean(report: &Report) {
+    assert!(report.failures.is_empty(), "failures: {:?}", report.failures);
+    assert!(report.deletes_skipped.is_none(), "{:?}", report.deletes_skipped);
+}
+
+#[test]
+fn awkward_names_survive() {
+    let fx = Fixture::new();
+    fx.file(bytes_path(b"caf\xe9-latin1.txt"), b"latin1");
+    fx.file(bytes_path(b"dir-\xff\xfe/inner"), b"inside a non-UTF-8 dir");
+    fx.file("new\nline", b"newline");
+    fx.file("-leading-dash", b"dash");
+    fx.file("--", b"double dash");
+    fx.file("x".repeat(255), b"long name");
+    fx.file(format!("{}/{}", "d".repeat(255), "e".repeat(255)), b"long dir and file");
+    fx.file("spaces and\ttabs", b"ws");
+    let report = copy(&fx);
+    assert_clean(&report);
+    assert_eq!(report.files_copied, 8);
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
+fn symlinks_are_kept_as_links() {
+    let fx = Fixture::new();
+    fx.file("target.txt", b"t");
+    fx.dir("somedir");
+    fx.symlink("relative", "target.txt");
+    fx.symlink("to-dir", "somedir");
+    fx.symlink("absolute", "/etc/hostname");
+    fx.symlink("dangling", "does/not/exist");
+    fx.symlink(bytes_path(b"odd-\xfe"), bytes_path(b"target-\xfe"));
+    let report = copy(&fx);
+    assert_clean(&report);
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+    assert!(fs::symlink_metadata(fx.dst.join("to-dir")).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_link(fx.dst.join("absolute")).unwrap(), Path::new("/etc/hostname"));
+    // Re-pointing a link is picked up.
+    fs::remove_file(fx.src.join("relative")).unwrap();
+    std::os::unix::fs::symlink("somedir", fx.src.join("relative")).unwrap();
+    assert_clean(&copy(&fx));
+    assert_eq!(fs::read_link(fx.dst.join("relative")).unwrap(), Path::new("somedir"));
+}
+
+#[test]
+fn empty_directories_are_created() {
+    let fx = Fixture::new();
+    fx.dir("a/b/c");
+    fx.dir("empty");
+    let report = copy(&fx);
+    assert_clean(&report);
+    assert_eq!(report.dirs_created, 4);
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
+fn hard_links_are_preserved_with_the_flag() {
+    let fx = Fixture::new();
+    let first = fx.file("a/first", b"shared content");
+    fx.dir("b");
+    fs::hard_link(&first, fx.src.join("b/second")).unwrap();
+    fs::hard_link(&first, fx.src.join("third")).unwrap();
+    fx.file("alone", b"x");
+    let links = support::Compare {
+        hard_links: true,
+        ..PLAIN
+    };
+
+    let report = transfer(&fx.src, &fx.dst, |s| s.preserve.hard_links = true);
+    assert_clean(&report);
+    assert_eq!(report.files_copied, 2, "one copy per group plus the lone file");
+    assert_same_tree(&fx.src, &fx.dst, links);
+    assert_eq!(fs::metadata(fx.dst.join("third")).unwrap().nlink(), 3);
+
+    // Without -H, they are independent files.
+    let plain = fx.path("plain");
+    transfer(&fx.src, &plain, |_| {});
+    assert_eq!(fs::metadata(plain.join("third")).unwrap().nlink(), 1);
+
+    // A re-run with -H finds nothing to do.
+    let again = transfer(&fx.src, &fx.dst, |s| s.preserve.hard_links = true);
+    assert_eq!((again.files_copied, again.links_created), (0, 0));
+}
+
+#[test]
+fn sparse_file_stays_sparse() {
+    let fx = Fixture::new();
+    let path = fx.src.join("sparse.img");
+    let f = fs::File::create(&path).unwrap();
+    f.set_len(1 << 30).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(&[7u8; 65536], 512 << 20).unwrap();
+    f.write_all_at(b"tail", (1 << 30) - 4).unwrap();
+    drop(f);
+    let report = copy(&fx);
+    assert_clean(&report);
+    let copied = fx.dst.join("sparse.img");
+    assert_eq!(fs::metadata(&copied).unwrap().len(), 1 << 30);
+    let allocated = support::allocated_bytes(&copied);
+    assert!(allocated < 8 << 20, "1 GiB sparse file took {allocated} bytes on disk");
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
+fn modes_and_nanosecond_mtimes_are_kept() {
+    let fx = Fixture::new();
+    let cases = [("private", 0o600), ("exec", 0o755), ("odd", 0o4751), ("readonly", 0o444), ("none", 0o000)];
+    for (i, (name, mode)) in cases.iter().enumerate() {
+        let p = fx.file(format!("d/{name}"), name.as_bytes());
+        set_mode(&p, *mode);
+        set_mtime(&p, 1_500_000_000 + i as i64, 123_456_789 + i as u32);
+    }
+    let ro_dir = fx.dir("ro-dir");
+    fx.file("ro-dir/inside", b"written before the dir became read-only");
+    set_mode(&ro_dir, 0o555);
+    set_mtime(&ro_dir, 1_400_000_000, 999_999_999);
+    set_mtime(&fx.src.join("d"), 1_300_000_000, 1);
+    let report = copy(&fx);
+    assert_clean(&report);
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+    let md = fs::metadata(fx.dst.join("d/exec")).unwrap();
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_500_000_001, 123_456_790));
+}
+
+#[test]
+fn xattrs_are_copied_with_the_flag() {
+    let fx = Fixture::new();
+    let f = fx.file("f", b"x");
+    let d = fx.dir("d");
+    if !support::set_xattr(&f, "user.blit.test", b"value\0with nul") {
+        eprintln!("skipped: the filesystem under {} does not support user xattrs", fx.src.display());
+        return;
+    }
+    assert!(support::set_xattr(&d, "user.blit.dir", b"dir value"));
+    let with = support::Compare { xattrs: true, ..PLAIN };
+    assert_clean(&transfer(&fx.src, &fx.dst, |s| s.preserve.xattrs = true));
+    assert_same_tree(&fx.src, &fx.dst, with);
+
+    let without = fx.path("without");
+    transfer(&fx.src, &without, |_| {});
+    assert!(support::snapshot(&without, with)[Path::new("f")].xattrs.is_empty());
+}
+
+#[test]
+fn mirror_deletes_only_inside_the_destination() {
+    let fx = Fixture::new();
+    fx.file("keep/a", b"a");
+    fx.file("same", b"s");
+    let outside = fx.path("outside");
+    support::write(&outside.join("precious"), b"must survive");
+    support::write(&outside.join("sub/also"), b"must survive too");
+    assert_clean(&copy(&fx));
+
+    support::write(&fx.dst.join("extra-file"), b"x");
+    support::write(&fx.dst.join("extra-dir/deep/f"), b"x");
+    support::write(&fx.dst.join("keep/extra"), b"x");
+    std::os::unix::fs::symlink(&outside, fx.dst.join("link-out")).unwrap();
+    std::os::unix::fs::symlink(&outside, fx.dst.join("keep/link-out")).unwrap();
+    let report = mirror(&fx);
+    assert_clean(&report);
+    // extra-file, extra-dir with deep/ and f (3), keep/extra, link-out, keep/link-out.
+    assert_eq!(report.deleted, 7, "{report:?}");
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+    assert_eq!(fs::read(outside.join("precious")).unwrap(), b"must survive");
+    assert_eq!(fs::read(outside.join("sub/also")).unwrap(), b"must survive too");
+}
+
+#[test]
+fn a_symlinked_directory_in_the_destination_is_replaced_not_followed() {
+    let fx = Fixture::new();
+    fx.file("data/file", b"new");
+    let outside = fx.path("outside");
+    support::write(&outside.join("file"), b"outside, untouched");
+    fs::create_dir_all(&fx.dst).unwrap();
+    std::os::unix::fs::symlink(&outside, fx.dst.join("data")).unwrap();
+    assert_clean(&mirror(&fx));
+    assert!(fs::symlink_metadata(fx.dst.join("data")).unwrap().is_dir());
+    assert_eq!(fs::read(outside.join("file")).unwrap(), b"outside, untouched");
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
+fn max_delete_refuses_and_deletes_nothing() {
+    let fx = Fixture::new();
+    fx.file("a", b"a");
+    assert_clean(&copy(&fx));
+    for i in 0..5 {
+        support::write(&fx.dst.join(format!("extra{i}")), b"x");
+    }
+    let report = transfer(&fx.src, &fx.dst, |s| {
+        s.mode = Mode::Mirror;
+        s.limits.max_delete = Some(3);
+    });
+    assert!(report.deletes_skipped.as_deref().unwrap().contains("--max-delete 3"));
+    assert!(report.is_partial());
+    assert_eq!(support::names(&fx.dst).len(), 6);
+    let report = transfer(&fx.src, &fx.dst, |s| {
+        s.mode = Mode::Mirror;
+        s.limits.max_delete = Some(5);
+    });
+    assert_clean(&report);
+    assert_eq!(report.deleted, 5);
+}
+
+#[test]
+fn type_changes_between_runs() {
+    let fx = Fixture::new();
+    fx.file("a", b"file first");
+    fx.file("b/inner", b"dir first");
+    fx.dir("c");
+    fx.symlink("d", "a");
+    fx.file("e", b"file then link");
+    assert_clean(&copy(&fx));
+
+    fs::remove_file(fx.src.join("a")).unwrap();
+    fx.file("a/now-inside", b"dir now");
+    fs::remove_dir_all(fx.src.join("b")).unwrap();
+    fx.file("b", b"file now");
+    fs::remove_dir(fx.src.join("c")).unwrap();
+    fx.symlink("c", "b");
+    fs::remove_file(fx.src.join("d")).unwrap();
+    fx.dir("d/sub");
+    fs::remove_file(fx.src.join("e")).unwrap();
+    fx.symlink("e", "b");
+    let report = copy(&fx);
+    assert_clean(&report);
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
+fn same_size_changes_are_found_by_mtime_and_by_checksum_only_when_mtime_matches() {
+    let fx = Fixture::new();
+    let f = fx.file("f", b"version one");
+    set_mtime(&f, 1_600_000_000, 5);
+    assert_clean(&copy(&fx));
+
+    // Same size, new mtime: the default comparison sees it.
+    fs::write(&f, b"version two").unwrap();
+    set_mtime(&f, 1_600_000_001, 5);
+    assert_eq!(copy(&fx).files_copied, 1);
+    assert_eq!(fs::read(fx.dst.join("f")).unwrap(), b"version two");
+
+    // Same size and same mtime: invisible to size+mtime, found by --checksum.
+    fs::write(&f, b"version 333").unwrap();
+    set_mtime(&f, 1_600_000_001, 5);
+    assert_eq!(copy(&fx).files_copied, 0);
+    assert_eq!(fs::read(fx.dst.join("f")).unwrap(), b"version two");
+    let report = transfer(&fx.src, &fx.dst, |s| s.compare = Compare::Checksum);
+    assert_eq!(report.files_copied, 1);
+    assert_eq!(fs::read(fx.dst.join("f")).unwrap(), b"version 333");
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
+fn unchanged_rerun_does_nothing() {
+    let fx = Fixture::new();
+    for i in 0..50 {
+        fx.file(format!("d{}/f{i}", i % 5), format!("{i}").as_bytes());
+    }
+    assert_clean(&copy(&fx));
+    let before = support::snapshot(&fx.dst, PLAIN);
+    let again = mirror(&fx);
+    assert_clean(&again);
+    assert_eq!((again.files_copied, again.deleted, again.metadata_updated), (0, 0, 0));
+    assert_eq!(again.files_skipped, 50);
+    assert_eq!(before, support::snapshot(&fx.dst, PLAIN));
+}
+
+#[test]
+fn filters_exclude_and_protect() {
+    let fx = Fixture::new();
+    fx.file("src/main.rs", b"code");
+    fx.file("src/debug.log", b"log");
+    fx.file("keep.log", b"important log");
+    fx.file("build/out.o", b"obj");
+    fx.file("nested/build/kept", b"only the root build is excluded");
+    fx.file("cache/x", b"cache dir");
+    fx.file("notcache/cache", b"a file named cache is not a dir");
+    let rules = |s: &mut TransferSpec| {
+        s.filter.add(blit_core::RuleKind::Include, "keep.log").unwrap();
+        s.filter.add(blit_core::RuleKind::Exclude, "*.log").unwrap();
+        s.filter.add(blit_core::RuleKind::Exclude, "/build").unwrap();
+        s.filter.add(blit_core::RuleKind::Exclude, "cache/").unwrap();
+    };
+    assert_clean(&transfer(&fx.src, &fx.dst, rules));
+    let got: Vec<PathBuf> = support::snapshot(&fx.dst, PLAIN).into_keys().collect();
+    let want: Vec<PathBuf> = [
+        "keep.log",
+        "nested",
+        "nested/build",
+        "nested/build/kept",
+        "notcache",
+        "notcache/cache",
+        "src",
+        "src/main.rs",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(got, want);
+
+    // Excluded destination entries are protected from mirror deletion.
+    support::write(&fx.dst.join("local.log"), b"destination's own log");
+    support::write(&fx.dst.join("cache/local"), b"destination's own cache");
+    support::write(&fx.dst.join("stray"), b"not protected");
+    let report = transfer(&fx.src, &fx.dst, |s| {
+        rules(s);
+        s.mode = Mode::Mirror;
+    });
+    assert_clean(&report);
+    assert!(fx.dst.join("local.log").exists());
+    assert!(fx.dst.join("cache/local").exists());
+    assert!(!fx.dst.join("stray").exists());
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let fx = Fixture::new();
+    fx.file("a", b"a");
+    fx.file("dir/b", b"bb");
+    assert_clean(&copy(&fx));
+    fx.file("new", b"new file");
+    fs::write(fx.src.join("a"), b"changed").unwrap();
+    support::write(&fx.dst.join("extra/x"), b"x");
+    let before = support::snapshot(fx.dir.path(), PLAIN);
+    let report = transfer(&fx.src, &fx.dst, |s| {
+        s.mode = Mode::Mirror;
+        s.dry_run = true;
+    });
+    assert_clean(&report);
+    assert!(report.dry_run);
+    assert_eq!(report.files_copied, 2);
+    assert_eq!(report.bytes_copied, 8 + 7);
+    assert_eq!(report.deleted, 2);
+    assert_eq!(before, support::snapshot(fx.dir.path(), PLAIN));
+
+    // A dry run into a destination that does not exist does not create it.
+    let nowhere = fx.path("nowhere");
+    let report = transfer(&fx.src, &nowhere, |s| s.dry_run = true);
+    assert_eq!(report.files_copied, 3);
+    assert!(!nowhere.exists());
+}
+
+#[test]
+fn move_removes_sources_after_success() {
+    let fx = Fixture::new();
+    fx.file("a", b"a");
+    fx.file("dir/b", b"bb");
+    fx.dir("dir/empty");
+    fx.symlink("link", "a");
+    let reference = fx.path("reference");
+    transfer(&fx.src, &reference, |_| {});
+    let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
+    assert_clean(&report);
+    assert_eq!(report.sources_removed, 3);
+    assert_same_tree(&reference, &fx.dst, PLAIN);
+    assert!(support::names(&fx.src).is_empty(), "left in source: {:?}", support::names(&fx.src));
+}
+
+#[test]
+fn move_keeps_sources_whose_copy_failed() {
+    let fx = Fixture::new();
+    fx.file("ok/a", b"a");
+    fx.file("blocked/b", b"b");
+    fs::create_dir_all(fx.dst.join("blocked")).unwrap();
+    // An immutable directory refuses new entries even to root.
+    let Some(_guard) = support::Immutable::set(&fx.dst.join("blocked")) else {
+        eprintln!("skipped: cannot set the immutable flag here");
+        return;
+    };
+    let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
+    assert!(
+        report.failures.iter().any(|f| f.path == Path::new("blocked/b") && f.operation == "copy"),
+        "{:?}",
+        report.failures
+    );
+    assert!(!fx.src.join("ok/a").exists(), "the good file moved");
+    assert_eq!(fs::read(fx.src.join("blocked/b")).unwrap(), b"b", "the failed one stayed");
+}
+
+#[test]
+fn resume_keeps_verified_blocks_and_rewrites_bad_ones() {
+    let fx = Fixture::new();
+    let block = blit_core::resume::BLOCK as usize;
+    let content: Vec<u8> = (0..10 * block).map(|i| (i * 7 + i / 4096) as u8).collect();
+    fx.file("big.bin", &content);
+    fs::create_dir_all(&fx.dst).unwrap();
+    // An interrupted run left six blocks, one of them damaged.
+    let mut partial = content[..6 * block].to_vec();
+    partial[block + 10] ^= 0xff;
+    let part = fx.dst.join(blit_core::sys::file::temp_name("big.bin".as_ref(), blit_core::sys::file::TempSuffix::Part));
+    fs::write(&part, &partial).unwrap();
+
+    let report = transfer(&fx.src, &fx.dst, |s| s.resume = true);
+    assert_clean(&report);
+    assert_eq!(report.bytes_resumed, 5 * block as u64);
+    assert_eq!(report.bytes_copied, 5 * block as u64);
+    assert_eq!(fs::read(fx.dst.join("big.bin")).unwrap(), content);
+    assert!(!part.exists());
+}
+
+#[test]
+fn leftover_temp_files_are_removed_without_resume() {
+    let fx = Fixture::new();
+    fx.file("big.bin", &vec![1u8; (blit_core::transfer::RESUMABLE_MIN + 1) as usize]);
+    fs::create_dir_all(&fx.dst).unwrap();
+    let part = fx.dst.join(blit_core::sys::file::temp_name("big.bin".as_ref(), blit_core::sys::file::TempSuffix::Part));
+    let tmp = fx.dst.join(blit_core::sys::file::temp_name("gone".as_ref(), blit_core::sys::file::TempSuffix::Tmp));
+    fs::write(&part, b"stale").unwrap();
+    fs::write(&tmp, b"stale").unwrap();
+    let report = copy(&fx);
+    assert_clean(&report);
+    assert_eq!(report.bytes_resumed, 0);
+    assert_eq!(support::names(&fx.dst), vec![std::ffi::OsString::from("big.bin")]);
+}
+
+#[test]
+fn single_files_follow_the_destination_rules() {
+    let fx = Fixture::new();
+    let f = fx.file("one.txt", b"one");
+    fs::create_dir_all(&fx.dst).unwrap();
+    assert_clean(&run_spec(spec(&f, &fx.dst)));
+    assert_eq!(fs::read(fx.dst.join("one.txt")).unwrap(), b"one");
+    assert_clean(&run_spec(spec(&f, &fx.dst.join("renamed.txt"))));
+    assert_eq!(fs::read(fx.dst.join("renamed.txt")).unwrap(), b"one");
+}
+
+#[test]
+fn overlapping_roots_are_refused() {
+    let fx = Fixture::new();
+    fx.file("a", b"a");
+    let inside = Transfer::new(spec(&fx.src_contents(), &fx.src.join("sub"))).run(&Quiet);
+    assert!(matches!(inside, Err(blit_core::Error::DestinationInsideSource { .. })), "{inside:?}");
+    let same = Transfer::new(spec(&fx.src_contents(), &fx.src)).run(&Quiet);
+    assert!(matches!(same, Err(blit_core::Error::SameSourceAndDestination { .. })), "{same:?}");
+    let missing = Transfer::new(spec(&fx.path("missing"), &fx.dst)).run(&Quiet);
+    assert!(matches!(missing, Err(blit_core::Error::Source { .. })), "{missing:?}");
+}
+
+#[test]
+fn the_trailing_slash_decides_where_a_directory_lands() {
+    let fx = Fixture::new();
+    fx.file("f", b"x");
+    assert_clean(&run_spec(spec(&fx.src, &fx.dst)));
+    assert!(fx.dst.join("src/f").exists());
+    let contents = fx.path("contents");
+    assert_clean(&run_spec(spec(&fx.src_contents(), &contents)));
+    assert!(contents.join("f").exists());
+}
+
+mod random_trees {
+    //! Property test: random trees (names with odd bytes, files, symlinks, empty
+    //! directories, modes, nanosecond mtimes) copy exactly, and a second random tree
+    //! mirrored over the first leaves an exact copy of the second.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Node {
+        File(Vec<u8>, u32, u32),
+        Link(Vec<u8>),
+        Dir(Vec<(Vec<u8>, Node)>),
+    }
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![Just(b'a'), Just(b'Z'), Just(b'-'), Just(b'\n'), Just(0xe9u8), Just(0xffu8), Just(b' ')], 1..6)
+            .prop_filter("not . or ..", |n| n != b"." && n != b"..")
+    }
+
+    fn node() -> impl Strategy<Value = Node> {
+        let leaf = prop_oneof![
+            (prop::collection::vec(any::<u8>(), 0..3000), prop_oneof![Just(0o644u32), Just(0o600), Just(0o755), Just(0o400)], 0u32..1_000_000_000)
+                .prop_map(|(c, m, ns)| Node::File(c, m, ns)),
+            name().prop_map(Node::Link),
+            Just(Node::Dir(Vec::new())),
+        ];
+        leaf.prop_recursive(3, 40, 6, |inner| prop::collection::vec((name(), inner), 0..6).prop_map(Node::Dir))
+    }
+
+    fn build(root: &Path, children: &[(Vec<u8>, Node)]) {
+        fs::create_dir_all(root).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for (n, node) in children {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            let p = root.join(bytes_path(n));
+            match node {
+                Node::File(content, mode, ns) => {
+                    fs::write(&p, content).unwrap();
+                    set_mode(&p, *mode);
+                    set_mtime(&p, 1_000_000_000 + i64::from(*ns % 1000), *ns);
+                }
+                Node::Link(target) => std::os::unix::fs::symlink(bytes_path(target), &p).unwrap(),
+                Node::Dir(kids) => build(&p, kids),
+            }
+        }
+    }
+
+    fn tree() -> impl Strategy<Value = Vec<(Vec<u8>, Node)>> {
+        prop::collection::vec((name(), node()), 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn random_trees_copy_and_mirror_exactly(first in tree(), second in tree()) {
+            let fx = Fixture::new();
+            fs::remove_dir(&fx.src).unwrap();
+            build(&fx.src, &first);
+            let report = copy(&fx);
+            prop_assert!(report.failures.is_empty(), "{:?}", report.failures);
+            assert_same_tree(&fx.src, &fx.dst, PLAIN);
+
+            fs::remove_dir_all(&fx.src).unwrap();
+            build(&fx.src, &second);
+            let report = mirror(&fx);
+            prop_assert!(report.failures.is_empty(), "{:?}", report.failures);
+            assert_same_tree(&fx.src, &fx.dst, PLAIN);
+        }
+    }
+}
