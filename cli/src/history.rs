@@ -30,7 +30,9 @@ pub struct Record {
 impl Record {
     pub fn from_report(report: &Report, workers: usize) -> Record {
         Record {
-            at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             mode: format!("{:?}", report.mode).to_lowercase(),
             shape: shape(report.files_copied, report.bytes_copied).to_owned(),
             entries: report.entries,
@@ -76,8 +78,12 @@ pub fn record(rec: &Record) {
 
 /// Reads all records, skipping lines that do not parse.
 pub fn load() -> Vec<Record> {
-    let Some(path) = path() else { return Vec::new() };
-    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let Some(path) = path() else {
+        return Vec::new();
+    };
+    let Ok(f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
     BufReader::new(f)
         .lines()
         .map_while(Result::ok)
@@ -107,10 +113,20 @@ pub fn show(limit: usize, json: bool) {
         "{:>12} {:>7} {:>12} {:>10} {:>11} {:>9} {:>12} {:>10}",
         "when", "mode", "shape", "files", "bytes", "seconds", "throughput", "files/s"
     );
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     for r in recent {
-        let rate = if r.seconds > 0.0 { r.bytes as f64 / r.seconds } else { 0.0 };
-        let files_rate = if r.seconds > 0.0 { r.files as f64 / r.seconds } else { 0.0 };
+        let rate = if r.seconds > 0.0 {
+            r.bytes as f64 / r.seconds
+        } else {
+            0.0
+        };
+        let files_rate = if r.seconds > 0.0 {
+            r.files as f64 / r.seconds
+        } else {
+            0.0
+        };
         println!(
             "{:>12} {:>7} {:>12} {:>10} {:>11} {:>9.3} {:>10}/s {:>10.0}",
             ago(now.saturating_sub(r.at)),

@@ -54,7 +54,9 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
     }
     let workers = spec.limits.workers;
     let transfer = Transfer::new(spec);
-    let bars = out.progress.then(|| progress::Progress::start(transfer.stats()));
+    let bars = out
+        .progress
+        .then(|| progress::Progress::start(transfer.stats()));
     let printer = output::EventPrinter::new(out.verbose, args.dry_run, out.json);
     let result = transfer.run(&printer);
     if let Some(bars) = bars {
@@ -68,7 +70,11 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
     if out.history {
         history::record(&history::Record::from_report(&report, workers));
     }
-    Ok(if report.is_partial() { Outcome::Partial } else { Outcome::Success })
+    Ok(if report.is_partial() {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
 }
 
 /// Destructive runs ask first on a terminal; without one they need `--yes`.

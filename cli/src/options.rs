@@ -1,6 +1,8 @@
 //! From parsed arguments to a validated `TransferSpec` plus the CLI's own settings.
 
-use blit_core::{Compare, Endpoint, Filter, Limits, Mode, Preserve, Reflink, RuleKind, TransferSpec};
+use blit_core::{
+    Compare, Endpoint, Filter, Limits, Mode, Preserve, Reflink, RuleKind, TransferSpec,
+};
 use clap::ArgMatches;
 
 use crate::args::{ReflinkArg, TransferArgs};
@@ -16,7 +18,11 @@ pub struct Output {
 
 /// Builds the engine's spec. `matches` are the subcommand's, used to keep --include and
 /// --exclude in the order they were given (first match wins, as in rsync).
-pub fn spec(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> Result<TransferSpec, blit_core::Error> {
+pub fn spec(
+    mode: Mode,
+    args: &TransferArgs,
+    matches: &ArgMatches,
+) -> Result<TransferSpec, blit_core::Error> {
     let mut spec = TransferSpec::new(
         Endpoint::Local(args.source.clone()),
         Endpoint::Local(args.destination.clone()),
@@ -38,7 +44,9 @@ pub fn spec(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> Result<Tra
         owner: !args.no_owner,
     };
     spec.limits = Limits {
-        workers: args.workers.map_or_else(blit_core::spec::default_workers, usize::from),
+        workers: args
+            .workers
+            .map_or_else(blit_core::spec::default_workers, usize::from),
         max_delete: args.max_delete,
         modify_window_ns: (args.modify_window.max(0.0) * 1e9) as u64,
     };
@@ -55,8 +63,13 @@ pub fn spec(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> Result<Tra
 /// The --include/--exclude rules in command-line order.
 fn filter(matches: &ArgMatches) -> Result<Filter, blit_core::Error> {
     let mut rules: Vec<(usize, RuleKind, &String)> = Vec::new();
-    for (id, kind) in [("include", RuleKind::Include), ("exclude", RuleKind::Exclude)] {
-        if let (Some(indices), Some(values)) = (matches.indices_of(id), matches.get_many::<String>(id)) {
+    for (id, kind) in [
+        ("include", RuleKind::Include),
+        ("exclude", RuleKind::Exclude),
+    ] {
+        if let (Some(indices), Some(values)) =
+            (matches.indices_of(id), matches.get_many::<String>(id))
+        {
             rules.extend(indices.zip(values).map(|(i, v)| (i, kind, v)));
         }
     }

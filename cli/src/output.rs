@@ -55,11 +55,21 @@ impl Observer for EventPrinter {
         let path = display_path(event.path);
         let would = if self.dry_run { "would " } else { "" };
         let line = match event.change {
-            Change::Create { kind, bytes } if *bytes > 0 => format!("{would}create {} {path} ({})", kind.label(), human_bytes(*bytes)),
+            Change::Create { kind, bytes } if *bytes > 0 => format!(
+                "{would}create {} {path} ({})",
+                kind.label(),
+                human_bytes(*bytes)
+            ),
             Change::Create { kind, .. } => format!("{would}create {} {path}", kind.label()),
-            Change::Update { bytes } => format!("{would}update file {path} ({})", human_bytes(*bytes)),
+            Change::Update { bytes } => {
+                format!("{would}update file {path} ({})", human_bytes(*bytes))
+            }
             Change::Resume { bytes, reused } => {
-                format!("{would}resume file {path} ({} written, {} kept)", human_bytes(*bytes), human_bytes(*reused))
+                format!(
+                    "{would}resume file {path} ({} written, {} kept)",
+                    human_bytes(*bytes),
+                    human_bytes(*reused)
+                )
             }
             Change::Link { target } => format!("{would}link {path} => {}", display_path(target)),
             Change::Meta => format!("{would}set metadata {path}"),
@@ -85,13 +95,21 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The human summary, on stderr, after the run.
 pub fn summary(report: &Report) {
     let mut err = std::io::stderr().lock();
-    let verb = if report.dry_run { "would copy" } else { "copied" };
+    let verb = if report.dry_run {
+        "would copy"
+    } else {
+        "copied"
+    };
     let _ = write!(
         err,
         "{verb} {} files ({}), {} up to date",
@@ -112,22 +130,40 @@ pub fn summary(report: &Report) {
         let _ = write!(err, ", {} metadata updates", report.metadata_updated);
     }
     if report.deleted > 0 {
-        let verb = if report.dry_run { "would delete" } else { "deleted" };
+        let verb = if report.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         let _ = write!(err, ", {verb} {}", report.deleted);
     }
     if report.sources_removed > 0 {
         let _ = write!(err, ", {} sources removed", report.sources_removed);
     }
     let secs = report.elapsed.as_secs_f64();
-    let _ = writeln!(err, " in {secs:.2} s ({}/s)", human_bytes(report.throughput() as u64));
+    let _ = writeln!(
+        err,
+        " in {secs:.2} s ({}/s)",
+        human_bytes(report.throughput() as u64)
+    );
     for f in &report.failures {
-        let _ = writeln!(err, "blit: error: {} {}: {}", f.operation, display_path(&f.path), f.message);
+        let _ = writeln!(
+            err,
+            "blit: error: {} {}: {}",
+            f.operation,
+            display_path(&f.path),
+            f.message
+        );
     }
     if let Some(why) = &report.deletes_skipped {
         let _ = writeln!(err, "blit: error: {why}");
     }
     if !report.failures.is_empty() {
-        let _ = writeln!(err, "blit: {} entries failed; the rest was transferred", report.failures.len());
+        let _ = writeln!(
+            err,
+            "blit: {} entries failed; the rest was transferred",
+            report.failures.len()
+        );
     }
 }
 

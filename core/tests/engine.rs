@@ -7,7 +7,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use blit_core::{Compare, Endpoint, Mode, Quiet, Report, Transfer, TransferSpec};
-use blit_test_support::{self as support, Fixture, assert_same_tree, bytes_path, set_mode, set_mtime, with_slash};
+use blit_test_support::{
+    self as support, Fixture, assert_same_tree, bytes_path, set_mode, set_mtime, with_slash,
+};
 
 const PLAIN: support::Compare = support::Compare {
     xattrs: false,
@@ -16,7 +18,10 @@ const PLAIN: support::Compare = support::Compare {
 };
 
 fn spec(src: &Path, dst: &Path) -> TransferSpec {
-    TransferSpec::new(Endpoint::Local(src.to_owned()), Endpoint::Local(dst.to_owned()))
+    TransferSpec::new(
+        Endpoint::Local(src.to_owned()),
+        Endpoint::Local(dst.to_owned()),
+    )
 }
 
 fn run_spec(spec: TransferSpec) -> Report {
@@ -39,8 +44,16 @@ fn mirror(fx: &Fixture) -> Report {
 }
 
 fn assert_clean(report: &Report) {
-    assert!(report.failures.is_empty(), "failures: {:?}", report.failures);
-    assert!(report.deletes_skipped.is_none(), "{:?}", report.deletes_skipped);
+    assert!(
+        report.failures.is_empty(),
+        "failures: {:?}",
+        report.failures
+    );
+    assert!(
+        report.deletes_skipped.is_none(),
+        "{:?}",
+        report.deletes_skipped
+    );
 }
 
 #[test]
@@ -52,7 +65,10 @@ fn awkward_names_survive() {
     fx.file("-leading-dash", b"dash");
     fx.file("--", b"double dash");
     fx.file("x".repeat(255), b"long name");
-    fx.file(format!("{}/{}", "d".repeat(255), "e".repeat(255)), b"long dir and file");
+    fx.file(
+        format!("{}/{}", "d".repeat(255), "e".repeat(255)),
+        b"long dir and file",
+    );
     fx.file("spaces and\ttabs", b"ws");
     let report = copy(&fx);
     assert_clean(&report);
@@ -73,13 +89,24 @@ fn symlinks_are_kept_as_links() {
     let report = copy(&fx);
     assert_clean(&report);
     assert_same_tree(&fx.src, &fx.dst, PLAIN);
-    assert!(fs::symlink_metadata(fx.dst.join("to-dir")).unwrap().file_type().is_symlink());
-    assert_eq!(fs::read_link(fx.dst.join("absolute")).unwrap(), Path::new("/etc/hostname"));
+    assert!(
+        fs::symlink_metadata(fx.dst.join("to-dir"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read_link(fx.dst.join("absolute")).unwrap(),
+        Path::new("/etc/hostname")
+    );
     // Re-pointing a link is picked up.
     fs::remove_file(fx.src.join("relative")).unwrap();
     std::os::unix::fs::symlink("somedir", fx.src.join("relative")).unwrap();
     assert_clean(&copy(&fx));
-    assert_eq!(fs::read_link(fx.dst.join("relative")).unwrap(), Path::new("somedir"));
+    assert_eq!(
+        fs::read_link(fx.dst.join("relative")).unwrap(),
+        Path::new("somedir")
+    );
 }
 
 #[test]
@@ -108,7 +135,10 @@ fn hard_links_are_preserved_with_the_flag() {
 
     let report = transfer(&fx.src, &fx.dst, |s| s.preserve.hard_links = true);
     assert_clean(&report);
-    assert_eq!(report.files_copied, 2, "one copy per group plus the lone file");
+    assert_eq!(
+        report.files_copied, 2,
+        "one copy per group plus the lone file"
+    );
     assert_same_tree(&fx.src, &fx.dst, links);
     assert_eq!(fs::metadata(fx.dst.join("third")).unwrap().nlink(), 3);
 
@@ -138,14 +168,23 @@ fn sparse_file_stays_sparse() {
     let copied = fx.dst.join("sparse.img");
     assert_eq!(fs::metadata(&copied).unwrap().len(), 1 << 30);
     let allocated = support::allocated_bytes(&copied);
-    assert!(allocated < 8 << 20, "1 GiB sparse file took {allocated} bytes on disk");
+    assert!(
+        allocated < 8 << 20,
+        "1 GiB sparse file took {allocated} bytes on disk"
+    );
     assert_same_tree(&fx.src, &fx.dst, PLAIN);
 }
 
 #[test]
 fn modes_and_nanosecond_mtimes_are_kept() {
     let fx = Fixture::new();
-    let cases = [("private", 0o600), ("exec", 0o755), ("odd", 0o4751), ("readonly", 0o444), ("none", 0o000)];
+    let cases = [
+        ("private", 0o600),
+        ("exec", 0o755),
+        ("odd", 0o4751),
+        ("readonly", 0o444),
+        ("none", 0o000),
+    ];
     for (i, (name, mode)) in cases.iter().enumerate() {
         let p = fx.file(format!("d/{name}"), name.as_bytes());
         set_mode(&p, *mode);
@@ -169,17 +208,27 @@ fn xattrs_are_copied_with_the_flag() {
     let f = fx.file("f", b"x");
     let d = fx.dir("d");
     if !support::set_xattr(&f, "user.blit.test", b"value\0with nul") {
-        eprintln!("skipped: the filesystem under {} does not support user xattrs", fx.src.display());
+        eprintln!(
+            "skipped: the filesystem under {} does not support user xattrs",
+            fx.src.display()
+        );
         return;
     }
     assert!(support::set_xattr(&d, "user.blit.dir", b"dir value"));
-    let with = support::Compare { xattrs: true, ..PLAIN };
+    let with = support::Compare {
+        xattrs: true,
+        ..PLAIN
+    };
     assert_clean(&transfer(&fx.src, &fx.dst, |s| s.preserve.xattrs = true));
     assert_same_tree(&fx.src, &fx.dst, with);
 
     let without = fx.path("without");
     transfer(&fx.src, &without, |_| {});
-    assert!(support::snapshot(&without, with)[Path::new("f")].xattrs.is_empty());
+    assert!(
+        support::snapshot(&without, with)[Path::new("f")]
+            .xattrs
+            .is_empty()
+    );
 }
 
 #[test]
@@ -203,7 +252,10 @@ fn mirror_deletes_only_inside_the_destination() {
     assert_eq!(report.deleted, 7, "{report:?}");
     assert_same_tree(&fx.src, &fx.dst, PLAIN);
     assert_eq!(fs::read(outside.join("precious")).unwrap(), b"must survive");
-    assert_eq!(fs::read(outside.join("sub/also")).unwrap(), b"must survive too");
+    assert_eq!(
+        fs::read(outside.join("sub/also")).unwrap(),
+        b"must survive too"
+    );
 }
 
 #[test]
@@ -216,7 +268,10 @@ fn a_symlinked_directory_in_the_destination_is_replaced_not_followed() {
     std::os::unix::fs::symlink(&outside, fx.dst.join("data")).unwrap();
     assert_clean(&mirror(&fx));
     assert!(fs::symlink_metadata(fx.dst.join("data")).unwrap().is_dir());
-    assert_eq!(fs::read(outside.join("file")).unwrap(), b"outside, untouched");
+    assert_eq!(
+        fs::read(outside.join("file")).unwrap(),
+        b"outside, untouched"
+    );
     assert_same_tree(&fx.src, &fx.dst, PLAIN);
 }
 
@@ -232,7 +287,13 @@ fn max_delete_refuses_and_deletes_nothing() {
         s.mode = Mode::Mirror;
         s.limits.max_delete = Some(3);
     });
-    assert!(report.deletes_skipped.as_deref().unwrap().contains("--max-delete 3"));
+    assert!(
+        report
+            .deletes_skipped
+            .as_deref()
+            .unwrap()
+            .contains("--max-delete 3")
+    );
     assert!(report.is_partial());
     assert_eq!(support::names(&fx.dst).len(), 6);
     let report = transfer(&fx.src, &fx.dst, |s| {
@@ -302,7 +363,10 @@ fn unchanged_rerun_does_nothing() {
     let before = support::snapshot(&fx.dst, PLAIN);
     let again = mirror(&fx);
     assert_clean(&again);
-    assert_eq!((again.files_copied, again.deleted, again.metadata_updated), (0, 0, 0));
+    assert_eq!(
+        (again.files_copied, again.deleted, again.metadata_updated),
+        (0, 0, 0)
+    );
     assert_eq!(again.files_skipped, 50);
     assert_eq!(before, support::snapshot(&fx.dst, PLAIN));
 }
@@ -318,10 +382,16 @@ fn filters_exclude_and_protect() {
     fx.file("cache/x", b"cache dir");
     fx.file("notcache/cache", b"a file named cache is not a dir");
     let rules = |s: &mut TransferSpec| {
-        s.filter.add(blit_core::RuleKind::Include, "keep.log").unwrap();
+        s.filter
+            .add(blit_core::RuleKind::Include, "keep.log")
+            .unwrap();
         s.filter.add(blit_core::RuleKind::Exclude, "*.log").unwrap();
-        s.filter.add(blit_core::RuleKind::Exclude, "/build").unwrap();
-        s.filter.add(blit_core::RuleKind::Exclude, "cache/").unwrap();
+        s.filter
+            .add(blit_core::RuleKind::Exclude, "/build")
+            .unwrap();
+        s.filter
+            .add(blit_core::RuleKind::Exclude, "cache/")
+            .unwrap();
     };
     assert_clean(&transfer(&fx.src, &fx.dst, rules));
     let got: Vec<PathBuf> = support::snapshot(&fx.dst, PLAIN).into_keys().collect();
@@ -395,7 +465,11 @@ fn move_removes_sources_after_success() {
     assert_clean(&report);
     assert_eq!(report.sources_removed, 3);
     assert_same_tree(&reference, &fx.dst, PLAIN);
-    assert!(support::names(&fx.src).is_empty(), "left in source: {:?}", support::names(&fx.src));
+    assert!(
+        support::names(&fx.src).is_empty(),
+        "left in source: {:?}",
+        support::names(&fx.src)
+    );
 }
 
 #[test]
@@ -411,12 +485,19 @@ fn move_keeps_sources_whose_copy_failed() {
     };
     let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
     assert!(
-        report.failures.iter().any(|f| f.path == Path::new("blocked/b") && f.operation == "copy"),
+        report
+            .failures
+            .iter()
+            .any(|f| f.path == Path::new("blocked/b") && f.operation == "copy"),
         "{:?}",
         report.failures
     );
     assert!(!fx.src.join("ok/a").exists(), "the good file moved");
-    assert_eq!(fs::read(fx.src.join("blocked/b")).unwrap(), b"b", "the failed one stayed");
+    assert_eq!(
+        fs::read(fx.src.join("blocked/b")).unwrap(),
+        b"b",
+        "the failed one stayed"
+    );
 }
 
 #[test]
@@ -429,7 +510,10 @@ fn resume_keeps_verified_blocks_and_rewrites_bad_ones() {
     // An interrupted run left six blocks, one of them damaged.
     let mut partial = content[..6 * block].to_vec();
     partial[block + 10] ^= 0xff;
-    let part = fx.dst.join(blit_core::sys::file::temp_name("big.bin".as_ref(), blit_core::sys::file::TempSuffix::Part));
+    let part = fx.dst.join(blit_core::sys::file::temp_name(
+        "big.bin".as_ref(),
+        blit_core::sys::file::TempSuffix::Part,
+    ));
     fs::write(&part, &partial).unwrap();
 
     let report = transfer(&fx.src, &fx.dst, |s| s.resume = true);
@@ -443,16 +527,28 @@ fn resume_keeps_verified_blocks_and_rewrites_bad_ones() {
 #[test]
 fn leftover_temp_files_are_removed_without_resume() {
     let fx = Fixture::new();
-    fx.file("big.bin", &vec![1u8; (blit_core::transfer::RESUMABLE_MIN + 1) as usize]);
+    fx.file(
+        "big.bin",
+        &vec![1u8; (blit_core::transfer::RESUMABLE_MIN + 1) as usize],
+    );
     fs::create_dir_all(&fx.dst).unwrap();
-    let part = fx.dst.join(blit_core::sys::file::temp_name("big.bin".as_ref(), blit_core::sys::file::TempSuffix::Part));
-    let tmp = fx.dst.join(blit_core::sys::file::temp_name("gone".as_ref(), blit_core::sys::file::TempSuffix::Tmp));
+    let part = fx.dst.join(blit_core::sys::file::temp_name(
+        "big.bin".as_ref(),
+        blit_core::sys::file::TempSuffix::Part,
+    ));
+    let tmp = fx.dst.join(blit_core::sys::file::temp_name(
+        "gone".as_ref(),
+        blit_core::sys::file::TempSuffix::Tmp,
+    ));
     fs::write(&part, b"stale").unwrap();
     fs::write(&tmp, b"stale").unwrap();
     let report = copy(&fx);
     assert_clean(&report);
     assert_eq!(report.bytes_resumed, 0);
-    assert_eq!(support::names(&fx.dst), vec![std::ffi::OsString::from("big.bin")]);
+    assert_eq!(
+        support::names(&fx.dst),
+        vec![std::ffi::OsString::from("big.bin")]
+    );
 }
 
 #[test]
@@ -471,11 +567,23 @@ fn overlapping_roots_are_refused() {
     let fx = Fixture::new();
     fx.file("a", b"a");
     let inside = Transfer::new(spec(&fx.src_contents(), &fx.src.join("sub"))).run(&Quiet);
-    assert!(matches!(inside, Err(blit_core::Error::DestinationInsideSource { .. })), "{inside:?}");
+    assert!(
+        matches!(
+            inside,
+            Err(blit_core::Error::DestinationInsideSource { .. })
+        ),
+        "{inside:?}"
+    );
     let same = Transfer::new(spec(&fx.src_contents(), &fx.src)).run(&Quiet);
-    assert!(matches!(same, Err(blit_core::Error::SameSourceAndDestination { .. })), "{same:?}");
+    assert!(
+        matches!(same, Err(blit_core::Error::SameSourceAndDestination { .. })),
+        "{same:?}"
+    );
     let missing = Transfer::new(spec(&fx.path("missing"), &fx.dst)).run(&Quiet);
-    assert!(matches!(missing, Err(blit_core::Error::Source { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(blit_core::Error::Source { .. })),
+        "{missing:?}"
+    );
 }
 
 #[test]
@@ -505,18 +613,35 @@ mod random_trees {
     }
 
     fn name() -> impl Strategy<Value = Vec<u8>> {
-        prop::collection::vec(prop_oneof![Just(b'a'), Just(b'Z'), Just(b'-'), Just(b'\n'), Just(0xe9u8), Just(0xffu8), Just(b' ')], 1..6)
-            .prop_filter("not . or ..", |n| n != b"." && n != b"..")
+        prop::collection::vec(
+            prop_oneof![
+                Just(b'a'),
+                Just(b'Z'),
+                Just(b'-'),
+                Just(b'\n'),
+                Just(0xe9u8),
+                Just(0xffu8),
+                Just(b' ')
+            ],
+            1..6,
+        )
+        .prop_filter("not . or ..", |n| n != b"." && n != b"..")
     }
 
     fn node() -> impl Strategy<Value = Node> {
         let leaf = prop_oneof![
-            (prop::collection::vec(any::<u8>(), 0..3000), prop_oneof![Just(0o644u32), Just(0o600), Just(0o755), Just(0o400)], 0u32..1_000_000_000)
+            (
+                prop::collection::vec(any::<u8>(), 0..3000),
+                prop_oneof![Just(0o644u32), Just(0o600), Just(0o755), Just(0o400)],
+                0u32..1_000_000_000
+            )
                 .prop_map(|(c, m, ns)| Node::File(c, m, ns)),
             name().prop_map(Node::Link),
             Just(Node::Dir(Vec::new())),
         ];
-        leaf.prop_recursive(3, 40, 6, |inner| prop::collection::vec((name(), inner), 0..6).prop_map(Node::Dir))
+        leaf.prop_recursive(3, 40, 6, |inner| {
+            prop::collection::vec((name(), inner), 0..6).prop_map(Node::Dir)
+        })
     }
 
     fn build(root: &Path, children: &[(Vec<u8>, Node)]) {

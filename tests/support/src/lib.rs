@@ -9,7 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
 
 /// A scratch area with a `src` and a `dst` directory, removed when dropped.
 pub struct Fixture {
@@ -26,7 +26,10 @@ impl Default for Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new().prefix("blit-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("blit-test-")
+            .tempdir()
+            .expect("tempdir");
         let src = dir.path().join("src");
         let dst = dir.path().join("dst");
         fs::create_dir(&src).expect("mkdir src");
@@ -83,8 +86,14 @@ pub fn write(path: &Path, content: &[u8]) -> PathBuf {
 /// Sets a path's mtime (without following symlinks) to `sec.nsec`.
 pub fn set_mtime(path: &Path, sec: i64, nsec: u32) {
     let t = Timestamps {
-        last_access: Timespec { tv_sec: sec, tv_nsec: i64::from(nsec) as _ },
-        last_modification: Timespec { tv_sec: sec, tv_nsec: i64::from(nsec) as _ },
+        last_access: Timespec {
+            tv_sec: sec,
+            tv_nsec: i64::from(nsec) as _,
+        },
+        last_modification: Timespec {
+            tv_sec: sec,
+            tv_nsec: i64::from(nsec) as _,
+        },
     };
     rustix::fs::utimensat(CWD, path, &t, AtFlags::SYMLINK_NOFOLLOW).expect("utimensat");
 }
@@ -162,20 +171,38 @@ fn walk(
         } else {
             "special"
         };
-        let hash = ft.is_file().then(|| blake3::hash(&fs::read(&path).expect("read")).to_hex().to_string());
-        let link = ft.is_symlink().then(|| fs::read_link(&path).expect("readlink").into_os_string());
-        let link_group = (opts.hard_links && ft.is_file() && md.nlink() > 1)
-            .then(|| groups.entry((md.dev(), md.ino())).or_insert_with(|| child.clone()).clone());
+        let hash = ft.is_file().then(|| {
+            blake3::hash(&fs::read(&path).expect("read"))
+                .to_hex()
+                .to_string()
+        });
+        let link = ft
+            .is_symlink()
+            .then(|| fs::read_link(&path).expect("readlink").into_os_string());
+        let link_group = (opts.hard_links && ft.is_file() && md.nlink() > 1).then(|| {
+            groups
+                .entry((md.dev(), md.ino()))
+                .or_insert_with(|| child.clone())
+                .clone()
+        });
         out.insert(
             child.clone(),
             Node {
                 kind,
-                mode: if ft.is_symlink() { 0 } else { md.mode() & 0o7777 },
+                mode: if ft.is_symlink() {
+                    0
+                } else {
+                    md.mode() & 0o7777
+                },
                 mtime: (md.mtime(), md.mtime_nsec()),
                 size: if ft.is_dir() { 0 } else { md.size() },
                 hash,
                 link,
-                xattrs: if opts.xattrs && !ft.is_symlink() { xattrs(&path) } else { BTreeMap::new() },
+                xattrs: if opts.xattrs && !ft.is_symlink() {
+                    xattrs(&path)
+                } else {
+                    BTreeMap::new()
+                },
                 link_group,
                 uid: if opts.owner { md.uid() } else { 0 },
                 gid: if opts.owner { md.gid() } else { 0 },
@@ -190,8 +217,13 @@ fn walk(
 fn xattrs(path: &Path) -> BTreeMap<OsString, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut list = vec![0u8; 65536];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut list[..]) else { return out };
-    for name in list[..n].split(|&b| b == 0).filter(|n| n.starts_with(b"user.")) {
+    let Ok(n) = rustix::fs::llistxattr(path, &mut list[..]) else {
+        return out;
+    };
+    for name in list[..n]
+        .split(|&b| b == 0)
+        .filter(|n| n.starts_with(b"user."))
+    {
         let mut value = vec![0u8; 65536];
         if let Ok(len) = rustix::fs::lgetxattr(path, OsStr::from_bytes(name), &mut value[..]) {
             value.truncate(len);
@@ -207,9 +239,20 @@ pub fn assert_same_tree(a: &Path, b: &Path, opts: Compare) {
     let sb = snapshot(b, opts);
     let only_a: Vec<_> = sa.keys().filter(|k| !sb.contains_key(*k)).collect();
     let only_b: Vec<_> = sb.keys().filter(|k| !sa.contains_key(*k)).collect();
-    assert!(only_a.is_empty() && only_b.is_empty(), "only in {}: {only_a:?}; only in {}: {only_b:?}", a.display(), b.display());
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "only in {}: {only_a:?}; only in {}: {only_b:?}",
+        a.display(),
+        b.display()
+    );
     for (path, na) in &sa {
-        assert_eq!(Some(na), sb.get(path), "entry {path:?} differs between {} and {}", a.display(), b.display());
+        assert_eq!(
+            Some(na),
+            sb.get(path),
+            "entry {path:?} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -220,7 +263,10 @@ pub fn allocated_bytes(path: &Path) -> u64 {
 
 /// Names of the entries directly in `dir`, sorted by bytes.
 pub fn names(dir: &Path) -> Vec<OsString> {
-    let mut v: Vec<OsString> = fs::read_dir(dir).expect("read_dir").map(|e| e.expect("dirent").file_name()).collect();
+    let mut v: Vec<OsString> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("dirent").file_name())
+        .collect();
     v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     v
 }
@@ -234,7 +280,9 @@ pub struct Immutable {
 impl Immutable {
     /// `None` if the flag cannot be set here (not root, or the filesystem lacks it).
     pub fn set(path: &Path) -> Option<Immutable> {
-        set_immutable(path, true).then(|| Immutable { path: path.to_owned() })
+        set_immutable(path, true).then(|| Immutable {
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -245,11 +293,19 @@ impl Drop for Immutable {
 }
 
 fn set_immutable(path: &Path, on: bool) -> bool {
-    use rustix::fs::{IFlags, OFlags, Mode};
+    use rustix::fs::{IFlags, Mode, OFlags};
     let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()) else {
         return false;
     };
-    let Ok(mut flags) = rustix::fs::ioctl_getflags(&fd) else { return false };
+    let Ok(mut flags) = rustix::fs::ioctl_getflags(&fd) else {
+        return false;
+    };
     flags.set(IFlags::IMMUTABLE, on);
     rustix::fs::ioctl_setflags(&fd, flags).is_ok()
+}
+
+/// Whether the tests run as root (root bypasses permission checks, so some failure
+/// tests need another way to fail).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
