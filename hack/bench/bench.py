@@ -828,6 +828,12 @@ def median(runs: list[Run]) -> float | None:
     return statistics.median(r.seconds for r in runs) if runs else None
 
 
+def count(n: int, noun: str) -> str:
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n:,} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
 def mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
@@ -864,8 +870,8 @@ def workload_table(res: Result, cold: bool) -> list[str]:
     wl = res.workload
     files, dirs, size = res.source_totals
     out = [f"## {wl.wid} — {wl.title}{' (cold cache)' if cold else ''}", "",
-           f"source as generated: {files:,} files in {dirs:,} dirs, {size / MIB:,.1f} MiB; "
-           f"{res.rounds} interleaved round(s)", ""]
+           f"source as generated: {count(files, 'file')} in {count(dirs, 'subdirectory')}, "
+           f"{size / MIB:,.1f} MiB; {count(res.rounds, 'interleaved round')}", ""]
     out += [f"> ⚠ {n}" for n in res.notes]
     if res.notes:
         out.append("")
