@@ -222,6 +222,12 @@ fn xattrs_are_copied_with_the_flag() {
     assert_clean(&transfer(&fx.src, &fx.dst, |s| s.preserve.xattrs = true));
     assert_same_tree(&fx.src, &fx.dst, with);
 
+    // A changed attribute on an otherwise unchanged file is picked up.
+    assert!(support::set_xattr(&f, "user.blit.test", b"new value"));
+    let report = transfer(&fx.src, &fx.dst, |s| s.preserve.xattrs = true);
+    assert_eq!((report.files_copied, report.metadata_updated), (0, 1));
+    assert_same_tree(&fx.src, &fx.dst, with);
+
     let without = fx.path("without");
     transfer(&fx.src, &without, |_| {});
     assert!(

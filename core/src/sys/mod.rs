@@ -18,5 +18,6 @@ pub fn io_err(e: rustix::io::Errno) -> io::Error {
 
 /// Whether this process may set ownership and other root-only metadata.
 pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
 }

@@ -224,6 +224,18 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
     }
 }
 
+/// `-X` on an up-to-date file: makes its extended attributes equal to the source's.
+/// Returns whether anything changed.
+pub fn sync_xattrs(at: Place<'_>) -> io::Result<bool> {
+    let src = xattr::read(file::open_source(at.src, at.names.src)?.as_fd())?;
+    let dst_fd = file::open_read(at.dst, at.names.dst)?;
+    if xattr::read(dst_fd.as_fd())? == src {
+        return Ok(false);
+    }
+    xattr::write(dst_fd.as_fd(), &src)?;
+    Ok(true)
+}
+
 /// For a move: confirms the destination holds the source's content (size and mtime, or
 /// the BLAKE3 hash with `--checksum`) and that the source has not changed since it was
 /// read, then removes the source entry.

@@ -421,7 +421,16 @@ fn run_action(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) {
             if src.kind == EntryKind::File {
                 ctx.count(|t| &t.files_skipped, 1);
             }
-            Ok(())
+            if ctx.spec.preserve.xattrs && src.kind == EntryKind::File {
+                apply::sync_xattrs(at).map(|changed| {
+                    if changed {
+                        ctx.count(|t| &t.metadata_updated, 1);
+                        ctx.emit(rel, name, Change::Meta);
+                    }
+                })
+            } else {
+                Ok(())
+            }
         }
         Action::HardLink { target, .. } => {
             lock(&ctx.links).push(PendingLink {
