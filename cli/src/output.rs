@@ -144,7 +144,7 @@ pub fn summary(report: &Report) {
     let _ = writeln!(
         err,
         " in {secs:.2} s ({}/s)",
-        human_bytes(report.throughput() as u64)
+        human_bytes(report.bytes_per_second as u64)
     );
     for f in &report.failures {
         let _ = writeln!(

@@ -135,6 +135,8 @@ pub struct Report {
     pub deletes_skipped: Option<String>,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
+    /// Bytes written per second of wall time.
+    pub bytes_per_second: f64,
 }
 
 impl Report {
@@ -143,14 +145,15 @@ impl Report {
         !self.failures.is_empty() || self.deletes_skipped.is_some()
     }
 
-    /// Bytes written per second of wall time.
-    pub fn throughput(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
+    /// Records the wall time of the run and the throughput it implies.
+    pub fn set_elapsed(&mut self, elapsed: Duration) {
+        self.elapsed = elapsed;
+        let secs = elapsed.as_secs_f64();
+        self.bytes_per_second = if secs > 0.0 {
             self.bytes_copied as f64 / secs
         } else {
             0.0
-        }
+        };
     }
 }
 

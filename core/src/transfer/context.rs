@@ -207,6 +207,7 @@ impl<'a> Ctx<'a> {
                 .unwrap_or_else(|p| p.into_inner()),
             deletes_skipped: None,
             elapsed: Default::default(),
+            bytes_per_second: 0.0,
         }
     }
 }

@@ -71,7 +71,7 @@ impl Transfer {
                 pool.install(|| self.run_single(src_dir, src_name, dst_dir, dst_name, observer))?
             }
         };
-        report.elapsed = started.elapsed();
+        report.set_elapsed(started.elapsed());
         Ok(report)
     }
 
