@@ -37,6 +37,7 @@ pub mod roots;
 pub mod spec;
 pub mod sys;
 pub mod transfer;
+pub mod walk;
 
 pub use copy::Reflink;
 pub use entry::{Entry, EntryKind, Meta, Timestamp};

@@ -1,14 +1,14 @@
-//! Visiting one directory: list both sides, plan with `plan::diff`, carry the plan out,
-//! and hand subdirectories to the worker pool.
+//! The destination side of a local transfer: the `walk::Visitor` that receives each
+//! source directory's listing, lists the matching destination directory, plans with
+//! `plan::diff`, and carries the plan out.
 //!
-//! Subdirectories are spawned before this directory's files are copied, so idle workers
-//! pick them up while this one copies; the pool works depth-first, which keeps the number
-//! of directories in flight (and so memory) small however large the tree.
+//! Subdirectories are handed to the walk before this directory's files are copied, so
+//! idle workers pick them up while this one copies.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,14 +17,21 @@ use super::apply::{self, Place, RESUMABLE_MIN};
 use super::context::{Ctx, PendingDelete, PendingDir, PendingLink, Rename, lock};
 use crate::entry::{Entry, EntryKind, Meta, sort_by_name};
 use crate::plan::{self, Action};
-use crate::report::{Change, Stats};
+use crate::report::Change;
 use crate::spec::Mode;
-use crate::sys::dir::{self, Listing};
+use crate::sys::dir;
 use crate::sys::file::{self, TempSuffix};
+use crate::walk::{Listed, Subdirs, Visitor};
 use crate::{checksum, delete};
 
 /// The destination side of a directory being visited.
 pub enum DstDir {
+    /// Not opened yet: a queued visit holds only its parent. `meta` is `Some` if the
+    /// directory existed before this run, `None` if this run created it.
+    Child {
+        parent: Arc<OwnedFd>,
+        meta: Option<Meta>,
+    },
     /// It existed before this run: list it and diff.
     Existing(Arc<OwnedFd>, Meta),
     /// This run just created it: it is empty, no need to list it.
@@ -33,56 +40,88 @@ pub enum DstDir {
     Absent,
 }
 
-/// One directory to visit.
-pub struct DirJob {
-    pub rel: PathBuf,
-    pub src: Arc<OwnedFd>,
+/// What a directory's visit needs besides the source listing.
+pub struct DirState {
     pub dst: DstDir,
     pub src_meta: Meta,
     /// Set metadata of this directory at the end (false for the parent of a single file).
     pub finalize: bool,
-    /// Single-file transfers: the one source name to look at, and its destination name.
-    pub only: Option<(OsString, OsString)>,
+    /// Single-file transfers: the source name and the destination name it gets.
+    pub rename: Option<(OsString, OsString)>,
 }
 
-/// A subdirectory to visit later: opened by whichever worker runs it, so queued jobs hold
-/// no descriptors of their own.
-struct Subdir {
-    rel: PathBuf,
-    name: OsString,
-    src_parent: Arc<OwnedFd>,
-    dst_parent: Option<Arc<OwnedFd>>,
-    src_meta: Meta,
-    /// The destination directory's metadata if it existed, `None` if just created.
-    dst_meta: Option<Meta>,
+impl<'a> Visitor for Ctx<'a> {
+    type State = DirState;
+
+    fn visit<'s>(&'s self, dir: Listed, state: DirState, subdirs: &Subdirs<'_, 's, Self>) {
+        visit(self, dir, state, subdirs);
+    }
+
+    fn failed(&self, rel: &Path, name: &OsStr, operation: &'static str, error: &io::Error) {
+        self.fail(rel, name, operation, error);
+    }
 }
 
-/// Visits a directory and, through the pool, everything below it.
-pub fn visit<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, job: DirJob) {
+/// Opens a queued directory's destination side.
+fn open_dst(ctx: &Ctx<'_>, rel: &Path, dst: DstDir) -> Option<DstDir> {
+    let DstDir::Child { parent, meta } = dst else {
+        return Some(dst);
+    };
+    let name = rel.file_name().unwrap_or_default();
+    match dir::open_dir_at(parent.as_fd(), name) {
+        Ok(fd) => Some(match meta {
+            Some(m) => DstDir::Existing(Arc::new(fd), m),
+            None => DstDir::Created(Arc::new(fd)),
+        }),
+        Err(e) => {
+            ctx.fail(rel, "".as_ref(), "open destination directory", &e);
+            None
+        }
+    }
+}
+
+/// Visits one directory: plan against the destination, queue subdirectories, apply.
+fn visit<'s>(
+    ctx: &'s Ctx<'s>,
+    listed: Listed,
+    state: DirState,
+    subdirs: &Subdirs<'_, 's, Ctx<'s>>,
+) {
+    let Listed {
+        rel,
+        fd: src,
+        entries,
+    } = listed;
+    let Some(dst) = open_dst(ctx, &rel, state.dst) else {
+        return;
+    };
+    let state = DirState { dst, ..state };
     let rename = Rename {
-        map: job
-            .only
+        map: state
+            .rename
             .as_ref()
             .map(|(src, dst)| (dst.clone(), src.clone())),
     };
-    let Some(src_entries) = list_source(ctx, &job) else {
-        return;
-    };
-    let dst_fd = match &job.dst {
+    let mut src_entries = entries;
+    if let Some((_, dst_name)) = &state.rename {
+        src_entries
+            .iter_mut()
+            .for_each(|e| e.name = dst_name.clone());
+    }
+    ctx.count(|t| &t.entries, src_entries.len() as u64);
+    let dst_fd = match &state.dst {
         DstDir::Existing(fd, _) | DstDir::Created(fd) => Some(fd.clone()),
-        DstDir::Absent => None,
+        DstDir::Absent | DstDir::Child { .. } => None,
     };
-    let Some((dst_entries, temps)) = list_destination(ctx, &job) else {
+    let Some((mut dst_entries, temps)) = list_destination(ctx, &rel, &state) else {
         return;
     };
-    let src_fd = job.src.as_fd();
-    let mut src_entries = src_entries;
-    let mut dst_entries = dst_entries;
+    let src_fd = src.as_fd();
     if ctx.checksum() {
         if let Some(dst) = &dst_fd {
             hash_candidates(
                 ctx,
-                &job.rel,
+                &rel,
                 src_fd,
                 dst.as_fd(),
                 &rename,
@@ -96,7 +135,7 @@ pub fn visit<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, job: DirJob) {
         e.size >= RESUMABLE_MIN && resumable.contains(&file::temp_name(&e.name, TempSuffix::Part))
     };
     let actions = plan::diff(src_entries, dst_entries, &ctx.diff_options(), &is_resumable);
-    let actions = link_groups(ctx, &job.rel, actions);
+    let actions = link_groups(ctx, &rel, actions);
 
     let mut changed = !temps.is_empty();
     let mut rest = Vec::with_capacity(actions.len());
@@ -104,43 +143,46 @@ pub fn visit<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, job: DirJob) {
         match action {
             Action::Mkdir { src, replaces } => {
                 changed = true;
-                make_subdir(ctx, scope, &job, dst_fd.as_ref(), src, replaces);
+                make_subdir(ctx, subdirs, &rel, dst_fd.as_ref(), src, replaces);
             }
-            Action::Enter { src, dst } => spawn(
-                ctx,
-                scope,
-                Subdir {
-                    rel: job.rel.join(&src.name),
-                    name: src.name.clone(),
-                    src_parent: job.src.clone(),
-                    dst_parent: dst_fd.clone(),
+            Action::Enter { src, dst } => subdirs.descend(
+                &src.name,
+                DirState {
+                    dst: match &dst_fd {
+                        Some(parent) => DstDir::Child {
+                            parent: parent.clone(),
+                            meta: Some(dst.meta),
+                        },
+                        None => DstDir::Absent,
+                    },
                     src_meta: src.meta,
-                    dst_meta: Some(dst.meta),
+                    finalize: true,
+                    rename: None,
                 },
             ),
             other => rest.push(other),
         }
     }
-    let setgid = match &job.dst {
+    let setgid = match &state.dst {
         DstDir::Existing(_, m) => m.mode & 0o2000 != 0,
-        _ => job.src_meta.mode & 0o2000 != 0,
+        _ => state.src_meta.mode & 0o2000 != 0,
     };
     for action in rest {
         changed |= !matches!(action, Action::Skip { .. });
         let Some(dst) = dst_fd.as_deref() else {
-            dry_run_action(ctx, &job.rel, None, &action);
+            dry_run_action(ctx, &rel, None, &action);
             continue;
         };
         let names = rename.names(action.name());
         let at = Place {
-            rel: &job.rel,
+            rel: &rel,
             src: src_fd,
             dst: dst.as_fd(),
             names,
             dst_setgid: setgid,
         };
         if ctx.dry_run() {
-            dry_run_action(ctx, &job.rel, Some(dst.as_fd()), &action);
+            dry_run_action(ctx, &rel, Some(dst.as_fd()), &action);
         } else {
             run_action(ctx, at, &action);
         }
@@ -150,55 +192,26 @@ pub fn visit<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, job: DirJob) {
             let _ = dir::unlink_at(dst.as_fd(), tmp);
         }
     }
-    finish_dir(ctx, &job, changed);
-}
-
-/// Lists and filters the source side. `None` if the directory could not be read.
-fn list_source(ctx: &Ctx<'_>, job: &DirJob) -> Option<Vec<Entry>> {
-    let listing = match &job.only {
-        Some((src_name, dst_name)) => dir::stat_at(job.src.as_fd(), src_name).map(|mut e| {
-            e.name = dst_name.clone();
-            Listing {
-                entries: vec![e],
-                errors: Vec::new(),
-            }
-        }),
-        None => dir::list(job.src.as_fd()),
-    };
-    let listing = match listing {
-        Ok(l) => l,
-        Err(e) => {
-            ctx.fail(&job.rel, "".as_ref(), "read directory", &e);
-            return None;
-        }
-    };
-    for (name, e) in &listing.errors {
-        ctx.fail(&job.rel, name, "stat", e);
-    }
-    let mut entries = listing.entries;
-    if !ctx.spec.filter.is_empty() {
-        entries.retain(|e| !ctx.spec.filter.excludes(&job.rel.join(&e.name), e.is_dir()));
-    }
-    sort_by_name(&mut entries);
-    let n = entries.len() as u64;
-    ctx.count(|t| &t.entries, n);
-    Stats::add(&ctx.stats.entries_seen, n);
-    Some(entries)
+    finish_dir(ctx, &rel, &state, changed);
 }
 
 /// Lists the destination side: its entries (minus those the filter protects) and the
 /// temp files earlier runs left. `None` if it could not be read — then nothing in it may
 /// be planned, least of all deleted.
-fn list_destination(ctx: &Ctx<'_>, job: &DirJob) -> Option<(Vec<Entry>, Vec<OsString>)> {
-    let DstDir::Existing(fd, _) = &job.dst else {
+fn list_destination(
+    ctx: &Ctx<'_>,
+    rel: &Path,
+    state: &DirState,
+) -> Option<(Vec<Entry>, Vec<OsString>)> {
+    let DstDir::Existing(fd, _) = &state.dst else {
         return Some((Vec::new(), Vec::new()));
     };
-    if let Some((_, dst_name)) = &job.only {
+    if let Some((_, dst_name)) = &state.rename {
         return match dir::stat_at(fd.as_fd(), dst_name) {
             Ok(e) => Some((vec![e], Vec::new())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Some((Vec::new(), Vec::new())),
             Err(e) => {
-                ctx.fail(&job.rel, dst_name, "stat destination", &e);
+                ctx.fail(rel, dst_name, "stat destination", &e);
                 None
             }
         };
@@ -206,19 +219,19 @@ fn list_destination(ctx: &Ctx<'_>, job: &DirJob) -> Option<(Vec<Entry>, Vec<OsSt
     let listing = match dir::list(fd.as_fd()) {
         Ok(l) => l,
         Err(e) => {
-            ctx.fail(&job.rel, "".as_ref(), "read destination directory", &e);
+            ctx.fail(rel, "".as_ref(), "read destination directory", &e);
             return None;
         }
     };
     for (name, e) in &listing.errors {
-        ctx.fail(&job.rel, name, "stat destination", e);
+        ctx.fail(rel, name, "stat destination", e);
     }
     let (temps, mut entries): (Vec<Entry>, Vec<Entry>) = listing
         .entries
         .into_iter()
         .partition(|e| e.kind == EntryKind::File && file::is_temp_name(&e.name));
     if !ctx.spec.filter.is_empty() {
-        entries.retain(|e| !ctx.spec.filter.excludes(&job.rel.join(&e.name), e.is_dir()));
+        entries.retain(|e| !ctx.spec.filter.excludes(&rel.join(&e.name), e.is_dir()));
     }
     sort_by_name(&mut entries);
     Some((entries, temps.into_iter().map(|e| e.name).collect()))
@@ -301,77 +314,46 @@ fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
 /// Creates a subdirectory (replacing a non-directory in the way) and queues its visit.
 fn make_subdir<'s>(
     ctx: &'s Ctx<'s>,
-    scope: &rayon::Scope<'s>,
-    job: &DirJob,
+    subdirs: &Subdirs<'_, 's, Ctx<'s>>,
+    rel: &Path,
     dst: Option<&Arc<OwnedFd>>,
     src: Entry,
     replaces: Option<Entry>,
 ) {
     ctx.count(|t| &t.dirs_created, 1);
     ctx.emit(
-        &job.rel,
+        rel,
         &src.name,
         Change::Create {
             kind: EntryKind::Dir,
             bytes: 0,
         },
     );
-    let dst_parent = match dst {
+    let dst = match dst {
         Some(fd) if !ctx.dry_run() => {
             let made = replaces
                 .map_or(Ok(()), |old| dir::unlink_at(fd.as_fd(), &old.name))
                 .and_then(|()| dir::make_dir_at(fd.as_fd(), &src.name, src.meta.mode));
             if let Err(e) = made {
-                ctx.fail(&job.rel, &src.name, "create directory", &e);
+                ctx.fail(rel, &src.name, "create directory", &e);
                 return;
             }
-            Some(fd.clone())
+            DstDir::Child {
+                parent: fd.clone(),
+                meta: None,
+            }
         }
-        _ => None,
+        _ => DstDir::Absent,
     };
-    spawn(
-        ctx,
-        scope,
-        Subdir {
-            rel: job.rel.join(&src.name),
-            name: src.name,
-            src_parent: job.src.clone(),
-            dst_parent,
+    subdirs.descend(
+        &src.name,
+        DirState {
+            dst,
             src_meta: src.meta,
-            dst_meta: None,
+            finalize: true,
+            rename: None,
         },
     );
-}
-
-/// Queues the visit of a subdirectory.
-fn spawn<'s>(ctx: &'s Ctx<'s>, scope: &rayon::Scope<'s>, sub: Subdir) {
-    scope.spawn(move |scope| {
-        let src = match dir::open_dir_at(sub.src_parent.as_fd(), &sub.name) {
-            Ok(fd) => Arc::new(fd),
-            Err(e) => return ctx.fail(&sub.rel, "".as_ref(), "open directory", &e),
-        };
-        let dst = match (&sub.dst_parent, sub.dst_meta) {
-            (None, _) => DstDir::Absent,
-            (Some(parent), meta) => match dir::open_dir_at(parent.as_fd(), &sub.name) {
-                Ok(fd) => match meta {
-                    Some(m) => DstDir::Existing(Arc::new(fd), m),
-                    None => DstDir::Created(Arc::new(fd)),
-                },
-                Err(e) => return ctx.fail(&sub.rel, "".as_ref(), "open destination directory", &e),
-            },
-        };
-        drop(sub.src_parent);
-        drop(sub.dst_parent);
-        let job = DirJob {
-            rel: sub.rel,
-            src,
-            dst,
-            src_meta: sub.src_meta,
-            finalize: true,
-            only: None,
-        };
-        visit(ctx, scope, job);
-    });
 }
 
 /// Carries out one non-directory action.
@@ -538,26 +520,26 @@ fn dry_run_action(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action
 
 /// Queues the directory's own metadata for the end of the run, and remembers it for a
 /// move's cleanup.
-fn finish_dir(ctx: &Ctx<'_>, job: &DirJob, changed: bool) {
-    if ctx.spec.mode == Mode::Move && job.only.is_none() {
-        lock(&ctx.src_dirs).push(job.rel.clone());
+fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
+    if ctx.spec.mode == Mode::Move && state.rename.is_none() {
+        lock(&ctx.src_dirs).push(rel.to_owned());
     }
-    if ctx.dry_run() || !job.finalize {
+    if ctx.dry_run() || !state.finalize {
         return;
     }
-    let differs = match &job.dst {
+    let differs = match &state.dst {
         DstDir::Existing(_, m) => {
-            m.mode != job.src_meta.mode
-                || m.mtime != job.src_meta.mtime
-                || (ctx.owner && (m.uid, m.gid) != (job.src_meta.uid, job.src_meta.gid))
+            m.mode != state.src_meta.mode
+                || m.mtime != state.src_meta.mtime
+                || (ctx.owner && (m.uid, m.gid) != (state.src_meta.uid, state.src_meta.gid))
         }
         DstDir::Created(_) => true,
-        DstDir::Absent => false,
+        DstDir::Absent | DstDir::Child { .. } => false,
     };
     if changed || differs {
         lock(&ctx.dirs).push(PendingDir {
-            rel: job.rel.clone(),
-            meta: job.src_meta,
+            rel: rel.to_owned(),
+            meta: state.src_meta,
         });
     }
 }

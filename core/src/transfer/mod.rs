@@ -1,8 +1,9 @@
 //! Running a transfer on this machine: both roles in one process.
 //!
-//! `Transfer::run` resolves the roots, visits the source tree with a pool of workers
-//! (each directory: list both sides → `plan::diff` → apply), then runs the end-of-run
-//! steps in `finish`. Per-file failures land in the report; only problems that make the
+//! `Transfer::run` resolves the roots, walks the source tree with a pool of workers
+//! (`walk::Walk`; for each directory the destination side in `dir` lists its
+//! counterpart, plans with `plan::diff` and applies), then runs the end-of-run steps in
+//! `finish`. Per-file failures land in the report; only problems that make the
 //! whole request impossible are `Err`.
 
 mod apply;
@@ -17,12 +18,13 @@ use std::time::Instant;
 use rustix::fd::{AsFd, OwnedFd};
 
 use self::context::Ctx;
-use self::dir::{DirJob, DstDir};
+use self::dir::{DirState, DstDir};
 use crate::error::Error;
 use crate::report::{Observer, Report, Stats};
 use crate::roots::{self, Roots};
 use crate::spec::{Endpoint, Mode, TransferSpec};
 use crate::sys::dir as sysdir;
+use crate::walk::Walk;
 
 pub use apply::RESUMABLE_MIN;
 
@@ -107,15 +109,13 @@ impl Transfer {
             reopen(&src_fd, src)?,
             dst_fd,
         );
-        let job = DirJob {
-            rel: Default::default(),
-            src: Arc::new(src_fd),
+        let state = DirState {
             dst: dst_state,
             src_meta,
             finalize: true,
-            only: None,
+            rename: None,
         };
-        rayon::scope(|scope| dir::visit(&ctx, scope, job));
+        Walk::new(&ctx, &self.spec.filter, &self.stats).run(src_fd, None, state);
         Ok(self.finish(ctx, Some((src, whole_dir))))
     }
 
@@ -143,15 +143,15 @@ impl Transfer {
             reopen(&src_fd, src_dir)?,
             dst_fd,
         );
-        let job = DirJob {
-            rel: Default::default(),
-            src: Arc::new(src_fd),
+        let state = DirState {
             dst: dst_state,
             src_meta: Default::default(),
             finalize: false,
-            only: Some((src_name.to_owned(), dst_name.to_owned())),
+            rename: Some((src_name.to_owned(), dst_name.to_owned())),
         };
-        rayon::scope(|scope| dir::visit(&ctx, scope, job));
+        // Filters apply to what is inside a tree, not to the one entry named.
+        let everything = crate::filter::Filter::new();
+        Walk::new(&ctx, &everything, &self.stats).run(src_fd, Some(src_name.to_owned()), state);
         Ok(self.finish(ctx, None))
     }
 
