@@ -118,6 +118,49 @@ fn destructive_runs_need_yes_without_a_terminal() {
     assert!(!fx.dst.join("extra").exists());
 }
 
+/// Runs `blit ARGS` on a pseudo-terminal (via util-linux `script`), typing `answer`.
+fn on_a_terminal(fx: &Fixture, args: &str, answer: &str) -> Option<Output> {
+    use std::io::Write;
+    let cmdline = format!("{} {args}", env!("CARGO_BIN_EXE_blit"));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("XDG_STATE_HOME", fx.path("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(answer.as_bytes()).ok()?;
+    child.wait_with_output().ok()
+}
+
+#[test]
+fn destructive_runs_ask_on_a_terminal() {
+    let fx = Fixture::new();
+    fx.file("f", b"x");
+    assert!(
+        run(&fx, &[&"copy", &fx.src_contents(), &fx.dst])
+            .status
+            .success()
+    );
+    support::write(&fx.dst.join("extra"), b"x");
+    let args = format!(
+        "mirror --no-progress {} {}",
+        fx.src_contents().display(),
+        fx.dst.display()
+    );
+    let Some(no) = on_a_terminal(&fx, &args, "n\n") else {
+        eprintln!("skipped: util-linux `script` is not available to provide a terminal");
+        return;
+    };
+    assert_eq!(no.status.code(), Some(2), "{}", stdout(&no));
+    assert!(stdout(&no).contains("Continue? [y/N]"), "{}", stdout(&no));
+    assert!(fx.dst.join("extra").exists());
+    let yes = on_a_terminal(&fx, &args, "y\n").unwrap();
+    assert!(yes.status.success(), "{}", stdout(&yes));
+    assert!(!fx.dst.join("extra").exists());
+}
+
 #[test]
 fn dry_run_lists_the_plan_and_changes_nothing() {
     let fx = Fixture::new();

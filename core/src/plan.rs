@@ -54,6 +54,10 @@ impl Action {
     }
 }
 
+/// The plan for one directory: its actions in name order. The tree's plan is the stream
+/// of these, one per directory visited.
+pub type Plan = Vec<Action>;
+
 /// What `diff` needs to know besides the two listings.
 #[derive(Debug, Clone, Copy)]
 pub struct DiffOptions {
@@ -72,7 +76,7 @@ pub fn diff(
     dst: Vec<Entry>,
     opts: &DiffOptions,
     resumable: &dyn Fn(&Entry) -> bool,
-) -> Vec<Action> {
+) -> Plan {
     let mut actions = Vec::with_capacity(src.len());
     let mut src = src.into_iter().peekable();
     let mut dst = dst.into_iter().peekable();

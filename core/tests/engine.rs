@@ -203,6 +203,55 @@ fn modes_and_nanosecond_mtimes_are_kept() {
 }
 
 #[test]
+fn ownership_is_kept_when_root_unless_disabled() {
+    if !support::is_root() {
+        eprintln!("skipped: only root can give files away");
+        return;
+    }
+    let fx = Fixture::new();
+    let f = fx.file("d/owned", b"x");
+    let d = fx.src.join("d");
+    std::os::unix::fs::lchown(&f, Some(1234), Some(5678)).unwrap();
+    std::os::unix::fs::lchown(&d, Some(4321), Some(8765)).unwrap();
+    let link = fx.symlink("d/link", "owned");
+    std::os::unix::fs::lchown(&link, Some(1111), Some(2222)).unwrap();
+    let owners = support::Compare {
+        owner: true,
+        ..PLAIN
+    };
+    assert_clean(&copy(&fx));
+    assert_same_tree(&fx.src, &fx.dst, owners);
+
+    let mine = fx.path("mine");
+    assert_clean(&transfer(&fx.src, &mine, |s| s.preserve.owner = false));
+    assert_eq!(fs::metadata(mine.join("d/owned")).unwrap().uid(), 0);
+}
+
+#[test]
+fn fifos_are_recreated() {
+    let fx = Fixture::new();
+    let fifo = fx.src.join("pipe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    set_mtime(&fifo, 1_234_567_890, 42);
+    assert_clean(&copy(&fx));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        fs::symlink_metadata(fx.dst.join("pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}
+
+#[test]
 fn xattrs_are_copied_with_the_flag() {
     let fx = Fixture::new();
     let f = fx.file("f", b"x");
