@@ -26,8 +26,39 @@ pub fn remove(
     rel: &Path,
     protect: Protect<'_>,
 ) -> io::Result<u64> {
+    prune(parent, name, kind, rel, protect, Pass::Remove)
+}
+
+/// Counts the entries `remove` would remove (for `--max-delete` and dry runs).
+pub fn count(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    kind: EntryKind,
+    rel: &Path,
+    protect: Protect<'_>,
+) -> io::Result<u64> {
+    prune(parent, name, kind, rel, protect, Pass::Count)
+}
+
+/// Whether `prune` removes entries or only counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Count,
+    Remove,
+}
+
+fn prune(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    kind: EntryKind,
+    rel: &Path,
+    protect: Protect<'_>,
+    pass: Pass,
+) -> io::Result<u64> {
     if kind != EntryKind::Dir {
-        dir::unlink_at(parent, name)?;
+        if pass == Pass::Remove {
+            dir::unlink_at(parent, name)?;
+        }
         return Ok(1);
     }
     let fd = dir::open_dir_at(parent, name)?;
@@ -39,37 +70,25 @@ pub fn remove(
             kept = true;
             continue;
         }
-        removed += remove(fd.as_fd(), &entry.name, entry.kind, &child_rel, protect)?;
+        removed += prune(
+            fd.as_fd(),
+            &entry.name,
+            entry.kind,
+            &child_rel,
+            protect,
+            pass,
+        )?;
     }
     drop(fd);
+    if pass == Pass::Count {
+        // Protected entries keep their directory alive; that is the point of protecting them.
+        return Ok(removed + u64::from(!kept));
+    }
     match dir::rmdir_at(parent, name) {
         Ok(()) => Ok(removed + 1),
-        // Protected entries keep their directory alive; that is the point of protecting them.
         Err(e) if kept && e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => {
             Ok(removed)
         }
         Err(e) => Err(e),
     }
-}
-
-/// Counts the entries `remove` would remove (for `--max-delete` and dry runs).
-pub fn count(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    kind: EntryKind,
-    rel: &Path,
-    protect: Protect<'_>,
-) -> io::Result<u64> {
-    if kind != EntryKind::Dir {
-        return Ok(1);
-    }
-    let fd = dir::open_dir_at(parent, name)?;
-    let mut n = 1;
-    for entry in dir::list(fd.as_fd())?.entries {
-        let child_rel = rel.join(&entry.name);
-        if !protect(&child_rel, entry.is_dir()) {
-            n += count(fd.as_fd(), &entry.name, entry.kind, &child_rel, protect)?;
-        }
-    }
-    Ok(n)
 }

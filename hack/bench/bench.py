@@ -711,12 +711,9 @@ def run_one(ctx: Context, wl: Workload, src: Prepared, tool: str, rnd: int) -> R
     if problems:
         shout(f"{wl.wid} {tool} round {rnd}: VERIFICATION FAILED, figure discarded\n    "
               + "\n    ".join(problems) + f"\n    destination kept: {dst}")
-    if not wl.keep_dsts:
-        if problems:
-            pass        # keep the evidence; it is removed with the suite directory
-        else:
-            remove_tree(dst)
-            os.sync()
+    if not wl.keep_dsts and not problems:    # an invalid one stays until the suite ends
+        remove_tree(dst)
+        os.sync()
     return Run(tool, rnd, seconds, rss, problems)
 
 

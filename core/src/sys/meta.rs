@@ -50,35 +50,23 @@ pub fn apply_fd(fd: BorrowedFd<'_>, meta: &Meta, policy: MetaPolicy) -> io::Resu
     rustix::fs::futimens(fd, &timestamps(meta)).map_err(io_err)
 }
 
-/// Applies metadata to `dir/name` without following a symlink (symlinks have no mode).
-pub fn apply_link(dir: BorrowedFd<'_>, name: &OsStr, meta: &Meta, owner: bool) -> io::Result<()> {
-    if owner {
-        rustix::fs::chownat(
-            dir,
-            name,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io_err)?;
+/// Applies metadata to `dir/name` without following a symlink. Symlinks have no mode of
+/// their own: pass `policy.mode = false` for them.
+pub fn apply_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    meta: &Meta,
+    policy: MetaPolicy,
+) -> io::Result<()> {
+    if policy.owner {
+        let (uid, gid) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+        rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err)?;
     }
-    rustix::fs::utimensat(dir, name, &timestamps(meta), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)
-}
-
-/// Applies mode and times (and owner) to a special file at `dir/name`.
-pub fn apply_at(dir: BorrowedFd<'_>, name: &OsStr, meta: &Meta, owner: bool) -> io::Result<()> {
-    if owner {
-        rustix::fs::chownat(
-            dir,
-            name,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io_err)?;
+    if policy.mode {
+        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+            .map_err(io_err)?;
     }
-    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-        .map_err(io_err)?;
     rustix::fs::utimensat(dir, name, &timestamps(meta), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)
 }
 

@@ -190,25 +190,30 @@ pub fn make_node(
         EntryKind::Symlink => {
             let target = src.link_target.as_deref().unwrap_or_default();
             file::symlink(target, at.dst, name)?;
-            meta::apply_link(at.dst, name, &src.meta, ctx.owner)?;
         }
-        _ => {
-            let raw_mode = src.type_bits | src.meta.mode;
-            file::make_special(at.dst, name, raw_mode, src.rdev)?;
-            meta::apply_at(at.dst, name, &src.meta, ctx.owner)?;
-        }
+        _ => file::make_special(at.dst, name, src.type_bits | src.meta.mode, src.rdev)?,
     }
+    meta::apply_at(at.dst, name, &src.meta, node_policy(ctx, src))?;
     if replacing {
         dir::rename_in(at.dst, &tmp, at.names.dst)?;
     }
     Ok(())
 }
 
+/// Metadata to set on a symlink or special file (a symlink has no mode of its own).
+fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
+    MetaPolicy {
+        owner: ctx.owner,
+        mode: src.kind != EntryKind::Symlink,
+    }
+}
+
 /// Fixes metadata of an entry whose content is current.
 pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
     match src.kind {
-        EntryKind::Symlink => meta::apply_link(at.dst, at.names.dst, &src.meta, ctx.owner),
-        EntryKind::Special => meta::apply_at(at.dst, at.names.dst, &src.meta, ctx.owner),
+        EntryKind::Symlink | EntryKind::Special => {
+            meta::apply_at(at.dst, at.names.dst, &src.meta, node_policy(ctx, src))
+        }
         EntryKind::File | EntryKind::Dir => {
             let fd = file::open_read(at.dst, at.names.dst)?;
             if ctx.spec.preserve.xattrs {

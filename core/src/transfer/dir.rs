@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::apply::{self, Place, RESUMABLE_MIN};
-use super::context::{Ctx, PendingDelete, PendingDir, PendingLink, Rename, lock};
+use super::act;
+use super::apply::{Place, RESUMABLE_MIN};
+use super::context::{Ctx, PendingDir, Rename, lock};
+use crate::checksum;
 use crate::entry::{Entry, EntryKind, Meta, sort_by_name};
 use crate::plan::{self, Action};
 use crate::report::Change;
@@ -22,7 +24,6 @@ use crate::spec::Mode;
 use crate::sys::dir;
 use crate::sys::file::{self, TempSuffix};
 use crate::walk::{Listed, Subdirs, Visitor};
-use crate::{checksum, delete};
 
 /// The destination side of a directory being visited.
 pub enum DstDir {
@@ -169,23 +170,14 @@ fn visit<'s>(
     };
     for action in rest {
         changed |= !matches!(action, Action::Skip { .. });
-        let Some(dst) = dst_fd.as_deref() else {
-            dry_run_action(ctx, &rel, None, &action);
-            continue;
-        };
-        let names = rename.names(action.name());
-        let at = Place {
+        let at = dst_fd.as_deref().map(|dst| Place {
             rel: &rel,
             src: src_fd,
             dst: dst.as_fd(),
-            names,
+            names: rename.names(action.name()),
             dst_setgid: setgid,
-        };
-        if ctx.dry_run() {
-            dry_run_action(ctx, &rel, Some(dst.as_fd()), &action);
-        } else {
-            run_action(ctx, at, &action);
-        }
+        });
+        act::act(ctx, &rel, at, &action);
     }
     if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
         for tmp in &temps {
@@ -354,168 +346,6 @@ fn make_subdir<'s>(
             rename: None,
         },
     );
-}
-
-/// Carries out one non-directory action.
-fn run_action(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) {
-    let rel = at.rel;
-    let name = at.names.dst;
-    let outcome: io::Result<()> = match action {
-        Action::Copy { src, dst } | Action::Resume { src, dst } => {
-            let resume = matches!(action, Action::Resume { .. });
-            ctx.file_planned(src.size);
-            apply::copy_file(ctx, at, src, dst.as_ref(), resume).map(|w| {
-                ctx.file_written(w.bytes, w.reused);
-                let change = match (resume, dst) {
-                    (true, _) => Change::Resume {
-                        bytes: w.bytes,
-                        reused: w.reused,
-                    },
-                    (false, Some(d)) if d.kind == EntryKind::File => {
-                        Change::Update { bytes: w.bytes }
-                    }
-                    _ => Change::Create {
-                        kind: EntryKind::File,
-                        bytes: w.bytes,
-                    },
-                };
-                ctx.emit(rel, name, change);
-            })
-        }
-        Action::Symlink { src, dst } | Action::Special { src, dst } => {
-            apply::make_node(ctx, at, src, dst.as_ref()).map(|()| {
-                ctx.count(|t| &t.links_created, 1);
-                ctx.emit(
-                    rel,
-                    name,
-                    Change::Create {
-                        kind: src.kind,
-                        bytes: 0,
-                    },
-                );
-            })
-        }
-        Action::SetMeta { src, .. } => apply::set_meta(ctx, at, src).map(|()| {
-            ctx.count(|t| &t.metadata_updated, 1);
-            ctx.emit(rel, name, Change::Meta);
-        }),
-        Action::Skip { src } => {
-            if src.kind == EntryKind::File {
-                ctx.count(|t| &t.files_skipped, 1);
-            }
-            if ctx.spec.preserve.xattrs && src.kind == EntryKind::File {
-                apply::sync_xattrs(at).map(|changed| {
-                    if changed {
-                        ctx.count(|t| &t.metadata_updated, 1);
-                        ctx.emit(rel, name, Change::Meta);
-                    }
-                })
-            } else {
-                Ok(())
-            }
-        }
-        Action::HardLink { target, .. } => {
-            lock(&ctx.links).push(PendingLink {
-                rel: rel.join(name),
-                target: target.clone(),
-            });
-            return;
-        }
-        Action::Delete { dst } => {
-            lock(&ctx.deletes).push(PendingDelete {
-                dir: rel.to_owned(),
-                entry: dst.clone(),
-            });
-            return;
-        }
-        Action::Mkdir { .. } | Action::Enter { .. } => {
-            unreachable!("directories are handled by visit")
-        }
-    };
-    let operation = match action {
-        Action::SetMeta { .. } => "set metadata",
-        Action::Symlink { .. } | Action::Special { .. } => "create",
-        _ => "copy",
-    };
-    match outcome {
-        Err(e) => ctx.fail(rel, name, operation, &e),
-        Ok(()) if ctx.spec.mode == Mode::Move => {
-            let src = match action {
-                Action::Copy { src, .. }
-                | Action::Resume { src, .. }
-                | Action::Symlink { src, .. }
-                | Action::Special { src, .. }
-                | Action::SetMeta { src, .. }
-                | Action::Skip { src } => src,
-                _ => return,
-            };
-            match apply::remove_source(ctx, at, src) {
-                Ok(()) => ctx.emit(rel, name, Change::RemoveSource),
-                Err(e) => ctx.fail(rel, name, "remove source", &e),
-            }
-        }
-        Ok(()) => {}
-    }
-}
-
-/// Reports what an action would do, changing nothing.
-fn dry_run_action(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Action) {
-    let name = action.name();
-    match action {
-        Action::Copy { src, dst: old } | Action::Resume { src, dst: old } => {
-            ctx.file_planned(src.size);
-            ctx.count(|t| &t.files_copied, 1);
-            ctx.count(|t| &t.bytes_copied, src.size);
-            let change = match old {
-                Some(d) if d.kind == EntryKind::File => Change::Update { bytes: src.size },
-                _ => Change::Create {
-                    kind: EntryKind::File,
-                    bytes: src.size,
-                },
-            };
-            ctx.emit(rel, name, change);
-        }
-        Action::Symlink { src, .. } | Action::Special { src, .. } => {
-            ctx.count(|t| &t.links_created, 1);
-            ctx.emit(
-                rel,
-                name,
-                Change::Create {
-                    kind: src.kind,
-                    bytes: 0,
-                },
-            );
-        }
-        Action::HardLink { target, .. } => {
-            ctx.count(|t| &t.links_created, 1);
-            ctx.emit(
-                rel,
-                name,
-                Change::Link {
-                    target: target.clone(),
-                },
-            );
-        }
-        Action::SetMeta { .. } => {
-            ctx.count(|t| &t.metadata_updated, 1);
-            ctx.emit(rel, name, Change::Meta);
-        }
-        Action::Skip { src } => {
-            if src.kind == EntryKind::File {
-                ctx.count(|t| &t.files_skipped, 1);
-            }
-        }
-        Action::Delete { dst: old } => {
-            let entry_rel = rel.join(&old.name);
-            let protect = |p: &Path, is_dir: bool| ctx.spec.filter.excludes(p, is_dir);
-            let n = dst.map_or(Ok(1), |fd| {
-                delete::count(fd, &old.name, old.kind, &entry_rel, &protect)
-            });
-            ctx.count(|t| &t.deleted, n.unwrap_or(1));
-            ctx.emit(rel, name, Change::Delete { kind: old.kind });
-        }
-        Action::Mkdir { .. } | Action::Enter { .. } => {}
-    }
 }
 
 /// Queues the directory's own metadata for the end of the run, and remembers it for a

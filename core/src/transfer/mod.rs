@@ -6,6 +6,7 @@
 //! `finish`. Per-file failures land in the report; only problems that make the
 //! whole request impossible are `Err`.
 
+mod act;
 mod apply;
 mod context;
 mod dir;
@@ -20,6 +21,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use self::context::Ctx;
 use self::dir::{DirState, DstDir};
 use crate::error::Error;
+use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
 use crate::roots::{self, Roots};
 use crate::spec::{Endpoint, Mode, TransferSpec};
@@ -58,101 +60,63 @@ impl Transfer {
             .thread_name(|i| format!("blit-worker-{i}"))
             .build()
             .map_err(|e| Error::Workers(e.to_string()))?;
-        let mut report = match &roots {
-            Roots::Tree {
-                src,
-                dst,
-                whole_dir,
-            } => pool.install(|| self.run_tree(src, dst, *whole_dir, observer))?,
+        let mut report = pool.install(|| self.run_roots(&roots, observer))?;
+        report.set_elapsed(started.elapsed());
+        Ok(report)
+    }
+
+    /// Walks from the source root, with the destination side as the visitor.
+    fn run_roots(&self, roots: &Roots, observer: &dyn Observer) -> Result<Report, Error> {
+        let (src_dir, dst_dir, single) = match roots {
+            Roots::Tree { src, dst, .. } => (src, dst, None),
             Roots::Single {
                 src_dir,
                 src_name,
                 dst_dir,
                 dst_name,
-            } => {
-                pool.install(|| self.run_single(src_dir, src_name, dst_dir, dst_name, observer))?
-            }
+            } => (src_dir, dst_dir, Some((src_name.clone(), dst_name.clone()))),
         };
-        report.set_elapsed(started.elapsed());
-        Ok(report)
-    }
-
-    fn run_tree(
-        &self,
-        src: &Path,
-        dst: &Path,
-        whole_dir: bool,
-        observer: &dyn Observer,
-    ) -> Result<Report, Error> {
         let src_err = |source| Error::Source {
-            path: src.to_owned(),
+            path: src_dir.clone(),
             source,
         };
-        let src_fd = sysdir::open_root(src).map_err(src_err)?;
+        let dst_err = |source| Error::Destination {
+            path: dst_dir.clone(),
+            source,
+        };
+        let src_fd = sysdir::open_root(src_dir).map_err(src_err)?;
         let src_meta = sysdir::stat_at_self(src_fd.as_fd()).map_err(src_err)?.meta;
-        let dst_fd = open_destination(dst, self.spec.dry_run)?;
+        let dst_fd = open_destination(dst_dir, self.spec.dry_run)?;
         let dst_state = match &dst_fd {
             Some(fd) => {
-                let meta =
-                    sysdir::stat_at_self(fd.as_fd()).map_err(|source| Error::Destination {
-                        path: dst.to_owned(),
-                        source,
-                    })?;
-                DstDir::Existing(Arc::new(reopen(fd, dst)?), meta.meta)
+                let meta = sysdir::stat_at_self(fd.as_fd()).map_err(dst_err)?.meta;
+                DstDir::Existing(Arc::new(fd.try_clone().map_err(dst_err)?), meta)
             }
             None => DstDir::Absent,
         };
-        let ctx = Ctx::new(
-            &self.spec,
-            &self.stats,
-            observer,
-            reopen(&src_fd, src)?,
-            dst_fd,
-        );
+        let src_root = src_fd.try_clone().map_err(src_err)?;
+        let ctx = Ctx::new(&self.spec, &self.stats, observer, src_root, dst_fd);
+        let only = single.as_ref().map(|(src_name, _)| src_name.clone());
         let state = DirState {
             dst: dst_state,
             src_meta,
-            finalize: true,
-            rename: None,
-        };
-        Walk::new(&ctx, &self.spec.filter, &self.stats).run(src_fd, None, state);
-        Ok(self.finish(ctx, Some((src, whole_dir))))
-    }
-
-    fn run_single(
-        &self,
-        src_dir: &Path,
-        src_name: &std::ffi::OsStr,
-        dst_dir: &Path,
-        dst_name: &std::ffi::OsStr,
-        observer: &dyn Observer,
-    ) -> Result<Report, Error> {
-        let src_fd = sysdir::open_root(src_dir).map_err(|source| Error::Source {
-            path: src_dir.to_owned(),
-            source,
-        })?;
-        let dst_fd = open_destination(dst_dir, self.spec.dry_run)?;
-        let dst_state = match &dst_fd {
-            Some(fd) => DstDir::Existing(Arc::new(reopen(fd, dst_dir)?), Default::default()),
-            None => DstDir::Absent,
-        };
-        let ctx = Ctx::new(
-            &self.spec,
-            &self.stats,
-            observer,
-            reopen(&src_fd, src_dir)?,
-            dst_fd,
-        );
-        let state = DirState {
-            dst: dst_state,
-            src_meta: Default::default(),
-            finalize: false,
-            rename: Some((src_name.to_owned(), dst_name.to_owned())),
+            // A single file's directory is not part of the transfer: leave its metadata.
+            finalize: single.is_none(),
+            rename: single,
         };
         // Filters apply to what is inside a tree, not to the one entry named.
-        let everything = crate::filter::Filter::new();
-        Walk::new(&ctx, &everything, &self.stats).run(src_fd, Some(src_name.to_owned()), state);
-        Ok(self.finish(ctx, None))
+        let everything = Filter::new();
+        let filter = if only.is_some() {
+            &everything
+        } else {
+            &self.spec.filter
+        };
+        Walk::new(&ctx, filter, &self.stats).run(src_fd, only, state);
+        let tree = match roots {
+            Roots::Tree { src, whole_dir, .. } => Some((src.as_path(), *whole_dir)),
+            Roots::Single { .. } => None,
+        };
+        Ok(self.finish(ctx, tree))
     }
 
     /// The end-of-run steps, then the report.
@@ -196,12 +160,4 @@ fn open_destination(dst: &Path, dry_run: bool) -> Result<Option<OwnedFd>, Error>
         }
         Err(e) => Err(err(e)),
     }
-}
-
-/// A second descriptor for a root: one is shared with the workers, one kept for the end.
-fn reopen(fd: &OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
-    fd.try_clone().map_err(|source| Error::Destination {
-        path: path.to_owned(),
-        source,
-    })
 }
