@@ -59,7 +59,7 @@ pub enum Diagnostics {
     },
 }
 
-/// How to decide that a destination file is already up to date.
+/// When to use copy-on-write clones (`--reflink`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReflinkArg {
     Auto,

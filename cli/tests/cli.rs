@@ -369,3 +369,39 @@ fn a_killed_run_leaves_no_partial_file_and_the_next_run_completes() {
     assert_same_tree(&fx.src, &fx.dst, PLAIN);
     assert!(temp_files(&fx.dst).is_empty());
 }
+
+#[test]
+fn thousands_of_deletes_with_few_descriptors() {
+    let fx = Fixture::new();
+    for i in 0..1500 {
+        fx.dir(format!("d{i:04}"));
+    }
+    assert!(
+        run(&fx, &[&"copy", &fx.src_contents(), &fx.dst])
+            .status
+            .success()
+    );
+    for i in 0..1500 {
+        support::write(&fx.dst.join(format!("d{i:04}/extra")), b"x");
+    }
+    // A hard limit of 256 descriptors: one open directory per pending delete would fail.
+    let o = Command::new("prlimit")
+        .args([
+            "--nofile=256:256",
+            env!("CARGO_BIN_EXE_blit"),
+            "mirror",
+            "--yes",
+        ])
+        .arg(fx.src_contents())
+        .arg(&fx.dst)
+        .env("XDG_STATE_HOME", fx.path("state"))
+        .stdin(Stdio::null())
+        .output();
+    let Ok(o) = o else {
+        eprintln!("skipped: util-linux prlimit is not available");
+        return;
+    };
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("deleted 1500"), "{}", stderr(&o));
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+}

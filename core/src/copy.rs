@@ -41,16 +41,60 @@ pub struct Copier {
     cfr_state: AtomicU8,
 }
 
-/// How a file's bytes were moved (reported in verbose output and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Reflink,
-    CopyFileRange,
-    Sparse,
-    Buffered,
-}
+/// Files at least this large are copied as several ranges in parallel.
+pub const PARALLEL_MIN: u64 = 128 << 20;
+/// Size of one range of a parallel copy.
+const RANGE: u64 = 32 << 20;
 
 impl Copier {
+    /// Copies the whole of `src` (`len` bytes) into the empty file `dst`. A large
+    /// non-sparse file is split into ranges that the worker pool copies in parallel (the
+    /// calling worker takes part).
+    pub fn copy_file(
+        &self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        len: u64,
+        sparse: bool,
+    ) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if self.try_reflink(src, dst)? {
+            return Ok(());
+        }
+        if sparse {
+            self.copy_sparse(src, dst, len)?;
+            return Ok(());
+        }
+        if len < PARALLEL_MIN {
+            return self.copy_range(src, dst, 0, len);
+        }
+        // Size the file first so ranges written out of order never race on extending it.
+        crate::sys::file::set_len(dst, len)?;
+        let first_error = std::sync::Mutex::new(None);
+        rayon::scope(|s| {
+            let mut offset = 0;
+            while offset < len {
+                let n = RANGE.min(len - offset);
+                let first_error = &first_error;
+                s.spawn(move |_| {
+                    if let Err(e) = self.copy_range(src, dst, offset, n) {
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                });
+                offset += n;
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(reflink: Reflink) -> Copier {
         Copier {
             reflink,
@@ -94,19 +138,19 @@ impl Copier {
         dst: BorrowedFd<'_>,
         offset: u64,
         len: u64,
-    ) -> io::Result<Method> {
+    ) -> io::Result<()> {
         if self.cfr_state.load(Ordering::Relaxed) != UNSUPPORTED {
             match copy_file_range_all(src, dst, offset, len) {
                 Ok(()) => {
                     self.cfr_state.store(WORKS, Ordering::Relaxed);
-                    return Ok(Method::CopyFileRange);
+                    return Ok(());
                 }
                 Err(Fallback::Unsupported) => self.cfr_state.store(UNSUPPORTED, Ordering::Relaxed),
                 Err(Fallback::Io(e)) => return Err(e),
             }
         }
         buffered_range(src, dst, offset, len)?;
-        Ok(Method::Buffered)
+        Ok(())
     }
 
     /// Copies only the data extents of `src`, then sets the length so trailing holes stay.
@@ -212,59 +256,4 @@ fn shrank() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "source file shrank while it was being copied",
     )
-}
-
-/// Files at least this large are copied as several ranges in parallel.
-pub const PARALLEL_MIN: u64 = 128 << 20;
-/// Size of one range of a parallel copy.
-const RANGE: u64 = 32 << 20;
-
-impl Copier {
-    /// Copies the whole of `src` (`len` bytes) into the empty file `dst`. A large
-    /// non-sparse file is split into ranges that the worker pool copies in parallel (the
-    /// calling worker takes part).
-    pub fn copy_file(
-        &self,
-        src: BorrowedFd<'_>,
-        dst: BorrowedFd<'_>,
-        len: u64,
-        sparse: bool,
-    ) -> io::Result<Method> {
-        if len == 0 {
-            return Ok(Method::CopyFileRange);
-        }
-        if self.try_reflink(src, dst)? {
-            return Ok(Method::Reflink);
-        }
-        if sparse {
-            self.copy_sparse(src, dst, len)?;
-            return Ok(Method::Sparse);
-        }
-        if len < PARALLEL_MIN {
-            return self.copy_range(src, dst, 0, len);
-        }
-        // Size the file first so ranges written out of order never race on extending it.
-        crate::sys::file::set_len(dst, len)?;
-        let first_error = std::sync::Mutex::new(None);
-        rayon::scope(|s| {
-            let mut offset = 0;
-            while offset < len {
-                let n = RANGE.min(len - offset);
-                let first_error = &first_error;
-                s.spawn(move |_| {
-                    if let Err(e) = self.copy_range(src, dst, offset, n) {
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                    }
-                });
-                offset += n;
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(Method::CopyFileRange),
-        }
-    }
 }

@@ -24,6 +24,16 @@ pub enum Error {
         destination: PathBuf,
     },
 
+    #[error(
+        "source {} is inside destination {}: a mirror would delete it",
+        source_dir.display(),
+        destination.display()
+    )]
+    SourceInsideDestination {
+        source_dir: PathBuf,
+        destination: PathBuf,
+    },
+
     #[error("source and destination are the same: {}", path.display())]
     SameSourceAndDestination { path: PathBuf },
 

@@ -10,7 +10,7 @@
 //! - An excluded directory is not descended into, so its whole subtree is excluded.
 //! - On the destination side, an excluded entry is also protected from mirror deletion.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -34,6 +34,8 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     rules: Vec<Rule>,
+    /// Prefix for every matched path (see `with_base`).
+    base: PathBuf,
 }
 
 impl Filter {
@@ -78,11 +80,31 @@ impl Filter {
         self.rules.is_empty()
     }
 
-    /// Whether the entry at `rel` (relative to the transfer root) is excluded.
+    /// The same rules, matched as if every path started with `base/`. rsync anchors
+    /// `/pattern` at the transfer root, which for `copy src dst` (no trailing slash) is the
+    /// directory that holds `src`: there `/src/build` names `src/build`.
+    pub fn with_base(&self, base: &Path) -> Filter {
+        Filter {
+            rules: self.rules.clone(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// Whether the entry at `rel` (relative to the walk's root) is excluded.
     pub fn excludes(&self, rel: &Path, is_dir: bool) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        if self.base.as_os_str().is_empty() {
+            return self.first_match_excludes(rel, is_dir);
+        }
+        self.first_match_excludes(&self.base.join(rel), is_dir)
+    }
+
+    fn first_match_excludes(&self, path: &Path, is_dir: bool) -> bool {
         self.rules
             .iter()
-            .find(|rule| (!rule.dir_only || is_dir) && rule.matcher.is_match(rel))
+            .find(|rule| (!rule.dir_only || is_dir) && rule.matcher.is_match(path))
             .is_some_and(|rule| rule.kind == RuleKind::Exclude)
     }
 }
@@ -154,6 +176,15 @@ mod tests {
         let f = filter(&[(RuleKind::Exclude, "*.bin")]);
         let name = std::ffi::OsStr::from_bytes(b"caf\xe9.bin");
         assert!(f.excludes(Path::new(name), false));
+    }
+
+    #[test]
+    fn a_base_anchors_like_rsync_without_a_trailing_slash() {
+        let f = filter(&[(RuleKind::Exclude, "/src/build")]).with_base(Path::new("src"));
+        assert!(f.excludes(Path::new("build"), true));
+        assert!(!f.excludes(Path::new("x/build"), true));
+        let f = filter(&[(RuleKind::Exclude, "*.o")]).with_base(Path::new("src"));
+        assert!(f.excludes(Path::new("a.o"), false));
     }
 
     #[test]

@@ -126,7 +126,8 @@ pub struct Report {
     pub links_created: u64,
     /// Entries whose metadata alone was fixed.
     pub metadata_updated: u64,
-    /// Destination entries deleted (mirror), counting everything inside deleted directories.
+    /// Destination entries deleted: mirror deletes, and directories that a type change
+    /// replaced (empty ones in copy and move), counting everything inside them.
     pub deleted: u64,
     /// Source files removed after a confirmed copy (move).
     pub sources_removed: u64,

@@ -16,6 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::spec::Mode;
 
 /// Where a transfer reads and writes, after the trailing-slash rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,18 +37,19 @@ pub enum Roots {
     },
 }
 
-fn has_trailing_slash(p: &Path) -> bool {
+/// `dir/` and `dir/.` (and `.` itself) mean "the contents of dir".
+fn names_contents(p: &Path) -> bool {
     let b = p.as_os_str().as_bytes();
-    b.len() > 1 && b.ends_with(b"/")
+    (b.len() > 1 && b.ends_with(b"/")) || b.ends_with(b"/.") || b == b"."
 }
 
 /// Applies the trailing-slash rule and the safety checks.
-pub fn resolve(src: &Path, dst: &Path) -> Result<Roots, Error> {
+pub fn resolve(src: &Path, dst: &Path, mode: Mode) -> Result<Roots, Error> {
     let src_err = |source: io::Error| Error::Source {
         path: src.to_owned(),
         source,
     };
-    let slash = has_trailing_slash(src);
+    let slash = names_contents(src);
     // Without a trailing slash a symlink is transferred as a link, as rsync -a does.
     let meta = if slash {
         std::fs::metadata(src)
@@ -73,7 +75,7 @@ pub fn resolve(src: &Path, dst: &Path) -> Result<Roots, Error> {
         let src_name = src
             .file_name()
             .ok_or_else(|| src_err(io::ErrorKind::InvalidInput.into()))?;
-        let into_dir = has_trailing_slash(dst) || std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
+        let into_dir = names_contents(dst) || std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
         let (dst_dir, dst_name) = if into_dir {
             (dst.to_owned(), src_name.to_owned())
         } else {
@@ -90,7 +92,7 @@ pub fn resolve(src: &Path, dst: &Path) -> Result<Roots, Error> {
             dst_name,
         }
     };
-    check_overlap(&roots)?;
+    check_overlap(&roots, mode)?;
     Ok(roots)
 }
 
@@ -101,8 +103,9 @@ fn parent_or_dot(p: &Path) -> PathBuf {
     }
 }
 
-/// Refuses a destination equal to or inside the source.
-fn check_overlap(roots: &Roots) -> Result<(), Error> {
+/// Refuses a destination equal to or inside the source, and a mirror whose source is
+/// inside its destination (the mirror would delete its own source).
+fn check_overlap(roots: &Roots, mode: Mode) -> Result<(), Error> {
     let (src, dst) = match roots {
         Roots::Tree { src, dst, .. } => (src.clone(), dst.clone()),
         Roots::Single {
@@ -125,6 +128,12 @@ fn check_overlap(roots: &Roots) -> Result<(), Error> {
     }
     if matches!(roots, Roots::Tree { .. }) && dst_real.starts_with(&src_real) {
         return Err(Error::DestinationInsideSource {
+            source_dir: src,
+            destination: dst,
+        });
+    }
+    if mode == Mode::Mirror && src_real.starts_with(&dst_real) {
+        return Err(Error::SourceInsideDestination {
             source_dir: src,
             destination: dst,
         });
@@ -170,7 +179,7 @@ mod tests {
 
         let mut with_slash = src.clone().into_os_string();
         with_slash.push("/");
-        match resolve(Path::new(&with_slash), &dst).unwrap() {
+        match resolve(Path::new(&with_slash), &dst, Mode::Copy).unwrap() {
             Roots::Tree {
                 dst: d, whole_dir, ..
             } => {
@@ -179,7 +188,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match resolve(&src, &dst).unwrap() {
+        match resolve(&src, &dst, Mode::Copy).unwrap() {
             Roots::Tree {
                 dst: d, whole_dir, ..
             } => {
@@ -197,7 +206,7 @@ mod tests {
         std::fs::write(&f, b"x").unwrap();
         let dir = tmp.path().join("d");
         std::fs::create_dir(&dir).unwrap();
-        match resolve(&f, &dir).unwrap() {
+        match resolve(&f, &dir, Mode::Copy).unwrap() {
             Roots::Single {
                 dst_dir, dst_name, ..
             } => {
@@ -206,7 +215,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match resolve(&f, &tmp.path().join("g")).unwrap() {
+        match resolve(&f, &tmp.path().join("g"), Mode::Copy).unwrap() {
             Roots::Single { dst_name, .. } => assert_eq!(dst_name, "g"),
             other => panic!("{other:?}"),
         }
@@ -220,19 +229,19 @@ mod tests {
         let mut slash = src.clone().into_os_string();
         slash.push("/");
         assert!(matches!(
-            resolve(Path::new(&slash), &src),
+            resolve(Path::new(&slash), &src, Mode::Copy),
             Err(Error::SameSourceAndDestination { .. })
         ));
         assert!(matches!(
-            resolve(Path::new(&slash), &src.join("inner")),
+            resolve(Path::new(&slash), &src.join("inner"), Mode::Copy),
             Err(Error::DestinationInsideSource { .. })
         ));
         assert!(matches!(
-            resolve(&src, &src),
+            resolve(&src, &src, Mode::Copy),
             Err(Error::DestinationInsideSource { .. })
         ));
         assert!(matches!(
-            resolve(&tmp.path().join("missing"), tmp.path()),
+            resolve(&tmp.path().join("missing"), tmp.path(), Mode::Copy),
             Err(Error::Source { .. })
         ));
     }

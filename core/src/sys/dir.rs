@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -193,17 +193,6 @@ pub fn rmdir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 /// Atomically replaces `to` with `from`, both in `dir`.
 pub fn rename_in(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()> {
     rustix::fs::renameat(dir, from, dir, to).map_err(io_err)
-}
-
-/// Whether a name is a valid single path component.
-pub fn is_plain_name(name: &OsStr) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty() && b != b"." && b != b".." && !b.contains(&b'/') && !b.contains(&0)
-}
-
-/// Borrows an fd; a small helper to keep call sites short.
-pub fn fd(owned: &OwnedFd) -> BorrowedFd<'_> {
-    owned.as_fd()
 }
 
 /// Stats an open directory itself.

@@ -56,23 +56,14 @@ pub fn create_unnamed(dir: BorrowedFd<'_>, mode: u32) -> io::Result<Option<Owned
 }
 
 /// Creates (or truncates, or with `keep` reopens as is) the named temp file `name` in `dir`.
-pub fn create_named(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    mode: u32,
-    keep: bool,
-) -> io::Result<OwnedFd> {
+/// It is private to its owner (0600) until the final mode is set: a temp file must never
+/// carry setuid bits or someone else's permissions before its owner is set.
+pub fn create_named(dir: BorrowedFd<'_>, name: &OsStr, keep: bool) -> io::Result<OwnedFd> {
     let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     if !keep {
         flags |= OFlags::TRUNC;
     }
-    rustix::fs::openat(
-        dir,
-        name,
-        flags,
-        Mode::from_raw_mode((mode | 0o600) & 0o7777),
-    )
-    .map_err(io_err)
+    rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)).map_err(io_err)
 }
 
 /// Links an unnamed file into `dir` as `name`. Fails with `AlreadyExists` if `name` exists.

@@ -51,9 +51,9 @@ fn settable(name: &[u8]) -> bool {
     name.starts_with(b"user.") || super::is_root()
 }
 
-/// Makes the attributes of `dst` equal to `wanted`: sets what differs, removes extras.
-pub fn write(dst: BorrowedFd<'_>, wanted: &Xattrs) -> io::Result<()> {
-    let current = read(dst)?;
+/// Turns `current` (the attributes `dst` has) into `wanted`: sets what differs, removes
+/// extras.
+fn write(dst: BorrowedFd<'_>, wanted: &Xattrs, current: &Xattrs) -> io::Result<()> {
     for (name, value) in wanted {
         if current.get(name) != Some(value) {
             rustix::fs::fsetxattr(dst, name.as_os_str(), value, XattrFlags::empty())
@@ -66,12 +66,23 @@ pub fn write(dst: BorrowedFd<'_>, wanted: &Xattrs) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies all attributes of `src` onto `dst`.
-pub fn copy(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
-    let wanted = read(src)?;
-    if wanted.is_empty() {
-        // A fresh file has none; skip the read-back.
-        return Ok(());
+/// Gives a file this run just created the attributes of `src` (it has none to remove).
+pub fn copy_to_new(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
+    for (name, value) in read(src)? {
+        rustix::fs::fsetxattr(dst, name.as_os_str(), &value, XattrFlags::empty())
+            .map_err(io_err)?;
     }
-    write(dst, &wanted)
+    Ok(())
+}
+
+/// Makes the attributes of an existing `dst` equal to those of `src`. Returns whether
+/// anything changed.
+pub fn sync(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<bool> {
+    let wanted = read(src)?;
+    let current = read(dst)?;
+    if wanted == current {
+        return Ok(false);
+    }
+    write(dst, &wanted, &current)?;
+    Ok(true)
 }

@@ -45,7 +45,8 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
     if let (Mode::Move, false, Some(at), Some(src)) =
         (ctx.spec.mode, ctx.dry_run(), at, moved(action))
     {
-        match apply::remove_source(ctx, at, src) {
+        let written = matches!(action, Action::Copy { .. } | Action::Resume { .. });
+        match apply::remove_source(ctx, at, src, written) {
             Ok(()) => ctx.emit(rel, name, Change::RemoveSource),
             Err(e) => ctx.fail(rel, name, "remove source", &e),
         }
@@ -124,7 +125,7 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
         Action::SetMeta { .. } => Outcome::Changed(Change::Meta),
         Action::Skip { src } => Outcome::UpToDate(src.kind),
         Action::Delete { dst: old } => {
-            let protect = |p: &Path, is_dir: bool| ctx.spec.filter.excludes(p, is_dir);
+            let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
             let entry_rel = rel.join(&old.name);
             let n = dst.map_or(Ok(1), |fd| {
                 delete::count(fd, &old.name, old.kind, &entry_rel, &protect)

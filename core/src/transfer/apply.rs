@@ -11,6 +11,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::context::{Ctx, Names};
 use crate::entry::{Entry, EntryKind};
+use crate::spec::{Compare, Mode};
 use crate::sys::file::{self, TempSuffix};
 use crate::sys::meta::{self, MetaPolicy};
 use crate::sys::{dir, xattr};
@@ -55,12 +56,13 @@ pub fn copy_file(
     resume: bool,
 ) -> io::Result<Written> {
     let src_fd = file::open_source(at.src, at.names.src)?;
-    if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
-        remove_in_the_way(ctx, at, old)?;
-    }
     let (fd, staging, created_mode) = stage(ctx, at, src, replaces.is_some(), resume)?;
     let result = fill(ctx, src_fd.as_fd(), fd.as_fd(), src, resume).and_then(|written| {
         finish_meta(ctx, at, src, src_fd.as_fd(), fd.as_fd(), created_mode)?;
+        // Only now, with the new file complete, clear what stands in its way.
+        if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
+            clear_dir_in_the_way(ctx, at, old)?;
+        }
         publish(at, fd.as_fd(), &staging)?;
         Ok(written)
     });
@@ -87,7 +89,7 @@ fn stage(
     let mode = src.meta.mode;
     if src.size >= RESUMABLE_MIN {
         let tmp = file::temp_name(at.names.dst, TempSuffix::Part);
-        let fd = file::create_named(at.dst, &tmp, mode, resume)?;
+        let fd = file::create_named(at.dst, &tmp, resume)?;
         return Ok((fd, Staging::Named(tmp), u32::MAX));
     }
     if !replacing && ctx.unnamed_ok.load(Ordering::Relaxed) {
@@ -97,7 +99,7 @@ fn stage(
         }
     }
     let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
-    let fd = file::create_named(at.dst, &tmp, mode, false)?;
+    let fd = file::create_named(at.dst, &tmp, false)?;
     Ok((fd, Staging::Named(tmp), u32::MAX))
 }
 
@@ -124,7 +126,7 @@ fn fill(
     })
 }
 
-/// Owner, mode, xattrs and mtime on the open destination file.
+/// Owner, mode, xattrs and mtime on the open destination file, in that order.
 fn finish_meta(
     ctx: &Ctx<'_>,
     at: Place<'_>,
@@ -133,15 +135,16 @@ fn finish_meta(
     fd: BorrowedFd<'_>,
     created_mode: u32,
 ) -> io::Result<()> {
-    if ctx.spec.preserve.xattrs {
-        xattr::copy(src_fd, fd)?;
-    }
     let owner = ctx.owner && (at.dst_setgid || src.meta.uid != 0 || src.meta.gid != 0);
     let policy = MetaPolicy {
         owner,
         mode: created_mode != src.meta.mode,
     };
-    meta::apply_fd(fd, &src.meta, policy)
+    meta::set_owner_mode(fd, &src.meta, policy)?;
+    if ctx.spec.preserve.xattrs {
+        xattr::copy_to_new(src_fd, fd)?;
+    }
+    meta::set_mtime(fd, &src.meta)
 }
 
 /// Gives the finished file its final name, atomically.
@@ -161,12 +164,39 @@ fn publish(at: Place<'_>, fd: BorrowedFd<'_>, staging: &Staging) -> io::Result<(
     }
 }
 
-/// Removes a directory that stands where a non-directory must go (a type change).
-fn remove_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result<()> {
-    let rel = at.rel.join(at.names.dst);
-    let protect = |_: &Path, _: bool| false;
-    let n = delete::remove(at.dst, at.names.dst, old.kind, &rel, &protect)?;
-    ctx.count(|t| &t.deleted, n);
+/// Clears a directory that stands where a non-directory must go (a type change). A copy
+/// or a move never deletes: it removes the directory only if it is empty. A mirror removes
+/// it with its contents, keeping what the filter protects and counting against
+/// `--max-delete`.
+fn clear_dir_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result<()> {
+    let name = at.names.dst;
+    if ctx.spec.mode != Mode::Mirror {
+        return match dir::rmdir_at(at.dst, name) {
+            Ok(()) => {
+                ctx.count(|t| &t.deleted, 1);
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => Err(
+                io::Error::other("a non-empty directory is in the way (only mirror deletes)"),
+            ),
+            Err(e) => Err(e),
+        };
+    }
+    let rel = at.rel.join(name);
+    let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
+    let n = delete::count(at.dst, name, old.kind, &rel, &protect)?;
+    if !ctx.reserve_deletes(n) {
+        return Err(io::Error::other(format!(
+            "replacing the directory in the way would delete {n} entries, past --max-delete"
+        )));
+    }
+    let removed = delete::remove(at.dst, name, old.kind, &rel, &protect)?;
+    ctx.count(|t| &t.deleted, removed);
+    if dir::stat_at(at.dst, name).is_ok() {
+        return Err(io::Error::other(
+            "excluded entries inside the directory in the way keep it in place",
+        ));
+    }
     Ok(())
 }
 
@@ -177,13 +207,14 @@ pub fn make_node(
     src: &Entry,
     replaces: Option<&Entry>,
 ) -> io::Result<()> {
-    if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
-        remove_in_the_way(ctx, at, old)?;
-    }
-    let replacing = replaces.is_some_and(|e| e.kind != EntryKind::Dir);
+    // With something in the way, build the node under a temp name first.
     let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
-    let name: &OsStr = if replacing { &tmp } else { at.names.dst };
-    if replacing {
+    let name: &OsStr = if replaces.is_some() {
+        &tmp
+    } else {
+        at.names.dst
+    };
+    if replaces.is_some() {
         let _ = dir::unlink_at(at.dst, &tmp);
     }
     match src.kind {
@@ -193,11 +224,19 @@ pub fn make_node(
         }
         _ => file::make_special(at.dst, name, src.type_bits | src.meta.mode, src.rdev)?,
     }
-    meta::apply_at(at.dst, name, &src.meta, node_policy(ctx, src))?;
-    if replacing {
-        dir::rename_in(at.dst, &tmp, at.names.dst)?;
+    let placed = meta::apply_at(at.dst, name, &src.meta, node_policy(ctx, src)).and_then(|()| {
+        if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
+            clear_dir_in_the_way(ctx, at, old)?;
+        }
+        match replaces {
+            Some(_) => dir::rename_in(at.dst, &tmp, at.names.dst),
+            None => Ok(()),
+        }
+    });
+    if placed.is_err() && replaces.is_some() {
+        let _ = dir::unlink_at(at.dst, &tmp);
     }
-    Ok(())
+    placed
 }
 
 /// Metadata to set on a symlink or special file (a symlink has no mode of its own).
@@ -216,15 +255,16 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
         }
         EntryKind::File | EntryKind::Dir => {
             let fd = file::open_read(at.dst, at.names.dst)?;
-            if ctx.spec.preserve.xattrs {
-                let src_fd = file::open_source(at.src, at.names.src)?;
-                xattr::copy(src_fd.as_fd(), fd.as_fd())?;
-            }
             let policy = MetaPolicy {
                 owner: ctx.owner,
                 mode: true,
             };
-            meta::apply_fd(fd.as_fd(), &src.meta, policy)
+            meta::set_owner_mode(fd.as_fd(), &src.meta, policy)?;
+            if ctx.spec.preserve.xattrs {
+                let src_fd = file::open_source(at.src, at.names.src)?;
+                xattr::sync(src_fd.as_fd(), fd.as_fd())?;
+            }
+            meta::set_mtime(fd.as_fd(), &src.meta)
         }
     }
 }
@@ -232,19 +272,16 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
 /// `-X` on an up-to-date file: makes its extended attributes equal to the source's.
 /// Returns whether anything changed.
 pub fn sync_xattrs(at: Place<'_>) -> io::Result<bool> {
-    let src = xattr::read(file::open_source(at.src, at.names.src)?.as_fd())?;
+    let src_fd = file::open_source(at.src, at.names.src)?;
     let dst_fd = file::open_read(at.dst, at.names.dst)?;
-    if xattr::read(dst_fd.as_fd())? == src {
-        return Ok(false);
-    }
-    xattr::write(dst_fd.as_fd(), &src)?;
-    Ok(true)
+    xattr::sync(src_fd.as_fd(), dst_fd.as_fd())
 }
 
-/// For a move: confirms the destination holds the source's content (size and mtime, or
-/// the BLAKE3 hash with `--checksum`) and that the source has not changed since it was
-/// read, then removes the source entry.
-pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
+/// For a move: confirms the destination holds the source's content and that the source
+/// has not changed since it was read, then removes the source entry. Size and mtime
+/// confirm a file this run wrote; a file it did not write (found up to date) is confirmed
+/// by BLAKE3 when the comparison was by size alone, and always with `--checksum`.
+pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -> io::Result<()> {
     let landed = dir::stat_at(at.dst, at.names.dst)?;
     let now = dir::stat_at(at.src, at.names.src)?;
     let unchanged =
@@ -263,7 +300,8 @@ pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()
             "destination does not match the source; source left in place",
         ));
     }
-    if ctx.checksum() && src.kind == EntryKind::File {
+    let by_hash = ctx.checksum() || (!written && ctx.spec.compare == Compare::SizeOnly);
+    if by_hash && src.kind == EntryKind::File {
         let a = checksum::hash_file_at(at.src, at.names.src)?;
         let b = checksum::hash_file_at(at.dst, at.names.dst)?;
         if a != b {

@@ -11,6 +11,7 @@ use rustix::fd::OwnedFd;
 
 use crate::copy::Copier;
 use crate::entry::{Entry, InodeId, Meta};
+use crate::filter::Filter;
 use crate::plan::DiffOptions;
 use crate::report::{Change, Event, Failure, Observer, Report, Stats};
 use crate::spec::{Compare, Mode, TransferSpec};
@@ -71,6 +72,11 @@ pub struct Ctx<'a> {
     /// `None` only in a dry run whose destination does not exist yet.
     pub dst_root: Option<OwnedFd>,
     pub tally: Tally,
+    /// The filter, anchored where rsync anchors it (see `Filter::with_base`).
+    pub filter: Filter,
+    /// Entries already removed (or about to be) by type changes in a mirror, which count
+    /// against `--max-delete` along with the end-of-run deletes.
+    deletes_reserved: AtomicU64,
     failures: Mutex<Vec<Failure>>,
     pub deletes: Mutex<Vec<PendingDelete>>,
     pub dirs: Mutex<Vec<PendingDir>>,
@@ -86,6 +92,7 @@ impl<'a> Ctx<'a> {
         spec: &'a TransferSpec,
         stats: &'a Stats,
         observer: &'a dyn Observer,
+        filter: Filter,
         src_root: OwnedFd,
         dst_root: Option<OwnedFd>,
     ) -> Ctx<'a> {
@@ -97,10 +104,15 @@ impl<'a> Ctx<'a> {
             events: observer.wants_events(),
             owner: spec.preserve.owner && crate::sys::is_root(),
             umask: crate::sys::meta::umask(),
-            unnamed_ok: AtomicBool::new(true),
+            // Linking an O_TMPFILE needs root or /proc (see `file::link_unnamed`).
+            unnamed_ok: AtomicBool::new(
+                crate::sys::is_root() || std::path::Path::new("/proc/self/fd").is_dir(),
+            ),
             src_root,
             dst_root,
             tally: Tally::default(),
+            filter,
+            deletes_reserved: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             deletes: Mutex::new(Vec::new()),
             dirs: Mutex::new(Vec::new()),
@@ -161,6 +173,24 @@ impl<'a> Ctx<'a> {
             operation,
             message: error.to_string(),
         });
+    }
+
+    /// Reserves `n` deletes against `--max-delete`; false (and nothing reserved) if that
+    /// would exceed it.
+    pub fn reserve_deletes(&self, n: u64) -> bool {
+        let Some(limit) = self.spec.limits.max_delete else {
+            return true;
+        };
+        let before = self.deletes_reserved.fetch_add(n, Ordering::Relaxed);
+        if before + n > limit {
+            self.deletes_reserved.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn deletes_reserved(&self) -> u64 {
+        self.deletes_reserved.load(Ordering::Relaxed)
     }
 
     pub fn has_failures(&self) -> bool {
@@ -224,20 +254,23 @@ pub struct Names<'a> {
     pub dst: &'a std::ffi::OsStr,
 }
 
-/// The source name for a destination name, for the single-file case.
-#[derive(Debug, Clone, Default)]
+/// A single-file transfer's names: the source entry, and the name it gets.
+#[derive(Debug, Clone)]
 pub struct Rename {
-    pub map: Option<(OsString, OsString)>,
+    pub src: OsString,
+    pub dst: OsString,
 }
 
-impl Rename {
-    pub fn names<'e>(&'e self, dst_name: &'e std::ffi::OsStr) -> Names<'e> {
-        match &self.map {
-            Some((dst, src)) if dst == dst_name => Names { src, dst: dst_name },
-            _ => Names {
-                src: dst_name,
-                dst: dst_name,
-            },
-        }
+/// An entry's names on both sides, given its destination name.
+pub fn names<'e>(rename: Option<&'e Rename>, dst_name: &'e std::ffi::OsStr) -> Names<'e> {
+    match rename {
+        Some(r) if r.dst == dst_name => Names {
+            src: &r.src,
+            dst: dst_name,
+        },
+        _ => Names {
+            src: dst_name,
+            dst: dst_name,
+        },
     }
 }

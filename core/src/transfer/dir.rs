@@ -15,7 +15,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::act;
 use super::apply::{Place, RESUMABLE_MIN};
-use super::context::{Ctx, PendingDir, Rename, lock};
+use super::context::{Ctx, PendingDir, Rename, lock, names};
 use crate::checksum;
 use crate::entry::{Entry, EntryKind, Meta, sort_by_name};
 use crate::plan::{self, Action};
@@ -23,6 +23,7 @@ use crate::report::Change;
 use crate::spec::Mode;
 use crate::sys::dir;
 use crate::sys::file::{self, TempSuffix};
+use crate::sys::meta::{self, MetaPolicy};
 use crate::walk::{Listed, Subdirs, Visitor};
 
 /// The destination side of a directory being visited.
@@ -48,7 +49,7 @@ pub struct DirState {
     /// Set metadata of this directory at the end (false for the parent of a single file).
     pub finalize: bool,
     /// Single-file transfers: the source name and the destination name it gets.
-    pub rename: Option<(OsString, OsString)>,
+    pub rename: Option<Rename>,
 }
 
 impl<'a> Visitor for Ctx<'a> {
@@ -97,24 +98,17 @@ fn visit<'s>(
         return;
     };
     let state = DirState { dst, ..state };
-    let rename = Rename {
-        map: state
-            .rename
-            .as_ref()
-            .map(|(src, dst)| (dst.clone(), src.clone())),
-    };
+    let rename = state.rename.as_ref();
     let mut src_entries = entries;
-    if let Some((_, dst_name)) = &state.rename {
-        src_entries
-            .iter_mut()
-            .for_each(|e| e.name = dst_name.clone());
+    if let Some(r) = rename {
+        src_entries.iter_mut().for_each(|e| e.name = r.dst.clone());
     }
     ctx.count(|t| &t.entries, src_entries.len() as u64);
     let dst_fd = match &state.dst {
         DstDir::Existing(fd, _) | DstDir::Created(fd) => Some(fd.clone()),
         DstDir::Absent | DstDir::Child { .. } => None,
     };
-    let Some((mut dst_entries, temps)) = list_destination(ctx, &rel, &state) else {
+    let Some((mut dst_entries, temps)) = list_destination(ctx, &rel, &state, &src_entries) else {
         return;
     };
     let src_fd = src.as_fd();
@@ -125,7 +119,7 @@ fn visit<'s>(
                 &rel,
                 src_fd,
                 dst.as_fd(),
-                &rename,
+                rename,
                 &mut src_entries,
                 &mut dst_entries,
             );
@@ -138,18 +132,51 @@ fn visit<'s>(
     let actions = plan::diff(src_entries, dst_entries, &ctx.diff_options(), &is_resumable);
     let actions = link_groups(ctx, &rel, actions);
 
-    let mut changed = !temps.is_empty();
+    let mut changed = !temps.is_empty() | lend_write_access(ctx, &state);
+    let rest = descend(ctx, subdirs, &rel, dst_fd.as_ref(), actions, &mut changed);
+    let setgid = match &state.dst {
+        DstDir::Existing(_, m) => m.mode & 0o2000 != 0,
+        _ => state.src_meta.mode & 0o2000 != 0,
+    };
+    for action in rest {
+        changed |= !matches!(action, Action::Skip { .. });
+        let at = dst_fd.as_deref().map(|dst| Place {
+            rel: &rel,
+            src: src_fd,
+            dst: dst.as_fd(),
+            names: names(rename, action.name()),
+            dst_setgid: setgid,
+        });
+        act::act(ctx, &rel, at, &action);
+    }
+    if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
+        for tmp in &temps {
+            let _ = dir::unlink_at(dst.as_fd(), tmp);
+        }
+    }
+    finish_dir(ctx, &rel, &state, changed);
+}
+
+/// Creates and queues the subdirectories of a plan; returns the other actions.
+fn descend<'s>(
+    ctx: &'s Ctx<'s>,
+    subdirs: &Subdirs<'_, 's, Ctx<'s>>,
+    rel: &Path,
+    dst_fd: Option<&Arc<OwnedFd>>,
+    actions: Vec<Action>,
+    changed: &mut bool,
+) -> Vec<Action> {
     let mut rest = Vec::with_capacity(actions.len());
     for action in actions {
         match action {
             Action::Mkdir { src, replaces } => {
-                changed = true;
-                make_subdir(ctx, subdirs, &rel, dst_fd.as_ref(), src, replaces);
+                *changed = true;
+                make_subdir(ctx, subdirs, rel, dst_fd, src, replaces);
             }
             Action::Enter { src, dst } => subdirs.descend(
                 &src.name,
                 DirState {
-                    dst: match &dst_fd {
+                    dst: match dst_fd {
                         Some(parent) => DstDir::Child {
                             parent: parent.clone(),
                             meta: Some(dst.meta),
@@ -164,27 +191,28 @@ fn visit<'s>(
             other => rest.push(other),
         }
     }
-    let setgid = match &state.dst {
-        DstDir::Existing(_, m) => m.mode & 0o2000 != 0,
-        _ => state.src_meta.mode & 0o2000 != 0,
+    rest
+}
+
+/// Without root, nothing can be created or deleted in a directory that lacks owner
+/// write and search permission: lend them for the visit (the real mode is set at the
+/// end of the run). Returns whether it did.
+fn lend_write_access(ctx: &Ctx<'_>, state: &DirState) -> bool {
+    let DstDir::Existing(fd, meta) = &state.dst else {
+        return false;
     };
-    for action in rest {
-        changed |= !matches!(action, Action::Skip { .. });
-        let at = dst_fd.as_deref().map(|dst| Place {
-            rel: &rel,
-            src: src_fd,
-            dst: dst.as_fd(),
-            names: rename.names(action.name()),
-            dst_setgid: setgid,
-        });
-        act::act(ctx, &rel, at, &action);
+    if ctx.dry_run() || crate::sys::is_root() || meta.mode & 0o700 == 0o700 {
+        return false;
     }
-    if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
-        for tmp in &temps {
-            let _ = dir::unlink_at(dst.as_fd(), tmp);
-        }
-    }
-    finish_dir(ctx, &rel, &state, changed);
+    let lent = crate::entry::Meta {
+        mode: meta.mode | 0o700,
+        ..*meta
+    };
+    let policy = MetaPolicy {
+        owner: false,
+        mode: true,
+    };
+    meta::set_owner_mode(fd.as_fd(), &lent, policy).is_ok()
 }
 
 /// Lists the destination side: its entries (minus those the filter protects) and the
@@ -194,16 +222,19 @@ fn list_destination(
     ctx: &Ctx<'_>,
     rel: &Path,
     state: &DirState,
+    src_entries: &[Entry],
 ) -> Option<(Vec<Entry>, Vec<OsString>)> {
     let DstDir::Existing(fd, _) = &state.dst else {
         return Some((Vec::new(), Vec::new()));
     };
-    if let Some((_, dst_name)) = &state.rename {
-        return match dir::stat_at(fd.as_fd(), dst_name) {
-            Ok(e) => Some((vec![e], Vec::new())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Some((Vec::new(), Vec::new())),
+    if let Some(r) = &state.rename {
+        let part = file::temp_name(&r.dst, TempSuffix::Part);
+        let temps = dir::stat_at(fd.as_fd(), &part).map_or(Vec::new(), |_| vec![part]);
+        return match dir::stat_at(fd.as_fd(), &r.dst) {
+            Ok(e) => Some((vec![e], temps)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some((Vec::new(), temps)),
             Err(e) => {
-                ctx.fail(rel, dst_name, "stat destination", &e);
+                ctx.fail(rel, &r.dst, "stat destination", &e);
                 None
             }
         };
@@ -218,12 +249,18 @@ fn list_destination(
     for (name, e) in &listing.errors {
         ctx.fail(rel, name, "stat destination", e);
     }
-    let (temps, mut entries): (Vec<Entry>, Vec<Entry>) = listing
-        .entries
-        .into_iter()
-        .partition(|e| e.kind == EntryKind::File && file::is_temp_name(&e.name));
-    if !ctx.spec.filter.is_empty() {
-        entries.retain(|e| !ctx.spec.filter.excludes(&rel.join(&e.name), e.is_dir()));
+    // A name that looks like a temp file but exists in the source is the user's file.
+    let in_source = |name: &OsStr| {
+        src_entries
+            .binary_search_by(|e| e.name_bytes().cmp(name.as_encoded_bytes()))
+            .is_ok()
+    };
+    let (temps, mut entries): (Vec<Entry>, Vec<Entry>) =
+        listing.entries.into_iter().partition(|e| {
+            e.kind == EntryKind::File && file::is_temp_name(&e.name) && !in_source(&e.name)
+        });
+    if !ctx.filter.is_empty() {
+        entries.retain(|e| !ctx.filter.excludes(&rel.join(&e.name), e.is_dir()));
     }
     sort_by_name(&mut entries);
     Some((entries, temps.into_iter().map(|e| e.name).collect()))
@@ -248,12 +285,12 @@ fn hash_candidates(
     rel: &Path,
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
-    rename: &Rename,
+    rename: Option<&Rename>,
     src_entries: &mut [Entry],
     dst_entries: &mut [Entry],
 ) {
     for (i, j) in plan::checksum_candidates(src_entries, dst_entries) {
-        let names = rename.names(&src_entries[i].name);
+        let names = names(rename, &src_entries[i].name);
         match (
             checksum::hash_file_at(src, names.src),
             checksum::hash_file_at(dst, names.dst),
@@ -366,7 +403,8 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
         DstDir::Created(_) => true,
         DstDir::Absent | DstDir::Child { .. } => false,
     };
-    if changed || differs {
+    // With -X a directory's attributes may have changed alone: always re-check them.
+    if changed || differs || ctx.spec.preserve.xattrs {
         lock(&ctx.dirs).push(PendingDir {
             rel: rel.to_owned(),
             meta: state.src_meta,

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 
 use super::context::{Ctx, PendingDelete, lock};
 use crate::delete;
@@ -86,7 +86,7 @@ fn remove_moved_link(ctx: &Ctx<'_>, dir_rel: &Path, name: &OsStr) {
 /// look like a source that lost its files) or the count exceeds `--max-delete`.
 /// Returns why deletes were skipped, if they were.
 pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
-    let pending = std::mem::take(&mut *lock(&ctx.deletes));
+    let mut pending = std::mem::take(&mut *lock(&ctx.deletes));
     if pending.is_empty() {
         return None;
     }
@@ -96,48 +96,48 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
             pending.len()
         ));
     }
-    let protect = |p: &Path, is_dir: bool| ctx.spec.filter.excludes(p, is_dir);
-    let opened: Vec<(OwnedFd, PendingDelete)> = pending
-        .into_iter()
-        .filter_map(|d| match dir::open_beneath(dst_root, &d.dir) {
-            Ok(fd) => Some((fd, d)),
-            Err(e) => {
-                ctx.fail(&d.dir, &d.entry.name, "delete", &e);
-                None
-            }
-        })
-        .collect();
+    // One directory open at a time, however many deletes there are.
+    pending.sort_by(|a, b| a.dir.cmp(&b.dir));
+    let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
     if let Some(limit) = ctx.spec.limits.max_delete {
-        let total: u64 = opened
-            .iter()
-            .map(|(fd, d)| {
-                delete::count(
-                    fd.as_fd(),
-                    &d.entry.name,
-                    d.entry.kind,
-                    &d.dir.join(&d.entry.name),
-                    &protect,
-                )
-                .unwrap_or(1)
-            })
-            .sum();
+        let mut total = ctx.deletes_reserved();
+        for_each_in_dir(ctx, dst_root, &pending, |fd, d| {
+            let rel = d.dir.join(&d.entry.name);
+            total += delete::count(fd, &d.entry.name, d.entry.kind, &rel, &protect).unwrap_or(1);
+        });
         if total > limit {
             return Some(format!(
                 "refusing to delete {total} entries: more than --max-delete {limit}; nothing was deleted"
             ));
         }
     }
-    for (fd, d) in opened {
+    for_each_in_dir(ctx, dst_root, &pending, |fd, d| {
         let rel = d.dir.join(&d.entry.name);
-        match delete::remove(fd.as_fd(), &d.entry.name, d.entry.kind, &rel, &protect) {
+        match delete::remove(fd, &d.entry.name, d.entry.kind, &rel, &protect) {
             Ok(n) => {
                 ctx.count(|t| &t.deleted, n);
                 ctx.emit(&d.dir, &d.entry.name, Change::Delete { kind: d.entry.kind });
             }
             Err(e) => ctx.fail(&d.dir, &d.entry.name, "delete", &e),
         }
-    }
+    });
     None
+}
+
+/// Calls `f` for each pending delete (sorted by directory) with its directory open.
+fn for_each_in_dir(
+    ctx: &Ctx<'_>,
+    dst_root: BorrowedFd<'_>,
+    pending: &[PendingDelete],
+    mut f: impl FnMut(BorrowedFd<'_>, &PendingDelete),
+) {
+    for group in pending.chunk_by(|a, b| a.dir == b.dir) {
+        let dir_rel = &group[0].dir;
+        match dir::open_beneath(dst_root, dir_rel) {
+            Ok(fd) => group.iter().for_each(|d| f(fd.as_fd(), d)),
+            Err(e) => ctx.fail(dir_rel, "".as_ref(), "open directory for deletes", &e),
+        }
+    }
 }
 
 /// Sets directory metadata, deepest first, now that nothing inside will change.
@@ -146,15 +146,16 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
     for d in dirs {
         let result = dir::open_beneath(dst_root, &d.rel).and_then(|fd| {
-            if ctx.spec.preserve.xattrs {
-                let src = dir::open_beneath(ctx.src_root.as_fd(), &d.rel)?;
-                xattr::copy(src.as_fd(), fd.as_fd())?;
-            }
             let policy = MetaPolicy {
                 owner: ctx.owner,
                 mode: true,
             };
-            meta::apply_fd(fd.as_fd(), &d.meta, policy)
+            meta::set_owner_mode(fd.as_fd(), &d.meta, policy)?;
+            if ctx.spec.preserve.xattrs {
+                let src = dir::open_beneath(ctx.src_root.as_fd(), &d.rel)?;
+                xattr::sync(src.as_fd(), fd.as_fd())?;
+            }
+            meta::set_mtime(fd.as_fd(), &d.meta)
         });
         if let Err(e) = result {
             let (parent, name) = split(&d.rel);

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use rustix::fd::{AsFd, OwnedFd};
 
-use self::context::Ctx;
+use self::context::{Ctx, Rename};
 use self::dir::{DirState, DstDir};
 use crate::error::Error;
 use crate::filter::Filter;
@@ -54,7 +54,7 @@ impl Transfer {
         let started = Instant::now();
         let (Endpoint::Local(src), Endpoint::Local(dst)) =
             (&self.spec.source, &self.spec.destination);
-        let roots = roots::resolve(src, dst)?;
+        let roots = roots::resolve(src, dst, self.spec.mode)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.spec.limits.workers.max(1))
             .thread_name(|i| format!("blit-worker-{i}"))
@@ -74,7 +74,14 @@ impl Transfer {
                 src_name,
                 dst_dir,
                 dst_name,
-            } => (src_dir, dst_dir, Some((src_name.clone(), dst_name.clone()))),
+            } => (
+                src_dir,
+                dst_dir,
+                Some(Rename {
+                    src: src_name.clone(),
+                    dst: dst_name.clone(),
+                }),
+            ),
         };
         let src_err = |source| Error::Source {
             path: src_dir.clone(),
@@ -94,9 +101,22 @@ impl Transfer {
             }
             None => DstDir::Absent,
         };
+        let filter = match roots {
+            // Filters apply to what is inside a tree, not to the one entry named.
+            Roots::Single { .. } => Filter::new(),
+            Roots::Tree {
+                src,
+                whole_dir: true,
+                ..
+            } => self
+                .spec
+                .filter
+                .with_base(Path::new(src.file_name().unwrap_or_default())),
+            Roots::Tree { .. } => self.spec.filter.clone(),
+        };
         let src_root = src_fd.try_clone().map_err(src_err)?;
-        let ctx = Ctx::new(&self.spec, &self.stats, observer, src_root, dst_fd);
-        let only = single.as_ref().map(|(src_name, _)| src_name.clone());
+        let ctx = Ctx::new(&self.spec, &self.stats, observer, filter, src_root, dst_fd);
+        let only = single.as_ref().map(|r| r.src.clone());
         let state = DirState {
             dst: dst_state,
             src_meta,
@@ -104,14 +124,7 @@ impl Transfer {
             finalize: single.is_none(),
             rename: single,
         };
-        // Filters apply to what is inside a tree, not to the one entry named.
-        let everything = Filter::new();
-        let filter = if only.is_some() {
-            &everything
-        } else {
-            &self.spec.filter
-        };
-        Walk::new(&ctx, filter, &self.stats).run(src_fd, only, state);
+        Walk::new(&ctx, &ctx.filter, &self.stats).run(src_fd, only, state);
         let tree = match roots {
             Roots::Tree { src, whole_dir, .. } => Some((src.as_path(), *whole_dir)),
             Roots::Single { .. } => None,
