@@ -41,15 +41,13 @@ pub struct Copier {
     cfr_state: AtomicU8,
 }
 
-/// Files at least this large are copied as several ranges in parallel.
-pub const PARALLEL_MIN: u64 = 128 << 20;
-/// Size of one range of a parallel copy.
-const RANGE: u64 = 32 << 20;
-
 impl Copier {
-    /// Copies the whole of `src` (`len` bytes) into the empty file `dst`. A large
-    /// non-sparse file is split into ranges that the worker pool copies in parallel (the
-    /// calling worker takes part).
+    /// Copies the whole of `src` (`len` bytes) into the empty file `dst`.
+    ///
+    /// A large file is copied by one thread: the kernel moves the bytes, and on ext4
+    /// buffered writes to one inode serialize on its lock, so splitting a file into ranges
+    /// copied in parallel measured slower (W2, 4 GiB: 8.6 s split in two threads against
+    /// 4.5 s in one). The pool's parallelism goes to different files instead.
     pub fn copy_file(
         &self,
         src: BorrowedFd<'_>,
@@ -57,42 +55,13 @@ impl Copier {
         len: u64,
         sparse: bool,
     ) -> io::Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
-        if self.try_reflink(src, dst)? {
+        if len == 0 || self.try_reflink(src, dst)? {
             return Ok(());
         }
         if sparse {
-            self.copy_sparse(src, dst, len)?;
-            return Ok(());
+            return self.copy_sparse(src, dst, len);
         }
-        if len < PARALLEL_MIN {
-            return self.copy_range(src, dst, 0, len);
-        }
-        // Size the file first so ranges written out of order never race on extending it.
-        crate::sys::file::set_len(dst, len)?;
-        let first_error = std::sync::Mutex::new(None);
-        rayon::scope(|s| {
-            let mut offset = 0;
-            while offset < len {
-                let n = RANGE.min(len - offset);
-                let first_error = &first_error;
-                s.spawn(move |_| {
-                    if let Err(e) = self.copy_range(src, dst, offset, n) {
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                    }
-                });
-                offset += n;
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.copy_range(src, dst, 0, len)
     }
 
     pub fn new(reflink: Reflink) -> Copier {
