@@ -31,6 +31,12 @@ fn run(fx: &Fixture, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     c.output().expect("blit runs")
 }
 
+/// `blit copy src/ dst`, which must succeed: the starting point of many tests.
+fn copy_contents(fx: &Fixture) {
+    let o = run(fx, &[&"copy", &fx.src_contents(), &fx.dst]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -100,11 +106,7 @@ fn destination_inside_source_is_refused() {
 fn destructive_runs_need_yes_without_a_terminal() {
     let fx = Fixture::new();
     fx.file("f", b"x");
-    assert!(
-        run(&fx, &[&"copy", &fx.src_contents(), &fx.dst])
-            .status
-            .success()
-    );
+    copy_contents(&fx);
     support::write(&fx.dst.join("extra"), b"keep me unless confirmed");
     for verb in ["mirror", "move"] {
         let o = run(&fx, &[&verb, &fx.src_contents(), &fx.dst]);
@@ -138,11 +140,7 @@ fn on_a_terminal(fx: &Fixture, args: &str, answer: &str) -> Option<Output> {
 fn destructive_runs_ask_on_a_terminal() {
     let fx = Fixture::new();
     fx.file("f", b"x");
-    assert!(
-        run(&fx, &[&"copy", &fx.src_contents(), &fx.dst])
-            .status
-            .success()
-    );
+    copy_contents(&fx);
     support::write(&fx.dst.join("extra"), b"x");
     let args = format!(
         "mirror --no-progress {} {}",
@@ -247,11 +245,7 @@ fn unreadable_file_is_reported_and_the_rest_copied() {
 fn history_is_recorded_and_shown() {
     let fx = Fixture::new();
     fx.file("f", b"hello");
-    assert!(
-        run(&fx, &[&"copy", &fx.src_contents(), &fx.dst])
-            .status
-            .success()
-    );
+    copy_contents(&fx);
     assert!(
         run(
             &fx,
@@ -376,11 +370,7 @@ fn thousands_of_deletes_with_few_descriptors() {
     for i in 0..1500 {
         fx.dir(format!("d{i:04}"));
     }
-    assert!(
-        run(&fx, &[&"copy", &fx.src_contents(), &fx.dst])
-            .status
-            .success()
-    );
+    copy_contents(&fx);
     for i in 0..1500 {
         support::write(&fx.dst.join(format!("d{i:04}/extra")), b"x");
     }
