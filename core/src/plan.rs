@@ -30,8 +30,8 @@ pub enum Action {
     HardLink { src: Entry, target: PathBuf },
     /// Content is current; fix mode, owner or mtime.
     SetMeta { src: Entry, dst: Entry },
-    /// Nothing to do.
-    Skip { src: Entry },
+    /// Nothing to do (`dst` is the destination entry, already up to date).
+    Skip { src: Entry, dst: Entry },
     /// Remove a destination entry the source does not have (mirror only).
     Delete { dst: Entry },
 }
@@ -48,7 +48,7 @@ impl Action {
             | Action::Special { src, .. }
             | Action::HardLink { src, .. }
             | Action::SetMeta { src, .. }
-            | Action::Skip { src } => &src.name,
+            | Action::Skip { src, .. } => &src.name,
             Action::Delete { dst } => &dst.name,
         }
     }
@@ -142,7 +142,7 @@ fn update(
             }
         }
         _ if meta_differs(&src, &dst, opts) => Action::SetMeta { src, dst },
-        _ => Action::Skip { src },
+        _ => Action::Skip { src, dst },
     }
 }
 

@@ -147,9 +147,29 @@ fn hard_links_are_preserved_with_the_flag() {
     transfer(&fx.src, &plain, |_| {});
     assert_eq!(fs::metadata(plain.join("third")).unwrap().nlink(), 1);
 
-    // A re-run with -H finds nothing to do.
+    // A re-run with -H finds nothing to do, and a dry run says so.
     let again = transfer(&fx.src, &fx.dst, |s| s.preserve.hard_links = true);
     assert_eq!((again.files_copied, again.links_created), (0, 0));
+    let preview = transfer(&fx.src, &fx.dst, |s| {
+        s.preserve.hard_links = true;
+        s.dry_run = true;
+    });
+    assert_eq!((preview.files_copied, preview.links_created), (0, 0));
+
+    // A member that lost its link (a separate copy now) is linked again.
+    fs::remove_file(fx.dst.join("third")).unwrap();
+    fs::copy(fx.dst.join("a/first"), fx.dst.join("third")).unwrap();
+    let mtime = fs::metadata(fx.src.join("third")).unwrap();
+    set_mtime(
+        &fx.dst.join("third"),
+        mtime.mtime(),
+        mtime.mtime_nsec() as u32,
+    );
+    let relink = transfer(&fx.src, &fx.dst, |s| s.preserve.hard_links = true);
+    assert_clean(&relink);
+    // Which member the parallel walk meets first decides whether one or two are relinked.
+    assert!((1..=2).contains(&relink.links_created), "{relink:?}");
+    assert_same_tree(&fx.src, &fx.dst, links);
 }
 
 #[test]

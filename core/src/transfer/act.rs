@@ -79,13 +79,13 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             apply::set_meta(ctx, at, src)?;
             Outcome::Changed(Change::Meta)
         }
-        Action::Skip { src } if ctx.spec.preserve.xattrs && src.kind == EntryKind::File => {
+        Action::Skip { src, .. } if ctx.spec.preserve.xattrs && src.kind == EntryKind::File => {
             match apply::sync_xattrs(at)? {
                 true => Outcome::Changed(Change::Meta),
                 false => Outcome::UpToDate(src.kind),
             }
         }
-        Action::Skip { src } => Outcome::UpToDate(src.kind),
+        Action::Skip { src, .. } => Outcome::UpToDate(src.kind),
         Action::HardLink { target, .. } => {
             lock(&ctx.links).push(PendingLink {
                 rel: at.rel.join(at.names.dst),
@@ -123,7 +123,7 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
             target: target.clone(),
         }),
         Action::SetMeta { .. } => Outcome::Changed(Change::Meta),
-        Action::Skip { src } => Outcome::UpToDate(src.kind),
+        Action::Skip { src, .. } => Outcome::UpToDate(src.kind),
         Action::Delete { dst: old } => {
             let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
             let entry_rel = rel.join(&old.name);
@@ -173,7 +173,7 @@ fn moved(action: &Action) -> Option<&Entry> {
         | Action::Symlink { src, .. }
         | Action::Special { src, .. }
         | Action::SetMeta { src, .. }
-        | Action::Skip { src } => Some(src),
+        | Action::Skip { src, .. } => Some(src),
         _ => None,
     }
 }

@@ -80,8 +80,9 @@ pub struct Ctx<'a> {
     failures: Mutex<Vec<Failure>>,
     pub deletes: Mutex<Vec<PendingDelete>>,
     pub dirs: Mutex<Vec<PendingDir>>,
-    /// First destination path of each hard-link group seen so far.
-    pub link_groups: Mutex<HashMap<InodeId, PathBuf>>,
+    /// First destination path of each hard-link group seen so far, and that path's
+    /// destination inode when it was already up to date.
+    pub link_groups: Mutex<HashMap<InodeId, (PathBuf, Option<InodeId>)>>,
     pub links: Mutex<Vec<PendingLink>>,
     /// Source directories visited (a move removes the emptied ones).
     pub src_dirs: Mutex<Vec<PathBuf>>,

@@ -305,7 +305,8 @@ fn hash_candidates(
 }
 
 /// `-H`: the first member of a hard-link group is copied; the others become links to it,
-/// created at the end once it exists.
+/// created at the end once it exists — unless the destination already has them linked to
+/// the first member's up-to-date inode, in which case there is nothing to do.
 fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
     if !ctx.spec.preserve.hard_links {
         return actions;
@@ -313,26 +314,28 @@ fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
     actions
         .into_iter()
         .map(|action| {
-            let src = match &action {
-                Action::Copy { src, .. }
-                | Action::Resume { src, .. }
-                | Action::Skip { src }
-                | Action::SetMeta { src, .. }
+            let (src, dst) = match &action {
+                Action::Copy { src, .. } | Action::Resume { src, .. }
                     if src.kind == EntryKind::File && src.nlink > 1 =>
                 {
-                    src.clone()
+                    (src.clone(), None)
+                }
+                Action::Skip { src, dst } | Action::SetMeta { src, dst }
+                    if src.kind == EntryKind::File && src.nlink > 1 =>
+                {
+                    (src.clone(), Some(dst.inode))
                 }
                 _ => return action,
             };
-            let path = rel.join(&src.name);
             let mut groups = lock(&ctx.link_groups);
             match groups.get(&src.inode) {
                 None => {
-                    groups.insert(src.inode, path);
+                    groups.insert(src.inode, (rel.join(&src.name), dst));
                     action
                 }
-                Some(first) => Action::HardLink {
-                    target: first.clone(),
+                Some((_, Some(first))) if dst == Some(*first) => action,
+                Some((target, _)) => Action::HardLink {
+                    target: target.clone(),
                     src,
                 },
             }
