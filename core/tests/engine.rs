@@ -277,6 +277,29 @@ fn reflink_always_clones_or_fails_each_file_cleanly() {
 }
 
 #[test]
+fn reflinks_share_blocks_where_the_filesystem_can() {
+    let fx = Fixture::new();
+    let xfs = match support::ReflinkFs::mount(fx.dir.path()) {
+        Ok(fs) => fs,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let src = xfs.mount.join("src");
+    let content: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    support::write(&src.join("big"), &content);
+    support::write(&src.join("d/small"), b"small");
+    let before = xfs.used_bytes();
+    let dst = xfs.mount.join("dst");
+    // The default (--reflink=auto) must find and use the clone.
+    let report = transfer(&src, &dst, |_| {});
+    assert_clean(&report);
+    assert_same_tree(&src, &dst, PLAIN);
+    let grew = xfs.used_bytes().saturating_sub(before);
+    assert!(grew < 8 << 20, "a 64 MiB clone used {grew} new bytes");
+}
+
+#[test]
 fn fifos_are_recreated() {
     let fx = Fixture::new();
     let fifo = fx.src.join("pipe");

@@ -309,3 +309,71 @@ fn set_immutable(path: &Path, on: bool) -> bool {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// A small XFS filesystem with reflink support, loop-mounted for as long as the guard
+/// lives: the way to test copy-on-write clones on a machine whose disk is ext4.
+pub struct ReflinkFs {
+    pub mount: PathBuf,
+}
+
+impl ReflinkFs {
+    /// Creates and mounts the filesystem under `dir`. Returns why not when it cannot be
+    /// done here (not root, no mkfs.xfs, no loop devices).
+    pub fn mount(dir: &Path) -> Result<ReflinkFs, String> {
+        if !is_root() {
+            return Err("mounting a loop filesystem needs root".into());
+        }
+        let image = dir.join("xfs.img");
+        let mount = dir.join("xfs");
+        fs::create_dir_all(&mount).map_err(|e| e.to_string())?;
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(512 << 20))
+            .map_err(|e| e.to_string())?;
+        run_tool(
+            "mkfs.xfs",
+            &[
+                "-q".as_ref(),
+                "-m".as_ref(),
+                "reflink=1".as_ref(),
+                image.as_os_str(),
+            ],
+        )?;
+        run_tool(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                mount.as_os_str(),
+            ],
+        )?;
+        Ok(ReflinkFs { mount })
+    }
+
+    /// Bytes in use on the filesystem, once everything written so far is allocated.
+    pub fn used_bytes(&self) -> u64 {
+        let dir = fs::File::open(&self.mount).expect("open mount");
+        rustix::fs::syncfs(&dir).expect("syncfs");
+        let st = rustix::fs::statvfs(&self.mount).expect("statvfs");
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    }
+}
+
+impl Drop for ReflinkFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    match std::process::Command::new(tool).args(args).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{tool} is not available: {e}")),
+    }
+}
