@@ -22,7 +22,7 @@ pub enum Reflink {
     Auto,
     /// Clone or fail.
     Always,
-    /// Always copy the bytes.
+    /// Always copy the bytes (without copy_file_range, which may clone).
     Never,
 }
 
@@ -65,14 +65,17 @@ impl Copier {
     }
 
     pub fn new(reflink: Reflink) -> Copier {
+        // copy_file_range clones on filesystems that can (XFS, btrfs), so "never" must
+        // avoid it too and move the bytes through a buffer.
+        let initial = if reflink == Reflink::Never {
+            UNSUPPORTED
+        } else {
+            UNKNOWN
+        };
         Copier {
             reflink,
-            reflink_state: AtomicU8::new(if reflink == Reflink::Never {
-                UNSUPPORTED
-            } else {
-                UNKNOWN
-            }),
-            cfr_state: AtomicU8::new(UNKNOWN),
+            reflink_state: AtomicU8::new(initial),
+            cfr_state: AtomicU8::new(initial),
         }
     }
 

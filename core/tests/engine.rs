@@ -297,6 +297,19 @@ fn reflinks_share_blocks_where_the_filesystem_can() {
     assert_same_tree(&src, &dst, PLAIN);
     let grew = xfs.used_bytes().saturating_sub(before);
     assert!(grew < 8 << 20, "a 64 MiB clone used {grew} new bytes");
+
+    // --reflink=never writes real copies (copy_file_range would clone here too).
+    let before = xfs.used_bytes();
+    let copies = xfs.mount.join("copies");
+    assert_clean(&transfer(&src, &copies, |s| {
+        s.reflink = blit_core::Reflink::Never
+    }));
+    assert_same_tree(&src, &copies, PLAIN);
+    let grew = xfs.used_bytes().saturating_sub(before);
+    assert!(
+        grew >= 64 << 20,
+        "--reflink=never used only {grew} new bytes"
+    );
 }
 
 #[test]
