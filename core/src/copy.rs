@@ -209,7 +209,7 @@ fn buffered_range(
 }
 
 /// Writes all of `data` at `offset`.
-pub fn write_all_at(dst: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+fn write_all_at(dst: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     while !data.is_empty() {
         match rustix::io::pwrite(dst, data, offset) {
             Ok(n) => {
