@@ -66,7 +66,7 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
     if out.json {
         output::json(&report);
     }
-    output::summary(&report);
+    output::summary(&report, &args.source, &args.destination);
     if out.history {
         history::record(&history::Record::from_report(&report, workers));
     }

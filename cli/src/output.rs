@@ -103,7 +103,9 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// The human summary, on stderr, after the run.
-pub fn summary(report: &Report) {
+/// `source` and `destination` are the paths as given; failure paths are relative to the
+/// transfer roots below them, so the closing line names both.
+pub fn summary(report: &Report, source: &Path, destination: &Path) {
     let mut err = std::io::stderr().lock();
     let verb = if report.dry_run {
         "would copy"
@@ -161,8 +163,11 @@ pub fn summary(report: &Report) {
     if !report.failures.is_empty() {
         let _ = writeln!(
             err,
-            "blit: {} entries failed; the rest was transferred",
-            report.failures.len()
+            "blit: {} entries failed (paths above are relative to {} and {}); the rest was \
+             transferred",
+            report.failures.len(),
+            display_path(source),
+            display_path(destination)
         );
     }
 }
