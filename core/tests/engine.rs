@@ -337,6 +337,33 @@ fn fifos_are_recreated() {
 }
 
 #[test]
+fn device_nodes_are_recreated_as_root() {
+    if !support::is_root() {
+        eprintln!("skipped: only root can create device nodes");
+        return;
+    }
+    let fx = Fixture::new();
+    let dev = fx.src.join("null-like");
+    let rdev = rustix::fs::makedev(1, 3);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &dev,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o620),
+        rdev,
+    )
+    .unwrap();
+    assert_clean(&copy(&fx));
+    use std::os::unix::fs::FileTypeExt;
+    let md = fs::symlink_metadata(fx.dst.join("null-like")).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), rdev);
+    assert_same_tree(&fx.src, &fx.dst, PLAIN);
+    // Unchanged on a re-run.
+    assert_eq!(copy(&fx).links_created, 0);
+}
+
+#[test]
 fn xattrs_are_copied_with_the_flag() {
     let fx = Fixture::new();
     let f = fx.file("f", b"x");
