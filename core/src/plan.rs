@@ -37,8 +37,8 @@ pub enum Action {
 }
 
 impl Action {
-    /// The entry name the action is about.
-    pub fn name(&self) -> &std::ffi::OsStr {
+    /// The source entry the action is about (`None` for a delete).
+    pub fn source(&self) -> Option<&Entry> {
         match self {
             Action::Mkdir { src, .. }
             | Action::Enter { src, .. }
@@ -48,8 +48,19 @@ impl Action {
             | Action::Special { src, .. }
             | Action::HardLink { src, .. }
             | Action::SetMeta { src, .. }
-            | Action::Skip { src, .. } => &src.name,
+            | Action::Skip { src, .. } => Some(src),
+            Action::Delete { .. } => None,
+        }
+    }
+
+    /// The entry name the action is about.
+    pub fn name(&self) -> &std::ffi::OsStr {
+        match self {
             Action::Delete { dst } => &dst.name,
+            _ => self
+                .source()
+                .map(|e| e.name.as_os_str())
+                .unwrap_or_default(),
         }
     }
 }

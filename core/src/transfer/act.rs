@@ -165,16 +165,12 @@ fn record(ctx: &Ctx<'_>, change: &Change) {
     }
 }
 
-/// The source entry a move removes once this action succeeded.
+/// The source entry a move removes once this action succeeded. Directories go at the end
+/// of the run; hard-link members once their link exists.
 fn moved(action: &Action) -> Option<&Entry> {
     match action {
-        Action::Copy { src, .. }
-        | Action::Resume { src, .. }
-        | Action::Symlink { src, .. }
-        | Action::Special { src, .. }
-        | Action::SetMeta { src, .. }
-        | Action::Skip { src, .. } => Some(src),
-        _ => None,
+        Action::Mkdir { .. } | Action::Enter { .. } | Action::HardLink { .. } => None,
+        _ => action.source(),
     }
 }
 

@@ -52,6 +52,24 @@ pub struct DirState {
     pub rename: Option<Rename>,
 }
 
+impl DirState {
+    /// The state of a subdirectory's visit. Its destination side is opened from `parent`
+    /// when the visit starts (no parent: it does not exist, in a dry run); `existing` is its
+    /// metadata if it existed before this run.
+    fn subdir(parent: Option<&Arc<OwnedFd>>, existing: Option<Meta>, src_meta: Meta) -> DirState {
+        let dst = parent.map_or(DstDir::Absent, |parent| DstDir::Child {
+            parent: parent.clone(),
+            meta: existing,
+        });
+        DirState {
+            dst,
+            src_meta,
+            finalize: true,
+            rename: None,
+        }
+    }
+}
+
 impl<'a> Visitor for Ctx<'a> {
     type State = DirState;
 
@@ -127,7 +145,9 @@ fn visit<'s>(
     }
     let resumable = resumable_names(ctx, &temps);
     let is_resumable = |e: &Entry| {
-        e.size >= RESUMABLE_MIN && resumable.contains(&file::temp_name(&e.name, TempSuffix::Part))
+        !resumable.is_empty()
+            && e.size >= RESUMABLE_MIN
+            && resumable.contains(&file::temp_name(&e.name, TempSuffix::Part))
     };
     let actions = plan::diff(src_entries, dst_entries, &ctx.diff_options(), &is_resumable);
     let actions = link_groups(ctx, &rel, actions);
@@ -175,18 +195,7 @@ fn descend<'s>(
             }
             Action::Enter { src, dst } => subdirs.descend(
                 &src.name,
-                DirState {
-                    dst: match dst_fd {
-                        Some(parent) => DstDir::Child {
-                            parent: parent.clone(),
-                            meta: Some(dst.meta),
-                        },
-                        None => DstDir::Absent,
-                    },
-                    src_meta: src.meta,
-                    finalize: true,
-                    rename: None,
-                },
+                DirState::subdir(dst_fd, Some(dst.meta), src.meta),
             ),
             other => rest.push(other),
         }
@@ -361,7 +370,7 @@ fn make_subdir<'s>(
             bytes: 0,
         },
     );
-    let dst = match dst {
+    let parent = match dst {
         Some(fd) if !ctx.dry_run() => {
             let made = replaces
                 .map_or(Ok(()), |old| dir::unlink_at(fd.as_fd(), &old.name))
@@ -370,22 +379,11 @@ fn make_subdir<'s>(
                 ctx.fail(rel, &src.name, "create directory", &e);
                 return;
             }
-            DstDir::Child {
-                parent: fd.clone(),
-                meta: None,
-            }
+            Some(fd)
         }
-        _ => DstDir::Absent,
+        _ => None,
     };
-    subdirs.descend(
-        &src.name,
-        DirState {
-            dst,
-            src_meta: src.meta,
-            finalize: true,
-            rename: None,
-        },
-    );
+    subdirs.descend(&src.name, DirState::subdir(parent, None, src.meta));
 }
 
 /// Queues the directory's own metadata for the end of the run, and remembers it for a
