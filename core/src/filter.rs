@@ -26,6 +26,8 @@ pub enum RuleKind {
 #[derive(Debug, Clone)]
 struct Rule {
     kind: RuleKind,
+    /// The pattern as given, so the rules can be sent to a remote peer.
+    pattern: String,
     matcher: GlobMatcher,
     dir_only: bool,
 }
@@ -69,10 +71,16 @@ impl Filter {
             .compile_matcher();
         self.rules.push(Rule {
             kind,
+            pattern: pattern.to_owned(),
             matcher,
             dir_only,
         });
         Ok(())
+    }
+
+    /// The rules in order, as they were added.
+    pub fn rules(&self) -> impl Iterator<Item = (RuleKind, &str)> {
+        self.rules.iter().map(|r| (r.kind, r.pattern.as_str()))
     }
 
     /// Whether there are no rules at all (the walk can skip building paths).

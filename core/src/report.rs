@@ -103,7 +103,7 @@ pub struct Failure {
     #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// What was being done: "read", "copy", "delete", …
-    pub operation: &'static str,
+    pub operation: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 

@@ -42,8 +42,10 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
     } else if let Outcome::UpToDate(EntryKind::File) = outcome {
         ctx.count(|t| &t.files_skipped, 1);
     }
-    if let (Mode::Move, false, Some(at), Some(src)) =
-        (ctx.spec.mode, ctx.dry_run(), at, moved(action))
+    // A remote source removes its own files, once told they landed.
+    let local_source = at.is_some_and(|a| a.src.is_some());
+    if let (Mode::Move, false, true, Some(at), Some(src)) =
+        (ctx.spec.mode, ctx.dry_run(), local_source, at, moved(action))
     {
         let written = matches!(action, Action::Copy { .. } | Action::Resume { .. });
         match apply::remove_source(ctx, at, src, written) {
@@ -59,6 +61,10 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
         Action::Copy { src, dst } | Action::Resume { src, dst } => {
             let resume = matches!(action, Action::Resume { .. });
             ctx.file_planned(src.size);
+            if let Some(fetch) = ctx.fetch {
+                fetch.fetch(ctx, at, src, dst.as_ref())?;
+                return Ok(Outcome::Deferred);
+            }
             let written = apply::copy_file(ctx, at, src, dst.as_ref(), resume)?;
             Outcome::Changed(match (resume, dst) {
                 (true, _) => Change::Resume {
@@ -137,6 +143,13 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
             unreachable!("directories are handled by visit")
         }
     }
+}
+
+/// Records a file whose content arrived later (from a remote source) and was published.
+pub fn file_done(ctx: &Ctx<'_>, rel: &Path, name: &std::ffi::OsStr, replaced: Option<&Entry>, bytes: u64) {
+    let change = file_change(replaced, bytes);
+    record(ctx, &change);
+    ctx.emit(rel, name, change);
 }
 
 /// A file written: new, or replacing an older file (or something else in the way).

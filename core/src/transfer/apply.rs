@@ -5,6 +5,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -26,11 +27,26 @@ pub const RESUMABLE_MIN: u64 = 16 << 20;
 pub struct Place<'a> {
     /// Directory path relative to the transfer roots.
     pub rel: &'a Path,
-    pub src: BorrowedFd<'a>,
+    /// The source directory, when it is on this machine.
+    pub src: Option<BorrowedFd<'a>>,
     pub dst: BorrowedFd<'a>,
+    /// The destination directory again, for work that outlives this call.
+    pub dst_dir: &'a Arc<OwnedFd>,
     pub names: Names<'a>,
     /// The destination directory has the setgid bit, so new files inherit its group.
     pub dst_setgid: bool,
+}
+
+impl<'a> Place<'a> {
+    /// The source directory; an error when the source is on another machine.
+    pub fn src(&self) -> io::Result<BorrowedFd<'a>> {
+        self.src.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the source is on another machine",
+            )
+        })
+    }
 }
 
 /// How a new file's content is staged before it is published under its final name.
@@ -55,52 +71,89 @@ pub fn copy_file(
     replaces: Option<&Entry>,
     resume: bool,
 ) -> io::Result<Written> {
-    let src_fd = file::open_source(at.src, at.names.src)?;
-    let (fd, staging, created_mode) = stage(ctx, at, src, replaces.is_some(), resume)?;
-    let result = fill(ctx, src_fd.as_fd(), fd.as_fd(), src, resume).and_then(|written| {
-        finish_meta(ctx, at, src, src_fd.as_fd(), fd.as_fd(), created_mode)?;
-        // Only now, with the new file complete, clear what stands in its way.
-        if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
-            clear_dir_in_the_way(ctx, at, old)?;
-        }
-        publish(at, fd.as_fd(), &staging)?;
+    let src_fd = file::open_source(at.src()?, at.names.src)?;
+    let staged = stage(ctx, at, src, replaces.is_some(), resume)?;
+    let result = fill(ctx, src_fd.as_fd(), staged.fd.as_fd(), src, resume).and_then(|written| {
+        publish_file(ctx, at, src, &staged, Some(src_fd.as_fd()), replaces)?;
         Ok(written)
     });
     if result.is_err() {
-        if let Staging::Named(tmp) = &staging {
-            // A partial large file is kept for --resume; anything else is garbage.
-            if src.size < RESUMABLE_MIN {
-                let _ = dir::unlink_at(at.dst, tmp);
-            }
-        }
+        discard(at, &staged, src);
     }
     result
 }
 
-/// Opens the file the content is written to. Returns it, how it is staged, and the mode
-/// it was created with (to know whether a `chmod` is still needed).
-fn stage(
+/// A file being written: its descriptor and how it will get its final name.
+pub struct Staged {
+    pub fd: OwnedFd,
+    staging: Staging,
+    /// The mode it was created with (to know whether a `chmod` is still needed).
+    created_mode: u32,
+}
+
+/// Finishes a file whose content is complete: metadata (xattrs copied from `src_fd` when
+/// the source is local), then — only now — clears a directory in its way, and gives it
+/// its final name.
+pub fn publish_file(
+    ctx: &Ctx<'_>,
+    at: Place<'_>,
+    src: &Entry,
+    staged: &Staged,
+    src_fd: Option<BorrowedFd<'_>>,
+    replaces: Option<&Entry>,
+) -> io::Result<()> {
+    finish_meta(ctx, at, src, src_fd, staged.fd.as_fd(), staged.created_mode)?;
+    if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
+        clear_dir_in_the_way(ctx, at, old)?;
+    }
+    publish(at, staged.fd.as_fd(), &staged.staging)
+}
+
+/// Drops a file that failed. A partial large file is kept for `--resume`; anything else
+/// is garbage.
+pub fn discard(at: Place<'_>, staged: &Staged, src: &Entry) {
+    if let Staging::Named(tmp) = &staged.staging {
+        if src.size < RESUMABLE_MIN {
+            let _ = dir::unlink_at(at.dst, tmp);
+        }
+    }
+}
+
+/// Opens the file the content is written to: an unnamed `O_TMPFILE` for a new small file,
+/// a temp name otherwise (`.part`, kept for `--resume`, for large files).
+pub fn stage(
     ctx: &Ctx<'_>,
     at: Place<'_>,
     src: &Entry,
     replacing: bool,
     resume: bool,
-) -> io::Result<(OwnedFd, Staging, u32)> {
-    let mode = src.meta.mode;
+) -> io::Result<Staged> {
+    let named = |suffix, keep| {
+        let tmp = file::temp_name(at.names.dst, suffix);
+        let fd = file::create_named(at.dst, &tmp, keep)?;
+        Ok(Staged {
+            fd,
+            staging: Staging::Named(tmp),
+            created_mode: u32::MAX,
+        })
+    };
     if src.size >= RESUMABLE_MIN {
-        let tmp = file::temp_name(at.names.dst, TempSuffix::Part);
-        let fd = file::create_named(at.dst, &tmp, resume)?;
-        return Ok((fd, Staging::Named(tmp), u32::MAX));
+        return named(TempSuffix::Part, resume);
     }
+    let mode = src.meta.mode;
     if !replacing && ctx.unnamed_ok.load(Ordering::Relaxed) {
         match file::create_unnamed(at.dst, mode)? {
-            Some(fd) => return Ok((fd, Staging::Unnamed, mode & !ctx.umask)),
+            Some(fd) => {
+                return Ok(Staged {
+                    fd,
+                    staging: Staging::Unnamed,
+                    created_mode: mode & !ctx.umask,
+                });
+            }
             None => ctx.unnamed_ok.store(false, Ordering::Relaxed),
         }
     }
-    let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
-    let fd = file::create_named(at.dst, &tmp, false)?;
-    Ok((fd, Staging::Named(tmp), u32::MAX))
+    named(TempSuffix::Tmp, false)
 }
 
 /// Writes the content; with `resume`, keeps the verified blocks of a partial file.
@@ -131,7 +184,7 @@ fn finish_meta(
     ctx: &Ctx<'_>,
     at: Place<'_>,
     src: &Entry,
-    src_fd: BorrowedFd<'_>,
+    src_fd: Option<BorrowedFd<'_>>,
     fd: BorrowedFd<'_>,
     created_mode: u32,
 ) -> io::Result<()> {
@@ -141,7 +194,7 @@ fn finish_meta(
         mode: created_mode != src.meta.mode,
     };
     meta::set_owner_mode(fd, &src.meta, policy)?;
-    if ctx.spec.preserve.xattrs {
+    if let (true, Some(src_fd)) = (ctx.spec.preserve.xattrs, src_fd) {
         xattr::copy_to_new(src_fd, fd)?;
     }
     meta::set_mtime(fd, &src.meta)
@@ -261,7 +314,7 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
             };
             meta::set_owner_mode(fd.as_fd(), &src.meta, policy)?;
             if ctx.spec.preserve.xattrs {
-                let src_fd = file::open_source(at.src, at.names.src)?;
+                let src_fd = file::open_source(at.src()?, at.names.src)?;
                 xattr::sync(src_fd.as_fd(), fd.as_fd())?;
             }
             meta::set_mtime(fd.as_fd(), &src.meta)
@@ -272,7 +325,7 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
 /// `-X` on an up-to-date file: makes its extended attributes equal to the source's.
 /// Returns whether anything changed.
 pub fn sync_xattrs(at: Place<'_>) -> io::Result<bool> {
-    let src_fd = file::open_source(at.src, at.names.src)?;
+    let src_fd = file::open_source(at.src()?, at.names.src)?;
     let dst_fd = file::open_read(at.dst, at.names.dst)?;
     xattr::sync(src_fd.as_fd(), dst_fd.as_fd())
 }
@@ -283,7 +336,7 @@ pub fn sync_xattrs(at: Place<'_>) -> io::Result<bool> {
 /// by BLAKE3 when the comparison was by size alone, and always with `--checksum`.
 pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -> io::Result<()> {
     let landed = dir::stat_at(at.dst, at.names.dst)?;
-    let now = dir::stat_at(at.src, at.names.src)?;
+    let now = dir::stat_at(at.src()?, at.names.src)?;
     let unchanged =
         now.size == src.size && now.meta.mtime == src.meta.mtime && now.kind == src.kind;
     let same = landed.kind == src.kind
@@ -302,7 +355,7 @@ pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -
     }
     let by_hash = ctx.checksum() || (!written && ctx.spec.compare == Compare::SizeOnly);
     if by_hash && src.kind == EntryKind::File {
-        let a = checksum::hash_file_at(at.src, at.names.src)?;
+        let a = checksum::hash_file_at(at.src()?, at.names.src)?;
         let b = checksum::hash_file_at(at.dst, at.names.dst)?;
         if a != b {
             return Err(io::Error::other(
@@ -310,7 +363,7 @@ pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -
             ));
         }
     }
-    dir::unlink_at(at.src, at.names.src)?;
+    dir::unlink_at(at.src()?, at.names.src)?;
     ctx.count(|t| &t.sources_removed, 1);
     Ok(())
 }

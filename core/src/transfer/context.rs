@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fd::OwnedFd;
 
+use super::Fetch;
 use crate::copy::Copier;
 use crate::entry::{Entry, InodeId, Meta};
 use crate::filter::Filter;
@@ -68,7 +69,10 @@ pub struct Ctx<'a> {
     pub umask: u32,
     /// `O_TMPFILE` works on the destination filesystem.
     pub unnamed_ok: AtomicBool,
-    pub src_root: OwnedFd,
+    /// The source root, when the source is on this machine.
+    pub src_root: Option<OwnedFd>,
+    /// Where file content comes from when the source is remote.
+    pub fetch: Option<&'a dyn Fetch>,
     /// `None` only in a dry run whose destination does not exist yet.
     pub dst_root: Option<OwnedFd>,
     pub tally: Tally,
@@ -94,7 +98,7 @@ impl<'a> Ctx<'a> {
         stats: &'a Stats,
         observer: &'a dyn Observer,
         filter: Filter,
-        src_root: OwnedFd,
+        src_root: Option<OwnedFd>,
         dst_root: Option<OwnedFd>,
     ) -> Ctx<'a> {
         Ctx {
@@ -110,6 +114,7 @@ impl<'a> Ctx<'a> {
                 crate::sys::is_root() || std::path::Path::new("/proc/self/fd").is_dir(),
             ),
             src_root,
+            fetch: None,
             dst_root,
             tally: Tally::default(),
             filter,
@@ -121,6 +126,17 @@ impl<'a> Ctx<'a> {
             links: Mutex::new(Vec::new()),
             src_dirs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The source root; an error when the source is on another machine.
+    pub fn src_root(&self) -> std::io::Result<rustix::fd::BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        self.src_root.as_ref().map(|fd| fd.as_fd()).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the source is on another machine",
+            )
+        })
     }
 
     pub fn diff_options(&self) -> DiffOptions {
@@ -171,7 +187,7 @@ impl<'a> Ctx<'a> {
         }
         lock(&self.failures).push(Failure {
             path,
-            operation,
+            operation: operation.into(),
             message: error.to_string(),
         });
     }

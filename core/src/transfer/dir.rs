@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -70,11 +70,36 @@ impl DirState {
     }
 }
 
+/// One source directory's entries (sorted by name), and the directory itself when the
+/// source is on this machine.
+pub struct Batch {
+    pub rel: PathBuf,
+    pub src: Option<Arc<OwnedFd>>,
+    pub entries: Vec<Entry>,
+}
+
+/// Queues the visit of a subdirectory: on the local walk's pool, or — for a remote
+/// source — until its batch arrives.
+pub trait Descend {
+    fn descend(&self, name: &OsStr, state: DirState);
+}
+
+impl<'s> Descend for Subdirs<'_, 's, Ctx<'s>> {
+    fn descend(&self, name: &OsStr, state: DirState) {
+        Subdirs::descend(self, name, state);
+    }
+}
+
 impl<'a> Visitor for Ctx<'a> {
     type State = DirState;
 
     fn visit<'s>(&'s self, dir: Listed, state: DirState, subdirs: &Subdirs<'_, 's, Self>) {
-        visit(self, dir, state, subdirs);
+        let batch = Batch {
+            rel: dir.rel,
+            src: Some(dir.fd),
+            entries: dir.entries,
+        };
+        visit(self, batch, state, subdirs);
     }
 
     fn failed(&self, rel: &Path, name: &OsStr, operation: &'static str, error: &io::Error) {
@@ -101,17 +126,12 @@ fn open_dst(ctx: &Ctx<'_>, rel: &Path, dst: DstDir) -> Option<DstDir> {
 }
 
 /// Visits one directory: plan against the destination, queue subdirectories, apply.
-fn visit<'s>(
-    ctx: &'s Ctx<'s>,
-    listed: Listed,
-    state: DirState,
-    subdirs: &Subdirs<'_, 's, Ctx<'s>>,
-) {
-    let Listed {
+pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descend) {
+    let Batch {
         rel,
-        fd: src,
+        src,
         entries,
-    } = listed;
+    } = batch;
     let Some(dst) = open_dst(ctx, &rel, state.dst) else {
         return;
     };
@@ -129,7 +149,7 @@ fn visit<'s>(
     let Some((mut dst_entries, temps)) = list_destination(ctx, &rel, &state, &src_entries) else {
         return;
     };
-    let src_fd = src.as_fd();
+    let src_fd = src.as_deref().map(|fd| fd.as_fd());
     if ctx.checksum() {
         if let Some(dst) = &dst_fd {
             hash_candidates(
@@ -160,10 +180,11 @@ fn visit<'s>(
     };
     for action in rest {
         changed |= !matches!(action, Action::Skip { .. });
-        let at = dst_fd.as_deref().map(|dst| Place {
+        let at = dst_fd.as_ref().map(|dst| Place {
             rel: &rel,
             src: src_fd,
             dst: dst.as_fd(),
+            dst_dir: dst,
             names: names(rename, action.name()),
             dst_setgid: setgid,
         });
@@ -178,9 +199,9 @@ fn visit<'s>(
 }
 
 /// Creates and queues the subdirectories of a plan; returns the other actions.
-fn descend<'s>(
-    ctx: &'s Ctx<'s>,
-    subdirs: &Subdirs<'_, 's, Ctx<'s>>,
+fn descend(
+    ctx: &Ctx<'_>,
+    subdirs: &impl Descend,
     rel: &Path,
     dst_fd: Option<&Arc<OwnedFd>>,
     actions: Vec<Action>,
@@ -288,11 +309,12 @@ fn resumable_names(ctx: &Ctx<'_>, temps: &[OsString]) -> HashSet<OsString> {
     }
 }
 
-/// `--checksum`: hashes both sides of every equal-size file pair.
+/// `--checksum`: hashes both sides of every equal-size file pair (a remote source sends
+/// its hashes with the entries).
 fn hash_candidates(
     ctx: &Ctx<'_>,
     rel: &Path,
-    src: BorrowedFd<'_>,
+    src: Option<BorrowedFd<'_>>,
     dst: BorrowedFd<'_>,
     rename: Option<&Rename>,
     src_entries: &mut [Entry],
@@ -300,10 +322,12 @@ fn hash_candidates(
 ) {
     for (i, j) in plan::checksum_candidates(src_entries, dst_entries) {
         let names = names(rename, &src_entries[i].name);
-        match (
-            checksum::hash_file_at(src, names.src),
-            checksum::hash_file_at(dst, names.dst),
-        ) {
+        let src_hash = match (src, src_entries[i].hash) {
+            (Some(src), _) => checksum::hash_file_at(src, names.src),
+            (None, Some(hash)) => Ok(hash),
+            (None, None) => continue,
+        };
+        match (src_hash, checksum::hash_file_at(dst, names.dst)) {
             (Ok(a), Ok(b)) => {
                 src_entries[i].hash = Some(a);
                 dst_entries[j].hash = Some(b);
@@ -353,9 +377,9 @@ fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
 }
 
 /// Creates a subdirectory (replacing a non-directory in the way) and queues its visit.
-fn make_subdir<'s>(
-    ctx: &'s Ctx<'s>,
-    subdirs: &Subdirs<'_, 's, Ctx<'s>>,
+fn make_subdir(
+    ctx: &Ctx<'_>,
+    subdirs: &impl Descend,
     rel: &Path,
     dst: Option<&Arc<OwnedFd>>,
     src: Entry,

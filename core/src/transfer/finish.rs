@@ -74,7 +74,8 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
 
 /// A move's hard-link members: once linked, the source name goes too.
 fn remove_moved_link(ctx: &Ctx<'_>, dir_rel: &Path, name: &OsStr) {
-    let removed = dir::open_beneath(ctx.src_root.as_fd(), dir_rel)
+    let removed = ctx.src_root()
+        .and_then(|root| dir::open_beneath(root, dir_rel))
         .and_then(|fd| dir::unlink_at(fd.as_fd(), name));
     match removed {
         Ok(()) => ctx.count(|t| &t.sources_removed, 1),
@@ -152,7 +153,7 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
             };
             meta::set_owner_mode(fd.as_fd(), &d.meta, policy)?;
             if ctx.spec.preserve.xattrs {
-                let src = dir::open_beneath(ctx.src_root.as_fd(), &d.rel)?;
+                let src = dir::open_beneath(ctx.src_root()?, &d.rel)?;
                 xattr::sync(src.as_fd(), fd.as_fd())?;
             }
             meta::set_mtime(fd.as_fd(), &d.meta)
@@ -171,7 +172,9 @@ pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
         let (parent, name) = split(rel);
-        let _ = dir::open_beneath(ctx.src_root.as_fd(), parent)
+        let _ = ctx
+            .src_root()
+            .and_then(|root| dir::open_beneath(root, parent))
             .and_then(|fd| dir::rmdir_at(fd.as_fd(), name));
     }
     if whole_dir && !ctx.has_failures() {

@@ -6,11 +6,11 @@
 //! `finish`. Per-file failures land in the report; only problems that make the
 //! whole request impossible are `Err`.
 
-mod act;
-mod apply;
-mod context;
-mod dir;
-mod finish;
+pub(crate) mod act;
+pub(crate) mod apply;
+pub(crate) mod context;
+pub(crate) mod dir;
+pub(crate) mod finish;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +29,20 @@ use crate::sys::dir as sysdir;
 use crate::walk::Walk;
 
 pub use apply::RESUMABLE_MIN;
+
+/// Where file content comes from when the source is on another machine: the destination
+/// side hands it each file to write (a Copy or Resume action) instead of copying on the
+/// spot, and it writes the file later through the same staging path (`apply::stage`,
+/// `apply::publish_file`).
+pub(crate) trait Fetch: Sync {
+    fn fetch(
+        &self,
+        ctx: &Ctx<'_>,
+        at: apply::Place<'_>,
+        src: &crate::entry::Entry,
+        replaces: Option<&crate::entry::Entry>,
+    ) -> std::io::Result<()>;
+}
 
 /// A transfer ready to run. Progress can be read from `stats()` while `run` works.
 pub struct Transfer {
@@ -115,7 +129,14 @@ impl Transfer {
             Roots::Tree { .. } => self.spec.filter.clone(),
         };
         let src_root = src_fd.try_clone().map_err(src_err)?;
-        let ctx = Ctx::new(&self.spec, &self.stats, observer, filter, src_root, dst_fd);
+        let ctx = Ctx::new(
+            &self.spec,
+            &self.stats,
+            observer,
+            filter,
+            Some(src_root),
+            dst_fd,
+        );
         let only = single.as_ref().map(|r| r.src.clone());
         let state = DirState {
             dst: dst_state,
@@ -134,28 +155,34 @@ impl Transfer {
 
     /// The end-of-run steps, then the report.
     fn finish(&self, ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
-        let mut skipped = None;
-        if !self.spec.dry_run {
-            if let Some(root) = ctx.dst_root.as_ref().map(|fd| fd.as_fd()) {
-                finish::hard_links(&ctx, root);
-                skipped = finish::deletes(&ctx, root);
-                finish::directories(&ctx, root);
-            }
-            if let (Mode::Move, Some((src, whole_dir))) = (self.spec.mode, tree) {
-                finish::emptied_sources(&ctx, src, whole_dir);
-            }
-        } else if let Some(limit) = self.spec.limits.max_delete {
-            let would = ctx.tally.deleted.load(std::sync::atomic::Ordering::Relaxed);
-            if would > limit {
-                skipped = Some(format!(
-                    "would refuse to delete {would} entries: more than --max-delete {limit}"
-                ));
-            }
-        }
-        let mut report = ctx.into_report();
-        report.deletes_skipped = skipped;
-        report
+        finish_run(ctx, tree)
     }
+}
+
+/// The end-of-run steps of a destination (local or remote source), then the report.
+pub(crate) fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
+    let spec = ctx.spec;
+    let mut skipped = None;
+    if !spec.dry_run {
+        if let Some(root) = ctx.dst_root.as_ref().map(|fd| fd.as_fd()) {
+            finish::hard_links(&ctx, root);
+            skipped = finish::deletes(&ctx, root);
+            finish::directories(&ctx, root);
+        }
+        if let (Mode::Move, Some((src, whole_dir))) = (spec.mode, tree) {
+            finish::emptied_sources(&ctx, src, whole_dir);
+        }
+    } else if let Some(limit) = spec.limits.max_delete {
+        let would = ctx.tally.deleted.load(std::sync::atomic::Ordering::Relaxed);
+        if would > limit {
+            skipped = Some(format!(
+                "would refuse to delete {would} entries: more than --max-delete {limit}"
+            ));
+        }
+    }
+    let mut report = ctx.into_report();
+    report.deletes_skipped = skipped;
+    report
 }
 
 /// Opens (creating if needed) the destination root. A dry run does not create it.
