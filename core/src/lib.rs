@@ -34,10 +34,12 @@ pub mod plan;
 pub mod report;
 pub mod resume;
 pub mod roots;
+pub mod session;
 pub mod spec;
 pub mod sys;
 pub mod transfer;
 pub mod walk;
+pub mod wire;
 
 pub use copy::Reflink;
 pub use entry::{Entry, EntryKind, Meta, Timestamp};

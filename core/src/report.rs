@@ -138,6 +138,17 @@ pub struct Report {
     pub elapsed: Duration,
     /// Bytes written per second of wall time.
     pub bytes_per_second: f64,
+    /// How the bytes travelled when one end was remote: "tcp" (over `streams`
+    /// data-plane connections) or "grpc" (inside the control stream). Empty for a local
+    /// transfer.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub data_plane: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub streams: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Report {

@@ -4,6 +4,7 @@
 //! symlink below the roots the caller opened, so a tree that changes underneath a
 //! transfer cannot redirect a write or a delete outside it.
 
+pub mod beneath;
 pub mod dir;
 pub mod file;
 pub mod meta;

@@ -44,9 +44,13 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
     }
     // A remote source removes its own files, once told they landed.
     let local_source = at.is_some_and(|a| a.src.is_some());
-    if let (Mode::Move, false, true, Some(at), Some(src)) =
-        (ctx.spec.mode, ctx.dry_run(), local_source, at, moved(action))
-    {
+    if let (Mode::Move, false, true, Some(at), Some(src)) = (
+        ctx.spec.mode,
+        ctx.dry_run(),
+        local_source,
+        at,
+        moved(action),
+    ) {
         let written = matches!(action, Action::Copy { .. } | Action::Resume { .. });
         match apply::remove_source(ctx, at, src, written) {
             Ok(()) => ctx.emit(rel, name, Change::RemoveSource),
@@ -146,7 +150,13 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
 }
 
 /// Records a file whose content arrived later (from a remote source) and was published.
-pub fn file_done(ctx: &Ctx<'_>, rel: &Path, name: &std::ffi::OsStr, replaced: Option<&Entry>, bytes: u64) {
+pub fn file_done(
+    ctx: &Ctx<'_>,
+    rel: &Path,
+    name: &std::ffi::OsStr,
+    replaced: Option<&Entry>,
+    bytes: u64,
+) {
     let change = file_change(replaced, bytes);
     record(ctx, &change);
     ctx.emit(rel, name, change);

@@ -192,6 +192,29 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// Records a failure reported from elsewhere (a remote source's walk).
+    pub fn record_failure(
+        &self,
+        path: PathBuf,
+        operation: std::borrow::Cow<'static, str>,
+        message: String,
+    ) {
+        if self.events {
+            let change = Change::Fail {
+                message: format!("{operation}: {message}"),
+            };
+            self.observer.event(Event {
+                path: &path,
+                change: &change,
+            });
+        }
+        lock(&self.failures).push(Failure {
+            path,
+            operation,
+            message,
+        });
+    }
+
     /// Reserves `n` deletes against `--max-delete`; false (and nothing reserved) if that
     /// would exceed it.
     pub fn reserve_deletes(&self, n: u64) -> bool {
@@ -255,6 +278,8 @@ impl<'a> Ctx<'a> {
             deletes_skipped: None,
             elapsed: Default::default(),
             bytes_per_second: 0.0,
+            data_plane: String::new(),
+            streams: 0,
         }
     }
 }
@@ -272,7 +297,7 @@ pub struct Names<'a> {
 }
 
 /// A single-file transfer's names: the source entry, and the name it gets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rename {
     pub src: OsString,
     pub dst: OsString,

@@ -127,11 +127,7 @@ fn open_dst(ctx: &Ctx<'_>, rel: &Path, dst: DstDir) -> Option<DstDir> {
 
 /// Visits one directory: plan against the destination, queue subdirectories, apply.
 pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descend) {
-    let Batch {
-        rel,
-        src,
-        entries,
-    } = batch;
+    let Batch { rel, src, entries } = batch;
     let Some(dst) = open_dst(ctx, &rel, state.dst) else {
         return;
     };

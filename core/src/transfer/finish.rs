@@ -74,7 +74,8 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
 
 /// A move's hard-link members: once linked, the source name goes too.
 fn remove_moved_link(ctx: &Ctx<'_>, dir_rel: &Path, name: &OsStr) {
-    let removed = ctx.src_root()
+    let removed = ctx
+        .src_root()
         .and_then(|root| dir::open_beneath(root, dir_rel))
         .and_then(|fd| dir::unlink_at(fd.as_fd(), name));
     match removed {

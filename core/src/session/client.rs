@@ -1,0 +1,359 @@
+//! The client end of a session: connect to an agent, open a session in either role,
+//! negotiate the data plane, and run the local role.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+
+use super::data::{self, DataPlane};
+use super::destination::{self, DestinationJob};
+use super::shape::{self, Shape};
+use super::source::{self, SourceJob};
+use super::{Link, SessionError, frame};
+use crate::filter::Filter;
+use crate::report::{Observer, Report, Stats};
+use crate::spec::TransferSpec;
+use crate::sys::dir as sysdir;
+use crate::wire::{self, pb};
+
+/// Capabilities this build offers.
+pub const CAPABILITIES: &[&str] = &["tcp-data", "sparse", "hard-links", "checksum"];
+
+/// The metadata key carrying the protocol version on every call.
+pub const PROTOCOL_HEADER: &str = "blit-protocol";
+
+/// An agent to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub host: String,
+    pub port: u16,
+    /// Bearer token, when the agent requires one.
+    pub token: Option<String>,
+}
+
+/// How the client wants the data plane.
+#[derive(Debug, Clone, Copy)]
+pub struct DataOptions {
+    pub streams: u32,
+    pub force_grpc: bool,
+}
+
+impl Default for DataOptions {
+    fn default() -> DataOptions {
+        DataOptions {
+            streams: 4,
+            force_grpc: false,
+        }
+    }
+}
+
+/// Adds the protocol version and the token to every call.
+#[derive(Clone)]
+pub struct Credentials {
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    version: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Credentials {
+    pub fn new(token: Option<&str>) -> Result<Credentials, SessionError> {
+        Credentials::with_version(token, pb::PROTOCOL_MAJOR, pb::PROTOCOL_MINOR)
+    }
+
+    /// Credentials announcing another protocol version (tests of the negotiation).
+    pub fn with_version(
+        token: Option<&str>,
+        major: u32,
+        minor: u32,
+    ) -> Result<Credentials, SessionError> {
+        let token = token
+            .map(|t| format!("Bearer {t}").parse())
+            .transpose()
+            .map_err(|_| SessionError::Connect("the token is not valid ASCII".into()))?;
+        let version = format!("{major}.{minor}")
+            .parse()
+            .map_err(|_| SessionError::Connect("bad version".into()))?;
+        Ok(Credentials { token, version })
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let md = req.metadata_mut();
+        md.insert(PROTOCOL_HEADER, self.version.clone());
+        if let Some(t) = &self.token {
+            md.insert("authorization", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A connected control channel and what is needed to reach the same agent's data plane.
+#[derive(Clone)]
+pub struct Connection {
+    pub channel: Channel,
+    pub credentials: Credentials,
+    /// The agent's address as resolved for the control channel.
+    pub addr: SocketAddr,
+}
+
+impl Remote {
+    /// Connects the control channel.
+    pub async fn connect(&self) -> Result<Connection, SessionError> {
+        let target = format!("{}:{}", self.host, self.port);
+        let addr = target
+            .to_socket_addrs()
+            .map_err(|e| SessionError::Connect(format!("{target}: {e}")))?
+            .next()
+            .ok_or_else(|| SessionError::Connect(format!("{target}: no address")))?;
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| SessionError::Connect(e.to_string()))?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| SessionError::Connect(format!("{target}: {}", error_chain(&e))))?;
+        Ok(Connection {
+            channel,
+            credentials: Credentials::new(self.token.as_deref())?,
+            addr,
+        })
+    }
+}
+
+/// An error with its causes, for messages.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Opens a session: sends `open`, waits for the agent's `Accept`.
+async fn open_session(
+    conn: &Connection,
+    open: pb::Open,
+) -> Result<(Link, pb::Accept), SessionError> {
+    let mut client = pb::session_client::SessionClient::with_interceptor(
+        conn.channel.clone(),
+        conn.credentials.clone(),
+    )
+    .max_decoding_message_size(64 << 20)
+    .max_encoding_message_size(64 << 20);
+    let (tx, out_rx) = mpsc::channel(super::LINK_DEPTH);
+    tx.send(frame(pb::frame::Kind::Open(open)))
+        .await
+        .map_err(|_| SessionError::Closed)?;
+    let mut inbound = client
+        .transfer(ReceiverStream::new(out_rx))
+        .await
+        .map_err(SessionError::Rpc)?
+        .into_inner();
+    let first = match inbound.next().await {
+        Some(Ok(f)) => f,
+        Some(Err(status)) => return Err(SessionError::Rpc(status)),
+        None => return Err(SessionError::Closed),
+    };
+    let accept = match first.kind {
+        Some(pb::frame::Kind::Accept(a)) => a,
+        Some(pb::frame::Kind::Abort(a)) => return Err(SessionError::Aborted(a.message)),
+        _ => return Err(SessionError::unexpected(&first, "opening the session")),
+    };
+    if accept.protocol_major != pb::PROTOCOL_MAJOR {
+        return Err(SessionError::Protocol(format!(
+            "the agent speaks protocol {}.{}, this client {}.{}",
+            accept.protocol_major,
+            accept.protocol_minor,
+            pb::PROTOCOL_MAJOR,
+            pb::PROTOCOL_MINOR
+        )));
+    }
+    let (in_tx, rx) = mpsc::channel(super::LINK_DEPTH);
+    tokio::spawn(async move {
+        while let Some(item) = inbound.next().await {
+            let f = match item {
+                Ok(f) => f,
+                Err(status) => frame(pb::frame::Kind::Abort(pb::Abort {
+                    message: status.message().to_owned(),
+                })),
+            };
+            if in_tx.send(f).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok((Link { tx, rx }, accept))
+}
+
+/// Connects the granted data streams (or falls back to the gRPC stream) and tells the
+/// agent which it got.
+async fn negotiate_data(
+    conn: &Connection,
+    link: &Link,
+    accept: &pb::Accept,
+    options: DataOptions,
+) -> Result<DataPlane, SessionError> {
+    let plane = if accept.data_port == 0 || options.force_grpc {
+        DataPlane::Grpc
+    } else {
+        let addr = SocketAddr::new(conn.addr.ip(), accept.data_port as u16);
+        let token = accept.data_token.clone();
+        let streams = accept.streams.max(1);
+        match tokio::task::spawn_blocking(move || data::connect(addr, &token, streams)).await {
+            Ok(Ok(s)) => DataPlane::Tcp(s),
+            _ => DataPlane::Grpc,
+        }
+    };
+    let streams = match &plane {
+        DataPlane::Tcp(s) => s.len() as u32,
+        DataPlane::Grpc => 0,
+    };
+    link.tx
+        .send(frame(pb::frame::Kind::DataReady(pb::DataReady { streams })))
+        .await
+        .map_err(|_| SessionError::Closed)?;
+    Ok(plane)
+}
+
+fn open_frame(
+    role: pb::Role,
+    location: pb::Location,
+    spec: &TransferSpec,
+    source: Option<&Shape>,
+    options: DataOptions,
+) -> pb::Open {
+    pb::Open {
+        protocol_major: pb::PROTOCOL_MAJOR,
+        protocol_minor: pb::PROTOCOL_MINOR,
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        server_role: role as i32,
+        location: Some(location),
+        options: Some(wire::options_to_wire(spec)),
+        source: source.map(Shape::to_wire),
+        streams: options.streams,
+        force_grpc: options.force_grpc,
+    }
+}
+
+/// Sends the local path `src` to `dest` on the agent. Live progress in `stats`.
+pub async fn push(
+    conn: &Connection,
+    src: &Path,
+    dest: pb::Location,
+    spec: &TransferSpec,
+    options: DataOptions,
+    stats: Arc<Stats>,
+) -> Result<Report, SessionError> {
+    let (root, shape, only) = open_local_source(src)?;
+    let filter = based_filter(&spec.filter, &shape);
+    let open = open_frame(pb::Role::Destination, dest, spec, Some(&shape), options);
+    let (link, accept) = open_session(conn, open).await?;
+    let plane = negotiate_data(conn, &link, &accept, options).await?;
+    let job = SourceJob {
+        root,
+        only,
+        filter,
+        hashes: spec.compare == crate::spec::Compare::Checksum,
+        workers: spec.limits.workers,
+    };
+    source::run(job, link, plane, stats).await
+}
+
+/// Fetches `src` from the agent into the local path `dst`.
+pub async fn pull(
+    conn: &Connection,
+    src: pb::Location,
+    dst: &Path,
+    spec: &TransferSpec,
+    options: DataOptions,
+    stats: Arc<Stats>,
+    observer: Arc<dyn Observer + Send + Sync>,
+) -> Result<Report, SessionError> {
+    let open = open_frame(pb::Role::Source, src, spec, None, options);
+    let (link, accept) = open_session(conn, open).await?;
+    let shape = Shape::from_wire(accept.source.clone())?;
+    let is_dir = std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
+    let target = shape.destination(dst, is_dir);
+    let root = open_local_destination(&target.dir, spec.dry_run)?;
+    let plane = negotiate_data(conn, &link, &accept, options).await?;
+    let job = DestinationJob {
+        spec: spec.clone(),
+        root,
+        rename: target.rename,
+        filter: based_filter(&spec.filter, &shape),
+    };
+    destination::run(job, link, plane, stats, observer).await
+}
+
+/// The filter as rsync anchors it: below the source directory's name when the directory
+/// itself is sent; nothing filters a single entry.
+pub fn based_filter(filter: &Filter, shape: &Shape) -> Filter {
+    match shape {
+        Shape::Tree { name: Some(name) } => filter.with_base(Path::new(name)),
+        Shape::Tree { name: None } => filter.clone(),
+        Shape::Single { .. } => Filter::new(),
+    }
+}
+
+/// Opens a local source path: the directory to walk, its shape, and the single entry.
+fn open_local_source(
+    src: &Path,
+) -> Result<(rustix::fd::OwnedFd, Shape, Option<std::ffi::OsString>), SessionError> {
+    let err = |source| crate::error::Error::Source {
+        path: src.to_owned(),
+        source,
+    };
+    let meta = if shape::names_contents(src) {
+        std::fs::metadata(src)
+    } else {
+        std::fs::symlink_metadata(src)
+    }
+    .map_err(err)?;
+    let (dir, shape) = shape::source(src, meta.is_dir());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".").to_owned()
+    } else {
+        dir
+    };
+    let root = sysdir::open_root(&dir).map_err(err)?;
+    let only = match &shape {
+        Shape::Single { name } => Some(name.clone()),
+        Shape::Tree { .. } => None,
+    };
+    Ok((root, shape, only))
+}
+
+/// Opens (creating it unless in a dry run) a local destination directory.
+fn open_local_destination(
+    dir: &Path,
+    dry_run: bool,
+) -> Result<Option<rustix::fd::OwnedFd>, SessionError> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let err = |source| crate::error::Error::Destination {
+        path: dir.to_owned(),
+        source,
+    };
+    match sysdir::open_root(dir) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dry_run => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            Ok(Some(sysdir::open_root(dir).map_err(err)?))
+        }
+        Err(e) => Err(err(e).into()),
+    }
+}

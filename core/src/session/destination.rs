@@ -1,0 +1,733 @@
+//! The destination role: plan each arriving directory against the local disk with the
+//! same code a local transfer uses (`transfer::dir::visit`), ask the source for the files
+//! that must be written, and write them as their records arrive — staged under a temp
+//! name or `O_TMPFILE`, published by rename or `linkat` only when complete — then run the
+//! same end-of-run steps (hard links, mirror deletes, directory metadata).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use rustix::fd::{AsFd, OwnedFd};
+use tokio::sync::mpsc;
+
+use super::data::{DataPlane, FrameReader};
+use super::{Link, SessionError, frame};
+use crate::entry::{Entry, Meta};
+use crate::filter::Filter;
+use crate::report::{Observer, Report, Stats};
+use crate::spec::TransferSpec;
+use crate::sys::{dir as sysdir, file};
+use crate::transfer::apply::{self, Place, Staged};
+use crate::transfer::context::{Ctx, Names, Rename, lock};
+use crate::transfer::dir::{Batch, Descend, DirState, DstDir, visit};
+use crate::transfer::{Fetch, act, finish_run};
+use crate::wire::record::{Kind, RecordReader};
+use crate::wire::{self, pb};
+
+/// Files asked for and not yet written, at most: bounds memory and open files however
+/// far the planner runs ahead of the data.
+const MAX_PENDING: usize = 8192;
+/// Needs per `NeedBatch` frame.
+const NEED_BATCH: usize = 1024;
+
+/// What the destination end writes into.
+pub struct DestinationJob {
+    pub spec: TransferSpec,
+    /// The destination root; `None` in a dry run whose destination does not exist.
+    pub root: Option<OwnedFd>,
+    pub rename: Option<Rename>,
+    /// Filter rules (protecting excluded destination entries from mirror deletes).
+    pub filter: Filter,
+}
+
+/// What the session's dispatcher hands the planner.
+enum Inbound {
+    Dir {
+        rel: PathBuf,
+        entries: Vec<Entry>,
+        partial: bool,
+        /// The source root's own metadata (root batch only).
+        root_meta: Option<Meta>,
+    },
+    Done,
+    SourceFailure(pb::Failure),
+}
+
+/// Runs the destination role to the end and returns its report (also sent to the source).
+pub async fn run(
+    job: DestinationJob,
+    link: Link,
+    data: DataPlane,
+    stats: Arc<Stats>,
+    observer: Arc<dyn Observer + Send + Sync>,
+) -> Result<Report, SessionError> {
+    let started = Instant::now();
+    let Link { tx, mut rx } = link;
+    let (plane, streams) = data.describe();
+    let (in_tx, in_rx) = mpsc::channel(super::LINK_DEPTH);
+    let (data_tx, readers): (_, Vec<Box<dyn Read + Send>>) = match data {
+        DataPlane::Tcp(s) => (None, s.into_iter().map(|s| Box::new(s) as _).collect()),
+        DataPlane::Grpc => {
+            let (dtx, drx) = mpsc::channel(super::LINK_DEPTH);
+            (Some(dtx), vec![Box::new(FrameReader::new(drx)) as _])
+        }
+    };
+    let planner = {
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || receive(job, in_rx, readers, tx, &stats, &*observer))
+    };
+    let dispatched = dispatch(&mut rx, in_tx, data_tx).await;
+    let planned = planner
+        .await
+        .unwrap_or_else(|e| Err(SessionError::Protocol(format!("planner failed: {e}"))));
+    let mut report = match (dispatched, planned) {
+        (Err(e), _) | (Ok(()), Err(e)) => return Err(super::abort(&tx, e).await),
+        (Ok(()), Ok(report)) => report,
+    };
+    report.data_plane = plane;
+    report.streams = streams;
+    report.set_elapsed(started.elapsed());
+    let summary = pb::Summary {
+        report: Some(wire::report_to_wire(&report)),
+    };
+    let _ = tx.send(frame(pb::frame::Kind::Summary(summary))).await;
+    Ok(report)
+}
+
+/// Forwards the source's frames: manifest to the planner, `Data` bytes to the reader.
+/// Ends when the manifest is complete and the data is in (or on error).
+async fn dispatch(
+    rx: &mut mpsc::Receiver<pb::Frame>,
+    planner: mpsc::Sender<Inbound>,
+    mut data: Option<mpsc::Sender<Vec<u8>>>,
+) -> Result<(), SessionError> {
+    use pb::frame::Kind;
+    let mut planner = Some(planner);
+    loop {
+        let Some(f) = rx.recv().await else {
+            return if planner.is_none() && data.is_none() {
+                Ok(())
+            } else {
+                Err(SessionError::Closed)
+            };
+        };
+        let inbound = match f.kind {
+            Some(Kind::Dir(b)) => {
+                let rel = wire::valid_rel(&b.rel)?;
+                let entries = b
+                    .entries
+                    .into_iter()
+                    .map(wire::entry_from_wire)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let root_meta = match b.dir {
+                    Some(d) if rel.as_os_str().is_empty() => Some(wire::entry_from_wire(d)?.meta),
+                    _ => None,
+                };
+                Inbound::Dir {
+                    rel,
+                    entries,
+                    partial: b.partial,
+                    root_meta,
+                }
+            }
+            Some(Kind::SourceFailure(failure)) => Inbound::SourceFailure(failure),
+            Some(Kind::ManifestDone(_)) => Inbound::Done,
+            Some(Kind::Data(bytes)) => {
+                let Some(d) = &data else {
+                    return Err(SessionError::unexpected(
+                        &pb::Frame {
+                            kind: Some(Kind::Data(bytes)),
+                        },
+                        "receiving",
+                    ));
+                };
+                // The reader ending early is the planner's error to report.
+                let _ = d.send(bytes).await;
+                continue;
+            }
+            Some(Kind::Abort(a)) => return Err(SessionError::Aborted(a.message)),
+            Some(Kind::Progress(_)) => continue,
+            _ => return Err(SessionError::unexpected(&f, "receiving")),
+        };
+        let done = matches!(inbound, Inbound::Done);
+        // The planner stopping early is reported by the planner itself.
+        let Some(to_planner) = &planner else {
+            return Err(SessionError::Protocol(
+                "frame after the manifest ended".into(),
+            ));
+        };
+        let _ = to_planner.send(inbound).await;
+        if done {
+            planner = None;
+            if data.is_none() {
+                return Ok(());
+            }
+            // With the bytes in this stream, keep forwarding until the source's data
+            // stream has ended: the source closes it after the need list is done, then the
+            // only frames left are Data.
+            if let Some(d) = data.take() {
+                return forward_data(rx, d).await;
+            }
+        }
+    }
+}
+
+/// After the manifest, in gRPC fallback: everything is `Data` until the source stops.
+async fn forward_data(
+    rx: &mut mpsc::Receiver<pb::Frame>,
+    data: mpsc::Sender<Vec<u8>>,
+) -> Result<(), SessionError> {
+    use pb::frame::Kind;
+    loop {
+        match rx.recv().await.map(|f| f.kind) {
+            Some(Some(Kind::Data(bytes))) => {
+                if data.send(bytes).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Some(Some(Kind::Abort(a))) => return Err(SessionError::Aborted(a.message)),
+            Some(Some(Kind::Progress(_))) => {}
+            Some(_) => {
+                return Err(SessionError::Protocol(
+                    "unexpected frame after the manifest".into(),
+                ));
+            }
+            None => return Err(SessionError::Closed),
+        }
+    }
+}
+
+/// The blocking part: plan, fetch, write, finish.
+fn receive(
+    job: DestinationJob,
+    mut inbound: mpsc::Receiver<Inbound>,
+    readers: Vec<Box<dyn Read + Send>>,
+    tx: mpsc::Sender<pb::Frame>,
+    stats: &Stats,
+    observer: &dyn Observer,
+) -> Result<Report, SessionError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(job.spec.limits.workers.max(1))
+        .thread_name(|i| format!("blit-dest-{i}"))
+        .build()
+        .map_err(|e| crate::error::Error::Workers(e.to_string()))?;
+    let root_state = root_state(&job)?;
+    let fetcher = Fetcher::new(tx.clone());
+    let mut ctx = Ctx::new(
+        &job.spec,
+        stats,
+        observer,
+        job.filter.clone(),
+        None,
+        job.root,
+    );
+    ctx.fetch = Some(&fetcher);
+    let ctx = ctx;
+    let manifest = std::thread::scope(|scope| {
+        let receivers: Vec<_> = readers
+            .into_iter()
+            .map(|r| {
+                let (ctx, fetcher) = (&ctx, &fetcher);
+                std::thread::Builder::new()
+                    .name("blit-receive".into())
+                    .spawn_scoped(scope, move || fetcher.receive(ctx, r))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(SessionError::Data)?;
+        let planner = Planner {
+            ctx: &ctx,
+            fetcher: &fetcher,
+            slots: Mutex::default(),
+        };
+        let manifest = pool.install(|| planner.run(&mut inbound, root_state));
+        fetcher.flush();
+        let _ = tx.blocking_send(frame(pb::frame::Kind::NeedDone(pb::NeedDone {})));
+        if manifest.is_err() {
+            // The source is gone or misbehaved: stop waiting for its data.
+            fetcher.cancel(&ctx);
+        }
+        let mut data = Ok(());
+        for r in receivers {
+            match r.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => data = Err(SessionError::Data(e)),
+                Err(_) => data = Err(SessionError::Protocol("a receiver panicked".into())),
+            }
+        }
+        fetcher.cancel(&ctx);
+        manifest.and(data)
+    });
+    manifest?;
+    Ok(finish_run(ctx, None))
+}
+
+/// The root directory's visit state.
+fn root_state(job: &DestinationJob) -> Result<DirState, SessionError> {
+    let dst = match &job.root {
+        Some(fd) => {
+            let meta = sysdir::stat_at_self(fd.as_fd())
+                .map_err(SessionError::Data)?
+                .meta;
+            DstDir::Existing(Arc::new(fd.try_clone().map_err(SessionError::Data)?), meta)
+        }
+        None => DstDir::Absent,
+    };
+    Ok(DirState {
+        dst,
+        // Replaced by the root batch's own metadata when it arrives (see `Planner::arrive`).
+        src_meta: Meta::default(),
+        finalize: false,
+        rename: job.rename.clone(),
+    })
+}
+
+/// Matches arriving directory batches with the visit states their parents hand down, and
+/// runs each visit on the pool once it has both.
+struct Planner<'c> {
+    ctx: &'c Ctx<'c>,
+    fetcher: &'c Fetcher,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    waiting: HashMap<PathBuf, Slot>,
+    /// Directories the destination does not enter (creation failed, or a dry run's
+    /// missing ones are still entered): their batches are dropped.
+    skipped: HashSet<PathBuf>,
+}
+
+enum Slot {
+    State(DirState),
+    Batch(Vec<Entry>),
+}
+
+impl<'c> Planner<'c> {
+    /// Takes batches until the manifest is complete; returns once every visit is done.
+    fn run(
+        &'c self,
+        inbound: &mut mpsc::Receiver<Inbound>,
+        root: DirState,
+    ) -> Result<(), SessionError> {
+        lock(&self.slots)
+            .waiting
+            .insert(PathBuf::new(), Slot::State(root));
+        rayon::scope(|scope| {
+            let mut parts: Option<(PathBuf, Vec<Entry>)> = None;
+            loop {
+                match inbound.blocking_recv() {
+                    Some(Inbound::Dir {
+                        rel,
+                        entries,
+                        partial,
+                        root_meta,
+                    }) => {
+                        if let Some(meta) = root_meta {
+                            self.root_meta(meta);
+                        }
+                        let entries = match parts.take() {
+                            Some((r, mut earlier)) if r == rel => {
+                                earlier.extend(entries);
+                                earlier
+                            }
+                            Some(_) => {
+                                return Err(SessionError::Protocol(
+                                    "a directory's parts were interleaved".into(),
+                                ));
+                            }
+                            None => entries,
+                        };
+                        if partial {
+                            parts = Some((rel, entries));
+                        } else {
+                            self.arrive(scope, rel, entries);
+                        }
+                    }
+                    Some(Inbound::SourceFailure(f)) => {
+                        let path = PathBuf::from(OsString::from_vec(f.path));
+                        self.ctx.record_failure(path, f.operation.into(), f.message);
+                    }
+                    Some(Inbound::Done) => return Ok(()),
+                    None => return Err(SessionError::Closed),
+                }
+            }
+        })
+    }
+
+    /// The source root's metadata: the destination root gets it at the end (a single
+    /// file's directory is not part of the transfer and keeps its own).
+    fn root_meta(&self, meta: Meta) {
+        if let Some(Slot::State(state)) = lock(&self.slots).waiting.get_mut(Path::new("")) {
+            state.src_meta = meta;
+            state.finalize = state.rename.is_none();
+        }
+    }
+
+    fn arrive(&'c self, scope: &rayon::Scope<'c>, rel: PathBuf, mut entries: Vec<Entry>) {
+        crate::entry::sort_by_name(&mut entries);
+        let mut slots = lock(&self.slots);
+        let parent_skipped = rel.parent().is_some_and(|p| slots.skipped.contains(p));
+        if parent_skipped || slots.skipped.contains(&rel) {
+            slots.skipped.insert(rel);
+            return;
+        }
+        match slots.waiting.remove(&rel) {
+            Some(Slot::State(state)) => {
+                drop(slots);
+                self.spawn(scope, rel, entries, state);
+            }
+            _ => {
+                slots.waiting.insert(rel, Slot::Batch(entries));
+            }
+        }
+    }
+
+    fn spawn(
+        &'c self,
+        scope: &rayon::Scope<'c>,
+        rel: PathBuf,
+        entries: Vec<Entry>,
+        state: DirState,
+    ) {
+        scope.spawn(move |scope| {
+            let dirs: Vec<OsString> = entries
+                .iter()
+                .filter(|e| e.is_dir())
+                .map(|e| e.name.clone())
+                .collect();
+            let descend = Subdirs {
+                planner: self,
+                scope,
+                rel: &rel,
+                entered: RefCell::new(HashSet::new()),
+            };
+            let batch = Batch {
+                rel: rel.clone(),
+                src: None,
+                entries,
+            };
+            visit(self.ctx, batch, state, &descend);
+            self.fetcher.flush();
+            let entered = descend.entered.into_inner();
+            let mut slots = lock(&self.slots);
+            for name in dirs.iter().filter(|n| !entered.contains(*n)) {
+                let skipped = rel.join(name);
+                slots.waiting.retain(|k, _| !k.starts_with(&skipped));
+                slots.skipped.insert(skipped);
+            }
+        });
+    }
+}
+
+/// `Descend` for a remote source: the subdirectory's batch may already be here, or will
+/// come.
+struct Subdirs<'p, 'c> {
+    planner: &'c Planner<'c>,
+    scope: &'p rayon::Scope<'c>,
+    rel: &'p Path,
+    entered: RefCell<HashSet<OsString>>,
+}
+
+impl Descend for Subdirs<'_, '_> {
+    fn descend(&self, name: &std::ffi::OsStr, state: DirState) {
+        self.entered.borrow_mut().insert(name.to_owned());
+        let rel = self.rel.join(name);
+        let mut slots = lock(&self.planner.slots);
+        match slots.waiting.remove(&rel) {
+            Some(Slot::Batch(entries)) => {
+                drop(slots);
+                self.planner.spawn(self.scope, rel, entries, state);
+            }
+            _ => {
+                slots.waiting.insert(rel, Slot::State(state));
+            }
+        }
+    }
+}
+
+/// A file asked for and not yet written.
+struct PendingFile {
+    rel: PathBuf,
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    entry: Entry,
+    replaces: Option<Entry>,
+    setgid: bool,
+    state: Mutex<FileState>,
+}
+
+enum FileState {
+    Waiting,
+    Writing { staged: Arc<Staged>, received: u64 },
+    Done,
+}
+
+impl PendingFile {
+    fn place(&self) -> Place<'_> {
+        Place {
+            rel: &self.rel,
+            src: None,
+            dst: self.dir.as_fd(),
+            dst_dir: &self.dir,
+            names: Names {
+                src: &self.name,
+                dst: &self.name,
+            },
+            dst_setgid: self.setgid,
+        }
+    }
+}
+
+/// The destination's `Fetch`: turns Copy actions into needs, and writes what arrives.
+struct Fetcher {
+    tx: mpsc::Sender<pb::Frame>,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, Arc<PendingFile>>>,
+    /// Files that failed before all their records arrived: the rest are dropped.
+    failed: Mutex<HashSet<u64>>,
+    drained: Condvar,
+    batch: Mutex<Vec<pb::Need>>,
+}
+
+impl Fetch for Fetcher {
+    fn fetch(
+        &self,
+        _: &Ctx<'_>,
+        at: Place<'_>,
+        src: &Entry,
+        replaces: Option<&Entry>,
+    ) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let file = PendingFile {
+            rel: at.rel.to_owned(),
+            dir: at.dst_dir.clone(),
+            name: at.names.dst.to_owned(),
+            entry: src.clone(),
+            replaces: replaces.cloned(),
+            setgid: at.dst_setgid,
+            state: Mutex::new(FileState::Waiting),
+        };
+        lock(&self.pending).insert(id, Arc::new(file));
+        let need = pb::Need {
+            id,
+            path: at.rel.join(at.names.src).as_os_str().as_bytes().to_vec(),
+            size: src.size,
+            mtime_sec: src.meta.mtime.sec,
+            mtime_nsec: src.meta.mtime.nsec,
+        };
+        let full = {
+            let mut batch = lock(&self.batch);
+            batch.push(need);
+            batch.len() >= NEED_BATCH
+        };
+        if full {
+            self.flush();
+        }
+        if lock(&self.pending).len() >= MAX_PENDING {
+            self.flush();
+            let mut pending = lock(&self.pending);
+            while pending.len() >= MAX_PENDING {
+                pending = self
+                    .drained
+                    .wait(pending)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fetcher {
+    fn new(tx: mpsc::Sender<pb::Frame>) -> Fetcher {
+        Fetcher {
+            tx,
+            next_id: AtomicU64::new(0),
+            pending: Mutex::default(),
+            failed: Mutex::default(),
+            drained: Condvar::new(),
+            batch: Mutex::default(),
+        }
+    }
+
+    /// Sends the needs gathered so far.
+    fn flush(&self) {
+        let needs = std::mem::take(&mut *lock(&self.batch));
+        if !needs.is_empty() {
+            let _ = self
+                .tx
+                .blocking_send(frame(pb::frame::Kind::Need(pb::NeedBatch { needs })));
+        }
+    }
+
+    /// Fails every file still pending (the source ended without sending them).
+    fn cancel(&self, ctx: &Ctx<'_>) {
+        let pending: Vec<_> = lock(&self.pending).drain().collect();
+        self.drained.notify_all();
+        for (id, f) in pending {
+            self.fail(ctx, id, &f, "the source did not send this file");
+        }
+    }
+
+    /// One data stream's receiver: applies its records until the end record.
+    fn receive(&self, ctx: &Ctx<'_>, stream: Box<dyn Read + Send>) -> io::Result<()> {
+        let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, stream));
+        while let Some((header, payload)) = reader.next_record()? {
+            let file = lock(&self.pending).get(&header.id).cloned();
+            if file.is_none() && lock(&self.failed).contains(&header.id) {
+                continue;
+            }
+            let Some(file) = file else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a record for file {} that was not asked for", header.id),
+                ));
+            };
+            match header.kind {
+                Kind::Data => {
+                    self.write(ctx, &file, header.id, header.offset, header.total, payload)
+                }
+                Kind::Fail => {
+                    let message = String::from_utf8_lossy(payload);
+                    self.fail(ctx, header.id, &file, &message);
+                }
+                Kind::End => unreachable!("the reader returns None at the end"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one data record; publishes the file when its last byte is in.
+    fn write(
+        &self,
+        ctx: &Ctx<'_>,
+        file: &PendingFile,
+        id: u64,
+        offset: u64,
+        total: u64,
+        payload: &[u8],
+    ) {
+        let size = file.entry.size;
+        if total > size || offset + payload.len() as u64 > size {
+            return self.fail(
+                ctx,
+                id,
+                file,
+                "the source sent bytes past the end of the file",
+            );
+        }
+        let staged = {
+            let mut state = lock(&file.state);
+            match &*state {
+                FileState::Waiting => {
+                    let replacing = file.replaces.is_some();
+                    match apply::stage(ctx, file.place(), &file.entry, replacing, false) {
+                        Ok(staged) => {
+                            let staged = Arc::new(staged);
+                            *state = FileState::Writing {
+                                staged: staged.clone(),
+                                received: 0,
+                            };
+                            staged
+                        }
+                        Err(e) => {
+                            drop(state);
+                            return self.fail(ctx, id, file, &format!("create: {e}"));
+                        }
+                    }
+                }
+                FileState::Writing { staged, .. } => staged.clone(),
+                FileState::Done => return,
+            }
+        };
+        if let Err(e) = write_all_at(staged.fd.as_fd(), payload, offset) {
+            return self.fail(ctx, id, file, &format!("write: {e}"));
+        }
+        let complete = {
+            let mut state = lock(&file.state);
+            match &mut *state {
+                FileState::Writing { received, .. } => {
+                    *received += payload.len() as u64;
+                    let done = *received == total;
+                    if done {
+                        *state = FileState::Done;
+                    }
+                    done
+                }
+                _ => false,
+            }
+        };
+        if !complete {
+            return;
+        }
+        self.finish(id);
+        let published = (if total < size {
+            file::set_len(staged.fd.as_fd(), size)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| {
+            apply::publish_file(
+                ctx,
+                file.place(),
+                &file.entry,
+                &staged,
+                None,
+                file.replaces.as_ref(),
+            )
+        });
+        match published {
+            Ok(()) => act::file_done(ctx, &file.rel, &file.name, file.replaces.as_ref(), size),
+            Err(e) => {
+                apply::discard(file.place(), &staged, &file.entry);
+                ctx.fail(&file.rel, &file.name, "copy", &e);
+            }
+        }
+    }
+
+    /// Forgets a written file and lets the planner go on.
+    fn finish(&self, id: u64) {
+        lock(&self.pending).remove(&id);
+        self.drained.notify_all();
+    }
+
+    /// Drops a file that cannot be written (its remaining records are ignored), removes
+    /// its temp file, and reports it.
+    fn fail(&self, ctx: &Ctx<'_>, id: u64, file: &PendingFile, message: &str) {
+        lock(&self.failed).insert(id);
+        self.finish(id);
+        let state = std::mem::replace(&mut *lock(&file.state), FileState::Done);
+        if let FileState::Writing { staged, .. } = state {
+            apply::discard(file.place(), &staged, &file.entry);
+        }
+        ctx.fail(
+            &file.rel,
+            &file.name,
+            "copy",
+            &io::Error::other(message.to_owned()),
+        );
+    }
+}
+
+/// `pwrite` until all of `buf` is written at `offset`.
+fn write_all_at(fd: rustix::fd::BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(fd, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(crate::sys::io_err(e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! A transfer session between two machines: the same engine, split by role.
+//!
+//! ```text
+//!  SOURCE role (source.rs)                     DESTINATION role (destination.rs)
+//!  walk::Walk ── DirBatch frames ───────────▶  per batch, on a pool: list the local dir,
+//!   (one per directory, as walked)              plan::diff, apply (transfer::dir::visit)
+//!                ◀────────── NeedBatch frames   Copy/Resume → a Need (id, path) + pending
+//!  senders, one per data stream:
+//!   open beneath the root, sendfile/pread ─▶  receivers, one per stream: stage (temp),
+//!   records (wire::record)                      pwrite, publish (rename/linkat), metadata
+//!                ◀────────── Summary            end of run (transfer::finish_run) → Report
+//! ```
+//!
+//! Nothing here is named push or pull: whichever end is the source runs `source::run`,
+//! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way
+//! round) and a [`data::DataPlane`] (raw TCP streams, or the same records inside `Data`
+//! frames when no connection could be made). `client` opens a session against an agent
+//! from either role; the agent's server side uses the same two functions.
+
+pub mod client;
+pub mod data;
+pub mod destination;
+pub mod shape;
+pub mod source;
+
+use tokio::sync::mpsc;
+
+use crate::wire::pb;
+
+pub use shape::Shape;
+
+/// The two directions of a session's control stream.
+pub struct Link {
+    pub tx: mpsc::Sender<pb::Frame>,
+    pub rx: mpsc::Receiver<pb::Frame>,
+}
+
+/// Frames buffered in each direction: enough to keep both ends busy, few enough that a
+/// 10-million-entry manifest never sits in memory.
+pub const LINK_DEPTH: usize = 64;
+
+/// Why a session ended without a report.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the peer ended the session: {0}")]
+    Aborted(String),
+    #[error("the peer closed the session unexpectedly")]
+    Closed,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
+    #[error("data stream: {0}")]
+    Data(#[source] std::io::Error),
+    #[error(transparent)]
+    Transfer(#[from] crate::error::Error),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("cannot connect to {0}")]
+    Connect(String),
+    #[error("{}", rpc_message(.0))]
+    Rpc(tonic::Status),
+}
+
+impl SessionError {
+    pub(crate) fn unexpected(frame: &pb::Frame, while_: &str) -> SessionError {
+        let what = match &frame.kind {
+            Some(kind) => format!("{kind:?}")
+                .split('(')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            None => "empty frame".to_owned(),
+        };
+        SessionError::Protocol(format!("unexpected {what} while {while_}"))
+    }
+}
+
+fn rpc_message(s: &tonic::Status) -> String {
+    format!("{} ({:?})", s.message(), s.code())
+}
+
+/// Wraps a frame kind.
+pub fn frame(kind: pb::frame::Kind) -> pb::Frame {
+    pb::Frame { kind: Some(kind) }
+}
+
+/// Sends an abort to the peer (best effort) and returns the error.
+pub async fn abort(tx: &mpsc::Sender<pb::Frame>, error: SessionError) -> SessionError {
+    let message = match &error {
+        SessionError::Aborted(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let _ = tx
+        .send(frame(pb::frame::Kind::Abort(pb::Abort { message })))
+        .await;
+    error
+}

@@ -1,0 +1,13 @@
+//! The edge between the engine and the wire contract (`blit-proto`): conversions between
+//! core types and the generated protobuf types, with every value from the network checked
+//! (names are single path components, enums are known), and the data-plane record framing.
+//! Nothing else in core uses the generated types.
+
+mod convert;
+pub mod record;
+
+pub use blit_proto::v1 as pb;
+pub use convert::{
+    WireError, entry_from_wire, entry_to_wire, options_to_wire, report_from_wire, report_to_wire,
+    spec_from_wire, valid_name, valid_rel,
+};
