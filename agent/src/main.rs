@@ -1,1 +1,135 @@
-fn main() {}
+//! `blitd`: parse flags over the config file, start the agent, stop on SIGTERM/SIGINT.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use blit_agent::config::{self, Config};
+use clap::Parser;
+use tokio::sync::watch;
+
+/// Blit's agent: serves modules to `blit` and to other agents.
+#[derive(Debug, Parser)]
+#[command(name = "blitd", version, max_term_width = 100)]
+struct Args {
+    /// TOML config file (see agent/blitd.example.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (control and data planes). Default 127.0.0.1.
+    #[arg(long, value_name = "IP")]
+    bind: Option<IpAddr>,
+    /// Control-plane port (0: any free port). Default 9031.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Port for /metrics and /healthz (0: any free port).
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// Export a module: NAME=PATH, with :ro for read-only (repeatable).
+    #[arg(long = "module", value_name = "NAME=PATH[:ro]")]
+    modules: Vec<String>,
+    /// Export PATH as the module "default".
+    #[arg(long, value_name = "PATH")]
+    root: Option<PathBuf>,
+    /// Require this bearer token (repeatable; adds to the config's tokens).
+    #[arg(
+        long = "token",
+        value_name = "TOKEN",
+        env = "BLITD_TOKEN",
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+    /// Don't advertise the agent over mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+fn config(args: Args) -> anyhow::Result<Config> {
+    let mut c = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(bind) = args.bind {
+        c.bind = bind;
+    }
+    if let Some(port) = args.port {
+        c.port = port;
+    }
+    if args.http_port.is_some() {
+        c.http_port = args.http_port;
+    }
+    for m in &args.modules {
+        c.modules.push(config::parse_module_flag(m)?);
+    }
+    if let Some(root) = args.root {
+        c.modules.push(config::ModuleConfig {
+            name: "default".into(),
+            path: root,
+            read_only: false,
+            comment: String::new(),
+        });
+    }
+    c.tokens.extend(args.tokens);
+    if args.no_mdns {
+        c.mdns = false;
+    }
+    if c.modules.is_empty() {
+        anyhow::bail!(
+            "nothing to serve: give --root PATH, --module NAME=PATH or a config with [[module]]"
+        );
+    }
+    Ok(c)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLITD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    blit_core::sys::raise_fd_limit();
+    let config = config(Args::parse())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("blitd")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Registered before anything listens, so an early SIGTERM is never fatal.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+        let mdns = config.mdns;
+        blit_agent::server::run(
+            config,
+            |bound| {
+                // One line on stdout that scripts and tests can read.
+                println!(
+                    "blitd listening on {} (data port {}{})",
+                    bound.control,
+                    bound.data_port,
+                    bound
+                        .http
+                        .map(|h| format!(", http {h}"))
+                        .unwrap_or_default()
+                );
+                if mdns {
+                    tracing::debug!("mDNS advertisement requested");
+                }
+            },
+            stop_rx,
+        )
+        .await
+    })
+}

@@ -34,6 +34,60 @@ pub enum Command {
     /// Copy SRC to DST, confirm each file landed, then remove it from SRC.
     #[command(name = "move", after_help = TRAILING_SLASH)]
     Move(TransferArgs),
+    /// List the modules an agent exports.
+    List {
+        /// The agent: host[:port] (or blit://host[:port]).
+        agent: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List a directory on an agent (host:/module/path).
+    Ls {
+        path: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Find entries below a path on an agent whose path or name matches a glob.
+    Find {
+        path: PathBuf,
+        /// Glob matched against the relative path and the name, e.g. '*.log'.
+        glob: String,
+        /// Stop after N matches.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        limit: u64,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Disk usage below a path on an agent.
+    Du {
+        path: PathBuf,
+        /// Show directories down to this depth (0: the total only).
+        #[arg(short = 'd', long, default_value_t = 0)]
+        max_depth: u32,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Filesystem capacity where a path on an agent lives.
+    Df {
+        path: PathBuf,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Remove a file or directory on an agent (asks first; -r for non-empty directories).
+    Rm {
+        path: PathBuf,
+        /// Remove a directory with its contents.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Show how many entries would go; remove nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Don't ask.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell to complete for.
@@ -67,12 +121,20 @@ pub enum ReflinkArg {
     Never,
 }
 
+/// How to reach agents.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// Bearer token for agents that require one.
+    #[arg(long, env = "BLIT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
 /// Options shared by copy, mirror and move.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Source path (a trailing / means "the contents of").
+    /// Source: a local path or host[:port]:/module/path (a trailing / means "the contents of").
     pub source: PathBuf,
-    /// Destination path.
+    /// Destination: a local path or host[:port]:/module/path.
     pub destination: PathBuf,
 
     /// Show what would be created, updated and deleted, with byte totals; change nothing.
@@ -138,6 +200,14 @@ pub struct TransferArgs {
     /// Don't record this run in the local performance history.
     #[arg(long)]
     pub no_history: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Data-plane streams for transfers with an agent.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub streams: u32,
+    /// Send the bytes inside the gRPC control stream instead of data-plane connections.
+    #[arg(long)]
+    pub force_grpc: bool,
 }
 
 /// The clap command, for completions and the man page.

@@ -7,14 +7,19 @@ pub mod history;
 pub mod options;
 pub mod output;
 pub mod progress;
+pub mod remote;
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
+use blit_core::session::client::DataOptions;
 use blit_core::{Mode, Transfer};
 use clap::{ArgMatches, FromArgMatches};
 
 use crate::args::{Cli, Command, Diagnostics, TransferArgs};
+use crate::remote::Side;
 
 /// Exit status of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,27 @@ pub fn run() -> anyhow::Result<Outcome> {
         Command::Copy(a) => transfer(Mode::Copy, &a, sub.context("missing arguments")?),
         Command::Mirror(a) => transfer(Mode::Mirror, &a, sub.context("missing arguments")?),
         Command::Move(a) => transfer(Mode::Move, &a, sub.context("missing arguments")?),
+        Command::List { agent, remote } => remote::list(&agent, &remote).map(|()| Outcome::Success),
+        Command::Ls { path, remote } => remote::ls(&path, &remote).map(|()| Outcome::Success),
+        Command::Find {
+            path,
+            glob,
+            limit,
+            remote,
+        } => remote::find(&path, &glob, limit, &remote).map(|()| Outcome::Success),
+        Command::Du {
+            path,
+            max_depth,
+            remote,
+        } => remote::du(&path, max_depth, &remote).map(|()| Outcome::Success),
+        Command::Df { path, remote } => remote::df(&path, &remote).map(|()| Outcome::Success),
+        Command::Rm {
+            path,
+            recursive,
+            dry_run,
+            yes,
+            remote,
+        } => remote::rm(&path, recursive, dry_run, yes, &remote).map(|()| Outcome::Success),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut args::command(), "blit", &mut std::io::stdout());
             Ok(Outcome::Success)
@@ -53,12 +79,43 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
         confirm(mode)?;
     }
     let workers = spec.limits.workers;
-    let transfer = Transfer::new(spec);
+    let sides = (
+        remote::side(&args.source)?,
+        remote::side(&args.destination)?,
+    );
+    let printer = Arc::new(output::EventPrinter::new(
+        out.verbose,
+        args.dry_run,
+        out.json,
+    ));
+    let stats = Arc::new(blit_core::Stats::default());
     let bars = out
         .progress
-        .then(|| progress::Progress::start(transfer.stats()));
-    let printer = output::EventPrinter::new(out.verbose, args.dry_run, out.json);
-    let result = transfer.run(&printer);
+        .then(|| progress::Progress::start(stats.clone()));
+    let result = match sides {
+        (Side::Local, Side::Local) => Transfer::with_stats(spec, stats)
+            .run(&*printer)
+            .map_err(anyhow::Error::from),
+        (src, dst) => {
+            let job = remote::RemoteTransfer {
+                spec: &spec,
+                data: DataOptions {
+                    streams: args.streams,
+                    force_grpc: args.force_grpc,
+                },
+                remote: &args.remote,
+                stats,
+                observer: printer.clone(),
+            };
+            match (src, dst) {
+                (Side::Local, Side::Agent(dst)) => job.push(&args.source, &dst),
+                (Side::Agent(src), Side::Local) => job.pull(&src, &args.destination),
+                _ => Err(anyhow::anyhow!(
+                    "agent to agent transfers are not supported yet; copy through a local directory"
+                )),
+            }
+        }
+    };
     if let Some(bars) = bars {
         bars.finish();
     }
@@ -84,6 +141,12 @@ fn confirm(mode: Mode) -> anyhow::Result<()> {
         Mode::Mirror => "mirror deletes destination entries that are not in the source",
         Mode::Move => "move removes source files once their copies are confirmed",
     };
+    confirm_with(what)
+}
+
+/// Asks "Continue?" about `what` on a terminal; without one, refuses (the caller's
+/// `--yes` skips the question).
+pub fn confirm_with(what: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("{what}; pass --yes to confirm (there is no terminal to ask on)");
     }

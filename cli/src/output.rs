@@ -142,6 +142,22 @@ pub fn summary(report: &Report, source: &Path, destination: &Path) {
     if report.sources_removed > 0 {
         let _ = write!(err, ", {} sources removed", report.sources_removed);
     }
+    match (report.data_plane.as_str(), report.streams) {
+        ("", _) => {}
+        ("grpc", _) => {
+            let _ = write!(
+                err,
+                ", bytes carried in the gRPC stream (no data-plane connection)"
+            );
+        }
+        (plane, n) => {
+            let _ = write!(
+                err,
+                ", over {n} {plane} stream{}",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
     let secs = report.elapsed.as_secs_f64();
     let _ = writeln!(
         err,

@@ -24,6 +24,7 @@
 //! [`Observer`], and get a [`Report`] back. A file that fails is recorded in
 //! `Report::failures` and the run goes on.
 
+pub mod agent_path;
 pub mod checksum;
 pub mod copy;
 pub mod delete;
@@ -41,6 +42,7 @@ pub mod transfer;
 pub mod walk;
 pub mod wire;
 
+pub use agent_path::AgentPath;
 pub use copy::Reflink;
 pub use entry::{Entry, EntryKind, Meta, Timestamp};
 pub use error::Error;

@@ -83,10 +83,19 @@ pub async fn run(
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || receive(job, in_rx, readers, tx, &stats, &*observer))
     };
-    let dispatched = dispatch(&mut rx, in_tx, data_tx).await;
-    let planned = planner
-        .await
-        .unwrap_or_else(|e| Err(SessionError::Protocol(format!("planner failed: {e}"))));
+    // The dispatcher ends with the manifest (TCP) or never on its own (gRPC: it forwards
+    // data until the source stops); the planner ends when everything is written.
+    let (dispatched, planned) = {
+        let dispatch = dispatch(&mut rx, in_tx, data_tx);
+        tokio::pin!(dispatch);
+        let mut planner = planner;
+        tokio::select! {
+            d = &mut dispatch => (d, planner.await),
+            p = &mut planner => (Ok(()), p),
+        }
+    };
+    let planned =
+        planned.unwrap_or_else(|e| Err(SessionError::Protocol(format!("planner failed: {e}"))));
     let mut report = match (dispatched, planned) {
         (Err(e), _) | (Ok(()), Err(e)) => return Err(super::abort(&tx, e).await),
         (Ok(()), Ok(report)) => report,
@@ -98,6 +107,13 @@ pub async fn run(
         report: Some(wire::report_to_wire(&report)),
     };
     let _ = tx.send(frame(pb::frame::Kind::Summary(summary))).await;
+    // Close our half and let the source finish (it ends the session on the summary), so
+    // the summary is delivered before either end goes away.
+    drop(tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while rx.recv().await.is_some() {}
+    })
+    .await;
     Ok(report)
 }
 

@@ -63,7 +63,7 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    pub(crate) fn unexpected(frame: &pb::Frame, while_: &str) -> SessionError {
+    pub fn unexpected(frame: &pb::Frame, while_: &str) -> SessionError {
         let what = match &frame.kind {
             Some(kind) => format!("{kind:?}")
                 .split('(')

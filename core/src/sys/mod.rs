@@ -22,3 +22,14 @@ pub fn is_root() -> bool {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
 }
+
+/// Lifts the soft open-file limit to the hard one: a transfer keeps directories and
+/// in-flight files open, and wide trees would otherwise run into the traditional 1,024.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}

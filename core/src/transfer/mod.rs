@@ -52,10 +52,12 @@ pub struct Transfer {
 
 impl Transfer {
     pub fn new(spec: TransferSpec) -> Transfer {
-        Transfer {
-            spec,
-            stats: Arc::new(Stats::default()),
-        }
+        Transfer::with_stats(spec, Arc::new(Stats::default()))
+    }
+
+    /// A transfer that counts into `stats` (shared with a progress display).
+    pub fn with_stats(spec: TransferSpec, stats: Arc<Stats>) -> Transfer {
+        Transfer { spec, stats }
     }
 
     /// Live counters for progress display.

@@ -2,6 +2,8 @@
 //! trees entry by entry — kind, content, mode, nanosecond mtime, symlink target, extended
 //! attributes and hard-link structure — without following symlinks.
 
+pub mod agent;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs;

@@ -1,0 +1,230 @@
+//! `blitd`'s configuration: a TOML file, with command-line flags on top.
+//!
+//! ```toml
+//! bind = "127.0.0.1"          # control and data planes listen here (never 0.0.0.0 unless asked)
+//! port = 9031                 # gRPC control plane
+//! data_ports = [9032, 9063]   # data-plane port range (default: any free port)
+//! http_port = 9033            # /metrics and /healthz (0: any free port; absent: off)
+//! tokens = ["s3cret"]         # bearer tokens; when set, every call must present one
+//! mdns = true                 # advertise _blit._tcp
+//!
+//! [limits]
+//! concurrent_transfers = 8
+//! bandwidth = "200M"          # bytes per second per agent, with K/M/G suffixes
+//!
+//! [[module]]
+//! name = "data"
+//! path = "/srv/data"
+//! read_only = false
+//! comment = "shared data"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+pub const DEFAULT_PORT: u16 = 9031;
+
+/// One exported directory tree.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Sessions served at once; more wait (0: no limit).
+    #[serde(default)]
+    pub concurrent_transfers: u32,
+    /// Bytes per second this agent sends, e.g. "100M" (absent: unlimited).
+    #[serde(default)]
+    pub bandwidth: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Require client certificates signed by this CA (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub data_ports: Option<(u16, u16)>,
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    #[serde(default = "yes")]
+    pub mdns: bool,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleConfig>,
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        toml::from_str("").expect("the empty config is valid")
+    }
+}
+
+impl Config {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// Checks what a parser cannot: unique module names, absolute existing paths, a sane
+    /// port range.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut seen = BTreeMap::new();
+        for m in &self.modules {
+            if m.name.is_empty() || m.name.contains('/') {
+                bail!("module name {:?} is not valid (no '/', not empty)", m.name);
+            }
+            if seen.insert(m.name.as_str(), ()).is_some() {
+                bail!("module {:?} is defined twice", m.name);
+            }
+            if !m.path.is_dir() {
+                bail!(
+                    "module {:?}: {} is not a directory",
+                    m.name,
+                    m.path.display()
+                );
+            }
+        }
+        if let Some((lo, hi)) = self.data_ports {
+            if lo > hi || lo == 0 {
+                bail!("data_ports [{lo}, {hi}] is not a valid range");
+            }
+        }
+        if self.tokens.iter().any(|t| t.is_empty() || !t.is_ascii()) {
+            bail!("tokens must be non-empty ASCII strings");
+        }
+        Ok(())
+    }
+
+    /// Bandwidth limit in bytes per second.
+    pub fn bandwidth(&self) -> anyhow::Result<Option<u64>> {
+        self.limits.bandwidth.as_deref().map(parse_rate).transpose()
+    }
+}
+
+/// "100M" → 100 MiB/s; plain numbers are bytes per second.
+pub fn parse_rate(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("bandwidth {s:?} is not a number with an optional K/M/G"))?;
+    if n <= 0.0 {
+        bail!("bandwidth {s:?} must be positive");
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// `NAME=PATH` or `NAME=PATH:ro` from `--module`.
+pub fn parse_module_flag(s: &str) -> anyhow::Result<ModuleConfig> {
+    let (name, rest) = s
+        .split_once('=')
+        .with_context(|| format!("--module {s:?}: expected NAME=PATH[:ro]"))?;
+    let (path, read_only) = match rest.strip_suffix(":ro") {
+        Some(p) => (p, true),
+        None => (rest, false),
+    };
+    Ok(ModuleConfig {
+        name: name.to_owned(),
+        path: PathBuf::from(path),
+        read_only,
+        comment: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_and_flags() {
+        let c: Config = toml::from_str(
+            r#"
+            bind = "127.0.0.2"
+            port = 1234
+            data_ports = [2000, 2010]
+            tokens = ["t"]
+            mdns = false
+            [limits]
+            bandwidth = "1.5M"
+            [[module]]
+            name = "a"
+            path = "/tmp"
+            read_only = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.port, 1234);
+        assert_eq!(c.data_ports, Some((2000, 2010)));
+        assert_eq!(c.modules[0].name, "a");
+        assert!(c.modules[0].read_only);
+        assert_eq!(c.bandwidth().unwrap(), Some(1_572_864));
+        c.validate().unwrap();
+        assert!(
+            toml::from_str::<Config>("bogus = 1").is_err(),
+            "unknown keys are errors"
+        );
+        let d = Config::default();
+        assert_eq!(
+            (d.bind, d.port, d.mdns),
+            (default_bind(), DEFAULT_PORT, true)
+        );
+        assert!(parse_module_flag("m=/srv/x:ro").unwrap().read_only);
+        assert_eq!(
+            parse_module_flag("m=/srv/x").unwrap().path,
+            PathBuf::from("/srv/x")
+        );
+        assert!(parse_module_flag("nope").is_err());
+        assert!(parse_rate("-1").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The modules an agent exports, and how a location from the network is resolved inside
+//! one: by name, then beneath its root directory (`blit_core::sys::beneath`), never
+//! outside it.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use blit_core::sys::{beneath, dir};
+use blit_core::wire::pb;
+use rustix::fd::{AsFd, OwnedFd};
+use tonic::Status;
+
+use crate::config::ModuleConfig;
+
+/// An exported directory tree, opened once at startup.
+#[derive(Debug)]
+pub struct Module {
+    pub config: ModuleConfig,
+    root: OwnedFd,
+}
+
+/// All modules of this agent.
+#[derive(Debug, Default)]
+pub struct Modules {
+    modules: Vec<Module>,
+}
+
+/// A location resolved to a module and a checked relative path.
+pub struct Resolved<'m> {
+    pub module: &'m Module,
+    /// Relative to the module root, as sent (a trailing `/` kept).
+    pub rel: PathBuf,
+}
+
+impl Modules {
+    pub fn open(configs: &[ModuleConfig]) -> anyhow::Result<Modules> {
+        let modules = configs
+            .iter()
+            .map(|c| {
+                let root = dir::open_root(&c.path).map_err(|e| {
+                    anyhow::anyhow!("module {:?}: {}: {e}", c.name, c.path.display())
+                })?;
+                Ok(Module {
+                    config: c.clone(),
+                    root,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Modules { modules })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Module> {
+        self.modules.iter()
+    }
+
+    /// Finds the module and checks the path (relative, no `..`).
+    pub fn resolve(&self, location: Option<&pb::Location>) -> Result<Resolved<'_>, Status> {
+        let location = location.ok_or_else(|| Status::invalid_argument("no location given"))?;
+        let module = self
+            .modules
+            .iter()
+            .find(|m| m.config.name == location.module)
+            .ok_or_else(|| Status::not_found(format!("no module named {:?}", location.module)))?;
+        if location.path.contains(&0) {
+            return Err(Status::invalid_argument("path contains a NUL byte"));
+        }
+        let bytes = location.path.strip_prefix(b"/").unwrap_or(&location.path);
+        let rel = PathBuf::from(OsStr::from_bytes(bytes));
+        beneath::check(&rel).map_err(|e| Status::permission_denied(e.to_string()))?;
+        Ok(Resolved { module, rel })
+    }
+}
+
+impl Module {
+    pub fn root(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Refuses writes to a read-only module.
+    pub fn writable(&self) -> Result<(), Status> {
+        if self.config.read_only {
+            Err(Status::permission_denied(format!(
+                "module {:?} is read-only",
+                self.config.name
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Resolved<'_> {
+    /// Opens the directory the path names (symlinks inside the module are followed).
+    pub fn open_dir(&self) -> io::Result<OwnedFd> {
+        beneath::open_dir(self.module.root(), &self.rel)
+    }
+
+    /// Whether the path names an existing directory.
+    pub fn is_dir(&self) -> bool {
+        self.open_dir().is_ok()
+    }
+
+    /// The entry the path names, not following a final symlink; `None` for the root.
+    pub fn stat(&self) -> io::Result<Option<blit_core::Entry>> {
+        let (Some(parent), Some(name)) = (self.rel.parent(), self.rel.file_name()) else {
+            return Ok(None);
+        };
+        let parent = beneath::open_dir(self.module.root(), parent)?;
+        dir::stat_at(parent.as_fd(), name).map(Some)
+    }
+}
+
+/// A filesystem error as a gRPC status, without leaking paths outside the module.
+pub fn io_status(what: &str, rel: &Path, e: &io::Error) -> Status {
+    let message = format!("{what} {}: {e}", rel.display());
+    match e.kind() {
+        io::ErrorKind::NotFound => Status::not_found(message),
+        io::ErrorKind::PermissionDenied => Status::permission_denied(message),
+        io::ErrorKind::InvalidInput => Status::invalid_argument(message),
+        _ => Status::internal(message),
+    }
+}

@@ -1,0 +1,98 @@
+//! Starting the agent: bind the planes, serve until SIGTERM/SIGINT, then stop sessions at
+//! a safe point (a file is never left half-written under its final name: unpublished
+//! files are unnamed or temp-named, and a killed large file stays as `.part` for
+//! `--resume`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use blit_core::wire::pb;
+use tokio::sync::{Semaphore, watch};
+use tonic::transport::Server;
+
+use crate::admin::AdminService;
+use crate::auth::Gate;
+use crate::config::Config;
+use crate::dataplane::DataPlane;
+use crate::metrics::{self, Metrics};
+use crate::modules::Modules;
+use crate::session::SessionService;
+
+/// Largest gRPC message: a manifest batch of long names stays well below it.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Where a started agent listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub control: SocketAddr,
+    pub data_port: u16,
+    pub http: Option<SocketAddr>,
+}
+
+/// Runs the agent until `stop` becomes true. `ready` receives the bound addresses.
+pub async fn run(
+    config: Config,
+    ready: impl FnOnce(Bound),
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let modules = Arc::new(Modules::open(&config.modules)?);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
+    let control = listener.local_addr()?;
+    let data = DataPlane::start(config.bind, config.data_ports).await?;
+    let metrics = Arc::new(Metrics::new());
+    let http = match config.http_port {
+        Some(port) => {
+            Some(metrics::serve(SocketAddr::new(config.bind, port), metrics.clone()).await?)
+        }
+        None => None,
+    };
+    let slots = match config.limits.concurrent_transfers {
+        0 => Semaphore::MAX_PERMITS,
+        n => n as usize,
+    };
+    let gate = Gate::new(config.tokens.clone());
+    let session = SessionService {
+        modules: modules.clone(),
+        data: data.clone(),
+        slots: Arc::new(Semaphore::new(slots)),
+        shutdown: stop.clone(),
+        metrics: metrics.clone(),
+    };
+    let admin = AdminService { modules };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::session_server::SessionServer<SessionService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    let session = pb::session_server::SessionServer::new(session)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let admin = pb::admin_server::AdminServer::new(admin);
+    ready(Bound {
+        control,
+        data_port: data.port,
+        http,
+    });
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Server::builder()
+        .tcp_nodelay(true)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            session,
+            gate.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            admin,
+            gate.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            health, gate,
+        ))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await?;
+    Ok(())
+}

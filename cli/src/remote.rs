@@ -1,0 +1,334 @@
+//! Transfers and admin commands that involve an agent: parsing remote paths, connecting,
+//! and running the local end of a session (`blit_core::session::client`).
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use blit_core::session::client::{Connection, DataOptions, Remote};
+use blit_core::wire::pb;
+use blit_core::{AgentPath, Observer, Report, Stats, TransferSpec};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::args::RemoteArgs;
+use crate::output::{display_path, human_bytes};
+
+/// One side of a transfer as the user gave it.
+pub enum Side {
+    Local,
+    Agent(AgentPath),
+}
+
+/// Whether `p` names a path on an agent.
+pub fn side(p: &Path) -> anyhow::Result<Side> {
+    match AgentPath::parse(p.as_os_str()) {
+        None => Ok(Side::Local),
+        Some(Ok(a)) => Ok(Side::Agent(a)),
+        Some(Err(e)) => bail!("{}: {e}", p.display()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn remote(a: &AgentPath, args: &RemoteArgs) -> Remote {
+    Remote {
+        host: a.host.clone(),
+        port: a.port,
+        token: args.token.clone(),
+    }
+}
+
+async fn connect(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Connection> {
+    Ok(remote(a, args).connect().await?)
+}
+
+/// A transfer with one end on an agent.
+pub struct RemoteTransfer<'a> {
+    pub spec: &'a TransferSpec,
+    pub data: DataOptions,
+    pub remote: &'a RemoteArgs,
+    pub stats: Arc<Stats>,
+    pub observer: Arc<dyn Observer + Send + Sync>,
+}
+
+impl RemoteTransfer<'_> {
+    /// Local `src` to `dst` on an agent.
+    pub fn push(&self, src: &Path, dst: &AgentPath) -> anyhow::Result<Report> {
+        need_module(dst)?;
+        runtime()?.block_on(async {
+            let conn = connect(dst, self.remote).await?;
+            let report = blit_core::session::client::push(
+                &conn,
+                src,
+                dst.location(),
+                self.spec,
+                self.data,
+                self.stats.clone(),
+            )
+            .await?;
+            Ok(report)
+        })
+    }
+
+    /// `src` on an agent to the local `dst`.
+    pub fn pull(&self, src: &AgentPath, dst: &Path) -> anyhow::Result<Report> {
+        need_module(src)?;
+        runtime()?.block_on(async {
+            let conn = connect(src, self.remote).await?;
+            let report = blit_core::session::client::pull(
+                &conn,
+                src.location(),
+                dst,
+                self.spec,
+                self.data,
+                self.stats.clone(),
+                self.observer.clone(),
+            )
+            .await?;
+            Ok(report)
+        })
+    }
+}
+
+fn need_module(a: &AgentPath) -> anyhow::Result<()> {
+    if a.module.is_empty() {
+        bail!(
+            "{a}: name a module (host:/module/path); `blit list {}:{}` shows them",
+            a.host,
+            a.port
+        );
+    }
+    Ok(())
+}
+
+type AdminClient = pb::admin_client::AdminClient<
+    InterceptedService<Channel, blit_core::session::client::Credentials>,
+>;
+
+async fn admin(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<AdminClient> {
+    let conn = connect(a, args).await?;
+    Ok(pb::admin_client::AdminClient::with_interceptor(
+        conn.channel,
+        conn.credentials,
+    ))
+}
+
+fn agent_arg(s: &str) -> anyhow::Result<AgentPath> {
+    let with_path = if s.starts_with("blit://") || s.contains(":/") {
+        s.to_owned()
+    } else {
+        format!("{s}:/")
+    };
+    match AgentPath::parse(std::ffi::OsStr::new(&with_path)) {
+        Some(Ok(a)) => Ok(a),
+        Some(Err(e)) => bail!("{s}: {e}"),
+        None => bail!("{s}: not an agent address (host[:port])"),
+    }
+}
+
+fn agent_path(p: &Path) -> anyhow::Result<AgentPath> {
+    match side(p)? {
+        Side::Agent(a) => Ok(a),
+        Side::Local => bail!(
+            "{}: not a remote path (host[:port]:/module/path)",
+            p.display()
+        ),
+    }
+}
+
+fn status(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", e.message(), e.code())
+}
+
+/// `blit list host`: the agent's modules.
+pub fn list(agent: &str, args: &RemoteArgs) -> anyhow::Result<()> {
+    let a = agent_arg(agent)?;
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let modules = c
+            .list_modules(pb::ListModulesRequest {})
+            .await
+            .map_err(status)?
+            .into_inner()
+            .modules;
+        let mut out = std::io::stdout().lock();
+        for m in modules {
+            let ro = if m.read_only { "ro" } else { "rw" };
+            writeln!(out, "{:<20} {ro}  {}", m.name, m.comment)?;
+        }
+        Ok(())
+    })
+}
+
+/// `blit ls host:/module/path`.
+pub fn ls(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
+    let a = agent_path(path)?;
+    if a.module.is_empty() {
+        return list(&format!("{}:{}", a.host, a.port), args);
+    }
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let resp = c
+            .list_dir(pb::ListDirRequest {
+                location: Some(a.location()),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut out = std::io::stdout().lock();
+        for e in resp.entries {
+            let e = blit_core::wire::entry_from_wire(e)?;
+            let kind = match e.kind {
+                blit_core::EntryKind::Dir => 'd',
+                blit_core::EntryKind::Symlink => 'l',
+                blit_core::EntryKind::Special => 's',
+                blit_core::EntryKind::File => '-',
+            };
+            let mut line = format!(
+                "{kind}{:04o} {:>10} {} {}",
+                e.meta.mode,
+                e.size,
+                e.meta.mtime.sec,
+                display_path(Path::new(&e.name))
+            );
+            if let Some(t) = &e.link_target {
+                line.push_str(&format!(" -> {}", display_path(Path::new(t))));
+            }
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    })
+}
+
+/// `blit find host:/module/path GLOB`.
+pub fn find(path: &Path, glob: &str, limit: u64, args: &RemoteArgs) -> anyhow::Result<()> {
+    let a = agent_path(path)?;
+    need_module(&a)?;
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let mut stream = c
+            .find(pb::FindRequest {
+                location: Some(a.location()),
+                glob: glob.to_owned(),
+                limit,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut out = std::io::stdout().lock();
+        while let Some(m) = stream.message().await.map_err(status)? {
+            let p = std::ffi::OsStr::from_bytes(&m.path);
+            writeln!(out, "{}", display_path(Path::new(p)))?;
+        }
+        Ok(())
+    })
+}
+
+/// `blit du host:/module/path`.
+pub fn du(path: &Path, max_depth: u32, args: &RemoteArgs) -> anyhow::Result<()> {
+    let a = agent_path(path)?;
+    need_module(&a)?;
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let mut stream = c
+            .disk_usage(pb::DiskUsageRequest {
+                location: Some(a.location()),
+                max_depth,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut out = std::io::stdout().lock();
+        while let Some(row) = stream.message().await.map_err(status)? {
+            let p = std::ffi::OsStr::from_bytes(&row.path);
+            let name = if p.is_empty() {
+                ".".into()
+            } else {
+                display_path(Path::new(p))
+            };
+            writeln!(
+                out,
+                "{:>10}  {:>8} files  {name}",
+                human_bytes(row.allocated),
+                row.files
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// `blit df host:/module/path`.
+pub fn df(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
+    let a = agent_path(path)?;
+    need_module(&a)?;
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let s = c
+            .fs_stats(pb::FsStatsRequest {
+                location: Some(a.location()),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let used = s.total_bytes.saturating_sub(s.free_bytes);
+        println!(
+            "size {}  used {}  available {}  inodes free {}/{}",
+            human_bytes(s.total_bytes),
+            human_bytes(used),
+            human_bytes(s.available_bytes),
+            s.free_inodes,
+            s.total_inodes
+        );
+        Ok(())
+    })
+}
+
+/// `blit rm host:/module/path`: counts first, asks (or needs --yes), then removes.
+pub fn rm(
+    path: &Path,
+    recursive: bool,
+    dry_run: bool,
+    yes: bool,
+    args: &RemoteArgs,
+) -> anyhow::Result<()> {
+    let a = agent_path(path)?;
+    need_module(&a)?;
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let request = |dry_run| pb::RemoveRequest {
+            location: Some(a.location()),
+            recursive,
+            dry_run,
+        };
+        let count = c
+            .remove(request(true))
+            .await
+            .map_err(status)?
+            .into_inner()
+            .removed;
+        if dry_run {
+            println!("would remove {count} entries");
+            return Ok(());
+        }
+        if !yes {
+            crate::confirm_with(&format!("remove {a} ({count} entries)"))?;
+        }
+        let removed = c
+            .remove(request(false))
+            .await
+            .map_err(status)?
+            .into_inner()
+            .removed;
+        println!("removed {removed} entries");
+        Ok(())
+    })
+}

@@ -1,0 +1,110 @@
+//! Real `blitd` processes for tests: started on `127.0.0.1:0`, their ports read from the
+//! line they print, stopped (by pid) when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A built binary of this workspace (`blit`, `blitd`), found beside the test executable's
+/// directory (`target/<profile>/deps/..`). `cargo test --workspace` builds them all.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` or `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A running `blitd`.
+pub struct Agent {
+    child: Child,
+    pub port: u16,
+    pub data_port: u16,
+    pub http_port: Option<u16>,
+}
+
+impl Agent {
+    /// Starts `blitd --port 0 --no-mdns` with `args` (modules, tokens, …) and waits until
+    /// it listens.
+    pub fn start(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
+        let mut cmd = Command::new(binary("blitd"));
+        cmd.args(["--port", "0", "--no-mdns"]);
+        for a in args {
+            cmd.arg(a);
+        }
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("blitd starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("blitd prints where it listens");
+        let port_after = |key: &str| -> Option<u16> {
+            let at = line.find(key)? + key.len();
+            let digits: String = line[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        let (Some(port), Some(data_port)) = (port_after("127.0.0.1:"), port_after("data port "))
+        else {
+            let _ = child.kill();
+            panic!("unexpected first line from blitd: {line:?}");
+        };
+        let http_port = line.find("http ").and_then(|i| {
+            let rest = &line[i + 5..];
+            rest.rsplit_once(':')
+                .and_then(|(_, p)| p.trim_end_matches([')', '\n']).parse().ok())
+        });
+        Agent {
+            child,
+            port,
+            data_port,
+            http_port,
+        }
+    }
+
+    /// `127.0.0.1:PORT:/module/path` for this agent.
+    pub fn url(&self, module: &str, path: &str) -> String {
+        format!("127.0.0.1:{}:/{module}/{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        self.child.wait().expect("blitd exits")
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
