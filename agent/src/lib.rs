@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod dataplane;
+pub mod jobs;
 pub mod metrics;
 pub mod modules;
 pub mod server;

@@ -14,6 +14,7 @@ use crate::admin::AdminService;
 use crate::auth::Gate;
 use crate::config::Config;
 use crate::dataplane::DataPlane;
+use crate::jobs::JobsService;
 use crate::metrics::{self, Metrics};
 use crate::modules::Modules;
 use crate::session::SessionService;
@@ -52,10 +53,17 @@ pub async fn run(
         n => n as usize,
     };
     let gate = Gate::new(config.tokens.clone());
+    let slots = Arc::new(Semaphore::new(slots));
+    let jobs = JobsService::new(
+        modules.clone(),
+        slots.clone(),
+        metrics.clone(),
+        stop.clone(),
+    );
     let session = SessionService {
         modules: modules.clone(),
         data: data.clone(),
-        slots: Arc::new(Semaphore::new(slots)),
+        slots,
         shutdown: stop.clone(),
         metrics: metrics.clone(),
     };
@@ -67,10 +75,14 @@ pub async fn run(
     health_reporter
         .set_serving::<pb::admin_server::AdminServer<AdminService>>()
         .await;
+    health_reporter
+        .set_serving::<pb::jobs_server::JobsServer<JobsService>>()
+        .await;
     let session = pb::session_server::SessionServer::new(session)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let admin = pb::admin_server::AdminServer::new(admin);
+    let jobs = pb::jobs_server::JobsServer::new(jobs);
     ready(Bound {
         control,
         data_port: data.port,
@@ -85,6 +97,10 @@ pub async fn run(
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             admin,
+            gate.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            jobs,
             gate.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(

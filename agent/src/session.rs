@@ -118,7 +118,7 @@ impl pb::session_server::Session for SessionService {
             let _active = metrics.session_started();
             let tx = link.tx.clone();
             let outcome = tokio::select! {
-                r = serve(prepared, link, grant) => r,
+                r = serve(prepared, link, grant, &metrics) => r,
                 _ = shutdown.wait_for(|stop| *stop) => Err(SessionError::Aborted("the agent is shutting down".into())),
             };
             match outcome {
@@ -174,6 +174,7 @@ async fn serve(
     prepared: Prepared,
     mut link: Link,
     grant: Option<Grant>,
+    metrics: &Metrics,
 ) -> Result<blit_core::Report, SessionError> {
     let ready = tokio::time::timeout(CONNECT_TIMEOUT, link.rx.recv())
         .await
@@ -202,12 +203,34 @@ async fn serve(
         }
     };
     let stats = Arc::new(Stats::default());
-    match prepared {
+    let streams = match &plane {
+        Plane::Tcp(s) => s.len() as i64,
+        Plane::Grpc => 0,
+    };
+    metrics.streams(streams);
+    let result = match prepared {
         Prepared::Source { job, .. } => source::run(job, link, plane, stats).await,
         Prepared::Destination { job } => {
             destination::run(job, link, plane, stats, Arc::new(Quiet)).await
         }
+    };
+    metrics.streams(-streams);
+    result
+}
+
+/// Refuses what remote sessions cannot do yet.
+pub fn supported(spec: &blit_core::TransferSpec) -> Result<(), Status> {
+    if spec.preserve.xattrs {
+        return Err(Status::unimplemented(
+            "extended attributes (-X) are not carried over the network yet",
+        ));
     }
+    if spec.mode == Mode::Move {
+        return Err(Status::unimplemented(
+            "move over the network is not supported yet",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks an `Open` against the modules and turns it into this end's job.

@@ -88,6 +88,11 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Transfers agents run on a caller's behalf (agent-to-agent copies).
+    Jobs {
+        #[command(subcommand)]
+        what: JobsCommand,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell to complete for.
@@ -110,6 +115,31 @@ pub enum Diagnostics {
         /// Print the raw JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List an agent's jobs.
+    List {
+        /// The agent: host[:port].
+        agent: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Follow a job's progress until it ends.
+    Watch {
+        agent: String,
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Stop a job (nothing half-written is left under a final name).
+    Cancel {
+        agent: String,
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
 }
 

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod history;
+pub mod jobs;
 pub mod options;
 pub mod output;
 pub mod progress;
@@ -59,6 +60,7 @@ pub fn run() -> anyhow::Result<Outcome> {
             yes,
             remote,
         } => remote::rm(&path, recursive, dry_run, yes, &remote).map(|()| Outcome::Success),
+        Command::Jobs { what } => jobs::run(what).map(|()| Outcome::Success),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut args::command(), "blit", &mut std::io::stdout());
             Ok(Outcome::Success)
@@ -110,9 +112,8 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
             match (src, dst) {
                 (Side::Local, Side::Agent(dst)) => job.push(&args.source, &dst),
                 (Side::Agent(src), Side::Local) => job.pull(&src, &args.destination),
-                _ => Err(anyhow::anyhow!(
-                    "agent to agent transfers are not supported yet; copy through a local directory"
-                )),
+                (Side::Agent(src), Side::Agent(dst)) => job.delegate(&src, &dst),
+                (Side::Local, Side::Local) => unreachable!("handled above"),
             }
         }
     };

@@ -31,7 +31,7 @@ pub fn side(p: &Path) -> anyhow::Result<Side> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -47,7 +47,7 @@ fn remote(a: &AgentPath, args: &RemoteArgs) -> Remote {
     }
 }
 
-async fn connect(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Connection> {
+pub async fn connect(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Connection> {
     Ok(remote(a, args).connect().await?)
 }
 
@@ -99,6 +99,52 @@ impl RemoteTransfer<'_> {
     }
 }
 
+impl RemoteTransfer<'_> {
+    /// From one agent to another: the destination agent pulls from the source agent (the
+    /// bytes never pass through here); this end starts the job and follows it. Ctrl-C
+    /// cancels the job.
+    pub fn delegate(&self, src: &AgentPath, dst: &AgentPath) -> anyhow::Result<Report> {
+        need_module(src)?;
+        need_module(dst)?;
+        runtime()?.block_on(async {
+            let mut c = crate::jobs::client(dst, self.remote).await?;
+            let key = blit_core::session::data::new_token()?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
+            let request = pb::StartTransferRequest {
+                idempotency_key: key,
+                source: Some(pb::RemoteSource {
+                    address: authority(src),
+                    location: Some(src.location()),
+                    token: self.remote.token.clone().unwrap_or_default(),
+                }),
+                destination: Some(dst.location()),
+                options: Some(blit_core::wire::options_to_wire(self.spec)),
+                streams: self.data.streams,
+                force_grpc: self.data.force_grpc,
+            };
+            // A start that got lost in transit is retried with the same key: one job.
+            let job = match c.start_transfer(request.clone()).await {
+                Err(e) if e.code() == tonic::Code::Unavailable => c.start_transfer(request).await,
+                other => other,
+            }
+            .map_err(status)?
+            .into_inner();
+            crate::jobs::follow(&mut c, job, &self.stats).await
+        })
+    }
+}
+
+/// `host:port` as another agent can dial it.
+fn authority(a: &AgentPath) -> String {
+    if a.host.contains(':') {
+        format!("[{}]:{}", a.host, a.port)
+    } else {
+        format!("{}:{}", a.host, a.port)
+    }
+}
+
 fn need_module(a: &AgentPath) -> anyhow::Result<()> {
     if a.module.is_empty() {
         bail!(
@@ -122,7 +168,7 @@ async fn admin(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<AdminClient> 
     ))
 }
 
-fn agent_arg(s: &str) -> anyhow::Result<AgentPath> {
+pub fn agent_arg(s: &str) -> anyhow::Result<AgentPath> {
     let with_path = if s.starts_with("blit://") || s.contains(":/") {
         s.to_owned()
     } else {
@@ -145,7 +191,7 @@ fn agent_path(p: &Path) -> anyhow::Result<AgentPath> {
     }
 }
 
-fn status(e: tonic::Status) -> anyhow::Error {
+pub fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", e.message(), e.code())
 }
 

@@ -279,17 +279,44 @@ pub async fn pull(
     stats: Arc<Stats>,
     observer: Arc<dyn Observer + Send + Sync>,
 ) -> Result<Report, SessionError> {
+    let target = |shape: &Shape| {
+        let is_dir = std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
+        let target = shape.destination(dst, is_dir);
+        let root = open_local_destination(&target.dir, spec.dry_run)?;
+        Ok((root, target.rename))
+    };
+    pull_into(conn, src, spec, options, stats, observer, target).await
+}
+
+/// Fetches `src` from an agent into the destination that `target` opens once the
+/// source's shape is known (a local path, or a path beneath a module of this agent when
+/// an agent pulls on a caller's behalf).
+pub async fn pull_into(
+    conn: &Connection,
+    src: pb::Location,
+    spec: &TransferSpec,
+    options: DataOptions,
+    stats: Arc<Stats>,
+    observer: Arc<dyn Observer + Send + Sync>,
+    target: impl FnOnce(
+        &Shape,
+    ) -> Result<
+        (Option<rustix::fd::OwnedFd>, Option<crate::transfer::Rename>),
+        SessionError,
+    >,
+) -> Result<Report, SessionError> {
     let open = open_frame(pb::Role::Source, src, spec, None, options);
     let (link, accept) = open_session(conn, open).await?;
     let shape = Shape::from_wire(accept.source.clone())?;
-    let is_dir = std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
-    let target = shape.destination(dst, is_dir);
-    let root = open_local_destination(&target.dir, spec.dry_run)?;
+    let (root, rename) = match target(&shape) {
+        Ok(t) => t,
+        Err(e) => return Err(super::abort(&link.tx, e).await),
+    };
     let plane = negotiate_data(conn, &link, &accept, options).await?;
     let job = DestinationJob {
         spec: spec.clone(),
         root,
-        rename: target.rename,
+        rename,
         filter: based_filter(&spec.filter, &shape),
     };
     destination::run(job, link, plane, stats, observer).await

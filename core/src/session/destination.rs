@@ -666,6 +666,7 @@ impl Fetcher {
         if let Err(e) = write_all_at(staged.fd.as_fd(), payload, offset) {
             return self.fail(ctx, id, file, &format!("write: {e}"));
         }
+        Stats::add(&ctx.stats.bytes_done, payload.len() as u64);
         let complete = {
             let mut state = lock(&file.state);
             match &mut *state {

@@ -242,7 +242,10 @@ impl<'a> Ctx<'a> {
         bump(&self.tally.bytes_copied, bytes);
         bump(&self.tally.bytes_resumed, reused);
         Stats::add(&self.stats.files_done, 1);
-        Stats::add(&self.stats.bytes_done, bytes + reused);
+        // A remote file's bytes are counted as they arrive (see `session::destination`).
+        if self.fetch.is_none() {
+            Stats::add(&self.stats.bytes_done, bytes + reused);
+        }
     }
 
     pub fn file_planned(&self, bytes: u64) {

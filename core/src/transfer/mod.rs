@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use rustix::fd::{AsFd, OwnedFd};
 
-use self::context::{Ctx, Rename};
+use self::context::Ctx;
 use self::dir::{DirState, DstDir};
 use crate::error::Error;
 use crate::filter::Filter;
@@ -29,6 +29,7 @@ use crate::sys::dir as sysdir;
 use crate::walk::Walk;
 
 pub use apply::RESUMABLE_MIN;
+pub use context::Rename;
 
 /// Where file content comes from when the source is on another machine: the destination
 /// side hands it each file to write (a Copy or Resume action) instead of copying on the

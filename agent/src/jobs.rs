@@ -1,0 +1,354 @@
+//! The `Jobs` service: transfers this agent runs on a caller's behalf. `StartTransfer`
+//! makes this agent the destination and has it pull from a source agent, so the bytes go
+//! agent to agent while the caller only watches. A retried start with the same
+//! idempotency key returns the same job; `WatchJob` streams progress until the job ends;
+//! `CancelJob` stops it at a safe point (nothing half-written is published).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blit_core::session::client::{DataOptions, Remote};
+use blit_core::session::{SessionError, client};
+use blit_core::spec::Endpoint;
+use blit_core::sys::beneath;
+use blit_core::wire::{self, pb};
+use blit_core::{Quiet, Report, Stats};
+use tokio::sync::{Semaphore, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::metrics::{Metrics, Role};
+use crate::modules::{Modules, io_status};
+
+/// How often `WatchJob` reports.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct JobsService {
+    pub modules: Arc<Modules>,
+    pub slots: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: watch::Receiver<bool>,
+    jobs: Arc<Mutex<Registry>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<String, Arc<JobState>>,
+    by_key: HashMap<String, String>,
+    /// Ids in start order, for listing.
+    order: Vec<String>,
+}
+
+/// One job's live state.
+struct JobState {
+    id: String,
+    key: String,
+    started: Instant,
+    stats: Arc<Stats>,
+    cancel: watch::Sender<bool>,
+    status: Mutex<Status_>,
+}
+
+/// Where a job is, besides its counters.
+struct Status_ {
+    stage: pb::JobStage,
+    message: String,
+    report: Option<Report>,
+    finished: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl JobState {
+    fn set(&self, stage: pb::JobStage, message: impl Into<String>) {
+        let mut s = lock(&self.status);
+        s.stage = stage;
+        s.message = message.into();
+    }
+
+    fn is_over(&self) -> bool {
+        matches!(
+            lock(&self.status).stage,
+            pb::JobStage::Succeeded | pb::JobStage::Failed | pb::JobStage::Cancelled
+        )
+    }
+
+    /// The job as the API shows it.
+    fn snapshot(&self) -> pb::Job {
+        let s = lock(&self.status);
+        let now = self.stats.snapshot();
+        let elapsed = s
+            .finished
+            .unwrap_or_else(Instant::now)
+            .duration_since(self.started)
+            .as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            now.bytes_done as f64 / elapsed
+        } else {
+            0.0
+        };
+        let left = now.bytes_planned.saturating_sub(now.bytes_done);
+        let eta = (s.stage == pb::JobStage::Transferring && rate > 0.0).then(|| left as f64 / rate);
+        let report = s.report.as_ref().map(wire::report_to_wire);
+        pb::Job {
+            id: self.id.clone(),
+            idempotency_key: self.key.clone(),
+            stage: s.stage as i32,
+            files_done: now.files_done,
+            files_total: now.files_planned,
+            bytes_done: now.bytes_done,
+            bytes_total: now.bytes_planned,
+            bytes_per_second: rate,
+            eta_seconds: eta,
+            failures: report
+                .as_ref()
+                .map(|r| r.failures.clone())
+                .unwrap_or_default(),
+            message: s.message.clone(),
+            report,
+        }
+    }
+}
+
+impl JobsService {
+    pub fn new(
+        modules: Arc<Modules>,
+        slots: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> JobsService {
+        JobsService {
+            modules,
+            slots,
+            metrics,
+            shutdown,
+            jobs: Arc::default(),
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<JobState>, Status> {
+        lock(&self.jobs)
+            .by_id
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no job {id:?}")))
+    }
+}
+
+fn new_id() -> Result<String, Status> {
+    let token =
+        blit_core::session::data::new_token().map_err(|e| Status::internal(e.to_string()))?;
+    Ok(token[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[tonic::async_trait]
+impl pb::jobs_server::Jobs for JobsService {
+    async fn start_transfer(
+        &self,
+        req: Request<pb::StartTransferRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = req.into_inner();
+        if req.idempotency_key.is_empty() {
+            return Err(Status::invalid_argument("an idempotency key is required"));
+        }
+        let known = lock(&self.jobs).by_key.get(&req.idempotency_key).cloned();
+        if let Some(id) = known {
+            return Ok(Response::new(self.get(&id)?.snapshot()));
+        }
+        let source = req
+            .source
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("no source"))?;
+        let (host, port) = split_address(&source.address)?;
+        let resolved = self.modules.resolve(req.destination.as_ref())?;
+        resolved.module.writable()?;
+        let options = req
+            .options
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("no transfer options"))?;
+        let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
+        let spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        crate::session::supported(&spec)?;
+        let (cancel, mut cancelled) = watch::channel(false);
+        let job = Arc::new(JobState {
+            id: new_id()?,
+            key: req.idempotency_key.clone(),
+            started: Instant::now(),
+            stats: Arc::new(Stats::default()),
+            cancel,
+            status: Mutex::new(Status_ {
+                stage: pb::JobStage::Queued,
+                message: String::new(),
+                report: None,
+                finished: None,
+            }),
+        });
+        {
+            let mut jobs = lock(&self.jobs);
+            // A concurrent start with the same key may have won the race.
+            if let Some(id) = jobs.by_key.get(&req.idempotency_key) {
+                let existing = jobs.by_id[id].clone();
+                return Ok(Response::new(existing.snapshot()));
+            }
+            jobs.by_key.insert(job.key.clone(), job.id.clone());
+            jobs.by_id.insert(job.id.clone(), job.clone());
+            jobs.order.push(job.id.clone());
+        }
+        let remote = Remote {
+            host,
+            port,
+            token: (!source.token.is_empty()).then(|| source.token.clone()),
+        };
+        let data = DataOptions {
+            streams: if req.streams == 0 { 4 } else { req.streams },
+            force_grpc: req.force_grpc,
+        };
+        let (modules, slots, metrics, mut shutdown) = (
+            self.modules.clone(),
+            self.slots.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        );
+        let destination = req.destination.clone();
+        let src_location = source.location.clone().unwrap_or_default();
+        let task_job = job.clone();
+        tokio::spawn(async move {
+            let job = task_job;
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
+            let _active = metrics.session_started();
+            job.set(pb::JobStage::Connecting, "connecting to the source agent");
+            let run = async {
+                let conn = remote.connect().await?;
+                job.set(pb::JobStage::Transferring, "");
+                let target = |shape: &blit_core::session::Shape| {
+                    let r = modules
+                        .resolve(destination.as_ref())
+                        .map_err(|s| SessionError::Protocol(s.message().to_owned()))?;
+                    let t = shape.destination(&r.rel, r.is_dir());
+                    let root = if spec.dry_run {
+                        beneath::open_dir(r.module.root(), &t.dir).ok()
+                    } else {
+                        Some(
+                            beneath::create_dirs(r.module.root(), &t.dir, 0o755).map_err(|e| {
+                                SessionError::Protocol(
+                                    io_status("destination", &t.dir, &e).message().to_owned(),
+                                )
+                            })?,
+                        )
+                    };
+                    Ok((root, t.rename))
+                };
+                client::pull_into(
+                    &conn,
+                    src_location,
+                    &spec,
+                    data,
+                    job.stats.clone(),
+                    Arc::new(Quiet),
+                    target,
+                )
+                .await
+            };
+            let outcome = tokio::select! {
+                r = run => r,
+                _ = cancelled.wait_for(|c| *c) => Err(SessionError::Cancelled),
+                _ = shutdown.wait_for(|s| *s) => Err(SessionError::Aborted("the agent is shutting down".into())),
+            };
+            let mut s = lock(&job.status);
+            s.finished = Some(Instant::now());
+            match outcome {
+                Ok(report) => {
+                    metrics.session_finished(Role::Destination, &report);
+                    s.stage = if report.is_partial() {
+                        pb::JobStage::Failed
+                    } else {
+                        pb::JobStage::Succeeded
+                    };
+                    s.message = if report.is_partial() {
+                        format!("{} entries failed", report.failures.len())
+                    } else {
+                        String::new()
+                    };
+                    s.report = Some(report);
+                }
+                Err(SessionError::Cancelled) => {
+                    s.stage = pb::JobStage::Cancelled;
+                    s.message = "cancelled".into();
+                }
+                Err(e) => {
+                    metrics.session_failed();
+                    s.stage = pb::JobStage::Failed;
+                    s.message = e.to_string();
+                }
+            }
+        });
+        Ok(Response::new(job.snapshot()))
+    }
+
+    type WatchJobStream = ReceiverStream<Result<pb::Job, Status>>;
+
+    async fn watch_job(
+        &self,
+        req: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let job = self.get(&req.into_inner().id)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let over = job.is_over();
+                if tx.send(Ok(job.snapshot())).await.is_err() || over {
+                    break;
+                }
+                tokio::time::sleep(WATCH_INTERVAL).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let job = self.get(&req.into_inner().id)?;
+        let _ = job.cancel.send(true);
+        // Give the job a moment to reach its safe point, so the answer says where it is.
+        for _ in 0..40 {
+            if job.is_over() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Response::new(job.snapshot()))
+    }
+
+    async fn list_jobs(
+        &self,
+        _: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let jobs = lock(&self.jobs);
+        let list = jobs
+            .order
+            .iter()
+            .filter_map(|id| jobs.by_id.get(id))
+            .map(|j| j.snapshot())
+            .collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs: list }))
+    }
+}
+
+/// `host:port` (or `[v6]:port`; the port defaults to the agent's).
+fn split_address(address: &str) -> Result<(String, u16), Status> {
+    let probe = format!("{address}:/");
+    match blit_core::AgentPath::parse(std::ffi::OsStr::new(&probe)) {
+        Some(Ok(a)) => Ok((a.host, a.port)),
+        _ => Err(Status::invalid_argument(format!(
+            "source address {address:?} is not host[:port]"
+        ))),
+    }
+}
