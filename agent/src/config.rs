@@ -138,31 +138,23 @@ impl Config {
         if self.tokens.iter().any(|t| t.is_empty() || !t.is_ascii()) {
             bail!("tokens must be non-empty ASCII strings");
         }
+        self.bandwidth()?;
+        if self.tls.is_some() {
+            bail!(
+                "[tls] is not supported yet: remove the section (use a VPN or SSH tunnel meanwhile)"
+            );
+        }
         Ok(())
     }
 
     /// Bandwidth limit in bytes per second.
     pub fn bandwidth(&self) -> anyhow::Result<Option<u64>> {
-        self.limits.bandwidth.as_deref().map(parse_rate).transpose()
+        self.limits
+            .bandwidth
+            .as_deref()
+            .map(|r| blit_core::session::throttle::parse_rate(r).map_err(anyhow::Error::msg))
+            .transpose()
     }
-}
-
-/// "100M" → 100 MiB/s; plain numbers are bytes per second.
-pub fn parse_rate(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("bandwidth {s:?} is not a number with an optional K/M/G"))?;
-    if n <= 0.0 {
-        bail!("bandwidth {s:?} must be positive");
-    }
-    Ok((n * mult as f64) as u64)
 }
 
 /// `NAME=PATH` or `NAME=PATH:ro` from `--module`.
@@ -225,6 +217,7 @@ mod tests {
             PathBuf::from("/srv/x")
         );
         assert!(parse_module_flag("nope").is_err());
-        assert!(parse_rate("-1").is_err());
+        let bad: Config = toml::from_str("[limits]\nbandwidth = \"fast\"").unwrap();
+        assert!(bad.validate().is_err());
     }
 }

@@ -57,13 +57,18 @@ fn config(args: Args) -> anyhow::Result<Config> {
     if args.http_port.is_some() {
         c.http_port = args.http_port;
     }
+    let absolute = |p: &std::path::Path| {
+        std::fs::canonicalize(p).with_context(|| format!("module path {}", p.display()))
+    };
     for m in &args.modules {
-        c.modules.push(config::parse_module_flag(m)?);
+        let mut module = config::parse_module_flag(m)?;
+        module.path = absolute(&module.path)?;
+        c.modules.push(module);
     }
     if let Some(root) = args.root {
         c.modules.push(config::ModuleConfig {
             name: "default".into(),
-            path: root,
+            path: absolute(&root)?,
             read_only: false,
             comment: String::new(),
         });

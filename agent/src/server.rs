@@ -18,6 +18,7 @@ use crate::jobs::JobsService;
 use crate::metrics::{self, Metrics};
 use crate::modules::Modules;
 use crate::session::SessionService;
+use blit_core::session::throttle::Throttle;
 
 /// Largest gRPC message: a manifest batch of long names stays well below it.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -60,8 +61,12 @@ pub async fn run(
         metrics.clone(),
         stop.clone(),
     );
+    let throttle = config
+        .bandwidth()?
+        .map(|rate| Arc::new(Throttle::new(rate)));
     let session = SessionService {
         modules: modules.clone(),
+        throttle,
         data: data.clone(),
         slots,
         shutdown: stop.clone(),

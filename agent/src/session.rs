@@ -10,6 +10,7 @@ use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
 use blit_core::session::destination::{self, DestinationJob};
 use blit_core::session::shape::{self, Shape};
 use blit_core::session::source::{self, SourceJob};
+use blit_core::session::throttle::Throttle;
 use blit_core::session::{Link, SessionError, client, frame};
 use blit_core::spec::{Endpoint, Mode};
 use blit_core::sys::beneath;
@@ -29,6 +30,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct SessionService {
     pub modules: Arc<Modules>,
+    /// The agent's bandwidth limit, shared by every session it sends from.
+    pub throttle: Option<Arc<Throttle>>,
     pub data: DataPlane,
     pub slots: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
@@ -65,7 +68,7 @@ impl pb::session_server::Session for SessionService {
                 pb::PROTOCOL_MAJOR
             )));
         }
-        let prepared = prepare(&self.modules, &open)?;
+        let prepared = prepare(&self.modules, &open, self.throttle.as_ref())?;
         let grant = if open.force_grpc {
             None
         } else {
@@ -218,6 +221,17 @@ async fn serve(
     result
 }
 
+/// The limit a session sends under: the agent's shared bucket, or the client's own
+/// limit when that is lower.
+fn session_throttle(agent: Option<&Arc<Throttle>>, asked: Option<u64>) -> Option<Arc<Throttle>> {
+    match (agent, asked) {
+        (Some(a), Some(rate)) if (rate as f64) < a.rate() => Some(Arc::new(Throttle::new(rate))),
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(rate)) => Some(Arc::new(Throttle::new(rate))),
+        (None, None) => None,
+    }
+}
+
 /// Refuses what remote sessions cannot do yet.
 pub fn supported(spec: &blit_core::TransferSpec) -> Result<(), Status> {
     if spec.preserve.xattrs {
@@ -225,16 +239,15 @@ pub fn supported(spec: &blit_core::TransferSpec) -> Result<(), Status> {
             "extended attributes (-X) are not carried over the network yet",
         ));
     }
-    if spec.mode == Mode::Move {
-        return Err(Status::unimplemented(
-            "move over the network is not supported yet",
-        ));
-    }
     Ok(())
 }
 
 /// Checks an `Open` against the modules and turns it into this end's job.
-fn prepare(modules: &Modules, open: &pb::Open) -> Result<Prepared, Status> {
+fn prepare(
+    modules: &Modules,
+    open: &pb::Open,
+    throttle: Option<&Arc<Throttle>>,
+) -> Result<Prepared, Status> {
     let resolved = modules.resolve(open.location.as_ref())?;
     let options = open
         .options
@@ -250,16 +263,7 @@ fn prepare(modules: &Modules, open: &pb::Open) -> Result<Prepared, Status> {
     let mut spec = wire::spec_from_wire(options, source, destination)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     spec.limits.workers = spec.limits.workers.min(blit_core::spec::default_workers());
-    if spec.preserve.xattrs {
-        return Err(Status::unimplemented(
-            "extended attributes (-X) are not carried over the network yet",
-        ));
-    }
-    if spec.mode == Mode::Move {
-        return Err(Status::unimplemented(
-            "move over the network is not supported yet",
-        ));
-    }
+    supported(&spec)?;
     let rel = &resolved.rel;
     match role {
         pb::Role::Source => {
@@ -282,12 +286,28 @@ fn prepare(modules: &Modules, open: &pb::Open) -> Result<Prepared, Status> {
                 Shape::Single { name } => Some(name.clone()),
                 Shape::Tree { .. } => None,
             };
+            let removal = if spec.mode == Mode::Move && !spec.dry_run {
+                resolved.module.writable()?;
+                let root = match (&shape, dir.parent(), dir.file_name()) {
+                    (Shape::Tree { name: Some(_) }, Some(parent), Some(name)) => {
+                        beneath::open_dir(resolved.module.root(), parent)
+                            .ok()
+                            .map(|fd| (fd, name.to_owned()))
+                    }
+                    _ => None,
+                };
+                Some(source::Removal { root })
+            } else {
+                None
+            };
             let job = SourceJob {
                 root,
                 only,
                 filter: client::based_filter(&spec.filter, &shape),
                 hashes: spec.compare == blit_core::Compare::Checksum,
                 workers: spec.limits.workers,
+                throttle: session_throttle(throttle, spec.limits.bandwidth),
+                removal,
             };
             Ok(Prepared::Source { job, shape })
         }

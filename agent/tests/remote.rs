@@ -811,3 +811,126 @@ mod jobs {
         ok(&blit(&fx, &[&"ls", &b.url("default", "")]));
     }
 }
+
+/// A small tree to move, and a reference copy of it to compare the result with.
+fn movable_tree(fx: &Fixture, at: &Path) -> PathBuf {
+    for (rel, content) in [
+        ("a.txt", &b"a"[..]),
+        ("sub/b.txt", b"bb"),
+        ("sub/deeper/c", b"ccc"),
+    ] {
+        support::write(&at.join(rel), content);
+    }
+    fs::create_dir_all(at.join("empty")).unwrap();
+    std::os::unix::fs::symlink("a.txt", at.join("link")).unwrap();
+    let reference = fx.path(format!(
+        "reference-{}",
+        at.file_name().unwrap().to_string_lossy()
+    ));
+    ok(&blit(fx, &[&"copy", &support::with_slash(at), &reference]));
+    reference
+}
+
+#[test]
+fn move_over_the_network_removes_confirmed_sources() {
+    let fx = Fixture::new();
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    let agent = Agent::start(&[&"--root", &module]);
+
+    // local → agent: the source tree goes away, directory included.
+    let local = fx.path("tomove");
+    let reference = movable_tree(&fx, &local);
+    let err = ok(&blit(
+        &fx,
+        &[&"move", &"--yes", &local, &agent.url("default", "")],
+    ));
+    assert_same_tree(&reference, &module.join("tomove"), FULL);
+    assert!(!local.exists(), "moved source removed: {err}");
+    assert!(err.contains("sources removed"), "{err}");
+
+    // agent → local, contents only: the module keeps the emptied directory's root.
+    let back = fx.path("back");
+    ok(&blit(
+        &fx,
+        &[&"move", &"--yes", &agent.url("default", "tomove/"), &back],
+    ));
+    assert_same_tree(&reference, &back, FULL);
+    assert_eq!(
+        fs::read_dir(module.join("tomove")).unwrap().count(),
+        0,
+        "everything moved out"
+    );
+
+    // agent → agent (with --checksum: the destination's hashes are checked at the source).
+    let other = fx.path("other");
+    fs::create_dir(&other).unwrap();
+    let agent_b = Agent::start(&[&"--root", &other]);
+    let staged = module.join("again");
+    let reference = movable_tree(&fx, &staged);
+    ok(&blit(
+        &fx,
+        &[
+            &"move",
+            &"--yes",
+            &"-c",
+            &agent.url("default", "again"),
+            &agent_b.url("default", ""),
+        ],
+    ));
+    assert_same_tree(&reference, &other.join("again"), FULL);
+    assert!(!staged.exists(), "moved from the source agent");
+}
+
+#[test]
+fn move_from_a_read_only_module_is_refused() {
+    let fx = Fixture::new();
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    fs::write(module.join("f"), b"x").unwrap();
+    let agent = Agent::start(&[&"--module", &format!("ro={}:ro", module.display())]);
+    let o = blit(
+        &fx,
+        &[&"move", &"--yes", &agent.url("ro", "f"), &fx.path("out")],
+    );
+    fails(&o, 2, "read-only");
+    assert!(module.join("f").exists());
+}
+
+#[test]
+fn a_bandwidth_limit_holds_the_sender_back() {
+    let fx = Fixture::new();
+    fx.file("three-mib", &vec![7u8; 3 << 20]);
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    let agent = Agent::start(&[&"--root", &module]);
+    let started = Instant::now();
+    ok(&blit(
+        &fx,
+        &[
+            &"copy",
+            &"--bwlimit",
+            &"1M",
+            &fx.src_contents(),
+            &agent.url("default", "d"),
+        ],
+    ));
+    let took = started.elapsed();
+    // 1 MiB/s with a quarter-second burst: at least 2.5 s for 3 MiB, on any machine.
+    assert!(
+        took >= Duration::from_millis(2500),
+        "3 MiB at 1 MiB/s took only {took:?}"
+    );
+    assert_eq!(fs::read(module.join("d/three-mib")).unwrap().len(), 3 << 20);
+    let o = blit(
+        &fx,
+        &[
+            &"copy",
+            &"--bwlimit",
+            &"fast",
+            &fx.src_contents(),
+            &agent.url("default", "e"),
+        ],
+    );
+    fails(&o, 2, "not a positive number");
+}

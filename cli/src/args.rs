@@ -238,6 +238,9 @@ pub struct TransferArgs {
     /// Send the bytes inside the gRPC control stream instead of data-plane connections.
     #[arg(long)]
     pub force_grpc: bool,
+    /// Limit the bytes a remote transfer sends per second (K/M/G suffixes), e.g. 50M.
+    #[arg(long, value_name = "RATE", value_parser = blit_core::session::throttle::parse_rate)]
+    pub bwlimit: Option<u64>,
 }
 
 /// The clap command, for completions and the man page.

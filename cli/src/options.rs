@@ -49,6 +49,7 @@ pub fn spec(
             .map_or_else(blit_core::spec::default_workers, usize::from),
         max_delete: args.max_delete,
         modify_window_ns: (args.modify_window.max(0.0) * 1e9) as u64,
+        bandwidth: args.bwlimit,
     };
     spec.reflink = match args.reflink {
         ReflinkArg::Auto => Reflink::Auto,

@@ -16,6 +16,39 @@ use crate::sys::file;
 /// Block size for verification.
 pub const BLOCK: u64 = 4 << 20;
 
+/// BLAKE3 of each whole block of the partial file `part`, up to `len` bytes (what a
+/// remote source compares its blocks with).
+pub fn block_hashes(part: BorrowedFd<'_>, len: u64) -> io::Result<Vec<[u8; 32]>> {
+    let have = file::len(part)?.min(len);
+    (0..have / BLOCK)
+        .map(|i| hash_range(part, i * BLOCK, BLOCK))
+        .collect()
+}
+
+/// The ranges of `src` a remote destination still needs, given the hashes of its
+/// partial file's blocks: each block whose hash differs, then everything past them.
+pub fn missing_ranges(
+    src: BorrowedFd<'_>,
+    len: u64,
+    hashes: &[Vec<u8>],
+) -> io::Result<Vec<(u64, u64)>> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut push = |start: u64, n: u64| match ranges.last_mut() {
+        Some(last) if last.0 + last.1 == start => last.1 += n,
+        _ => ranges.push((start, n)),
+    };
+    let blocks = (hashes.len() as u64).min(len / BLOCK);
+    for i in 0..blocks {
+        if hash_range(src, i * BLOCK, BLOCK)?.as_slice() != hashes[i as usize].as_slice() {
+            push(i * BLOCK, BLOCK);
+        }
+    }
+    if blocks * BLOCK < len {
+        push(blocks * BLOCK, len - blocks * BLOCK);
+    }
+    Ok(ranges)
+}
+
 /// Completes `part` from `src` (`len` bytes). Returns the number of bytes kept.
 pub fn complete(
     copier: &Copier,

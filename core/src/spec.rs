@@ -62,6 +62,8 @@ pub struct Limits {
     pub max_delete: Option<u64>,
     /// Two mtimes this close (nanoseconds) count as equal.
     pub modify_window_ns: u64,
+    /// Bytes per second a remote source may send (`--bwlimit`).
+    pub bandwidth: Option<u64>,
 }
 
 impl Default for Limits {
@@ -70,6 +72,7 @@ impl Default for Limits {
             workers: default_workers(),
             max_delete: None,
             modify_window_ns: 0,
+            bandwidth: None,
         }
     }
 }

@@ -259,12 +259,21 @@ pub async fn push(
     let open = open_frame(pb::Role::Destination, dest, spec, Some(&shape), options);
     let (link, accept) = open_session(conn, open).await?;
     let plane = negotiate_data(conn, &link, &accept, options).await?;
+    let removal =
+        (spec.mode == crate::spec::Mode::Move && !spec.dry_run).then(|| source::Removal {
+            root: whole_dir(src, &shape),
+        });
     let job = SourceJob {
         root,
         only,
         filter,
         hashes: spec.compare == crate::spec::Compare::Checksum,
         workers: spec.limits.workers,
+        throttle: spec
+            .limits
+            .bandwidth
+            .map(|rate| Arc::new(super::throttle::Throttle::new(rate))),
+        removal,
     };
     source::run(job, link, plane, stats).await
 }
@@ -330,6 +339,19 @@ pub fn based_filter(filter: &Filter, shape: &Shape) -> Filter {
         Shape::Tree { name: None } => filter.clone(),
         Shape::Single { .. } => Filter::new(),
     }
+}
+
+/// A move of a directory named without a trailing slash also removes the directory
+/// itself once emptied: its parent, opened, and its name.
+fn whole_dir(src: &Path, shape: &Shape) -> Option<(rustix::fd::OwnedFd, std::ffi::OsString)> {
+    let Shape::Tree { name: Some(name) } = shape else {
+        return None;
+    };
+    let parent = src
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sysdir::open_root(parent).ok().map(|fd| (fd, name.clone()))
 }
 
 /// Opens a local source path: the directory to walk, its shape, and the single entry.

@@ -110,8 +110,20 @@ pub async fn run(
     // Close our half and let the source finish (it ends the session on the summary), so
     // the summary is delivered before either end goes away.
     drop(tx);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while rx.recv().await.is_some() {}
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(f) = rx.recv().await {
+            // A move's source reports what it removed.
+            if let Some(pb::frame::Kind::SourceDone(done)) = f.kind {
+                report.sources_removed += done.sources_removed;
+                report.failures.extend(
+                    wire::report_from_wire(pb::Report {
+                        failures: done.failures,
+                        ..Default::default()
+                    })
+                    .failures,
+                );
+            }
+        }
     })
     .await;
     Ok(report)
@@ -245,6 +257,7 @@ fn receive(
         job.root,
     );
     ctx.fetch = Some(&fetcher);
+    ctx.landing = Some(&fetcher);
     let ctx = ctx;
     let manifest = std::thread::scope(|scope| {
         let receivers: Vec<_> = readers
@@ -281,7 +294,9 @@ fn receive(
         manifest.and(data)
     });
     manifest?;
-    Ok(finish_run(ctx, None))
+    let report = finish_run(ctx, None);
+    fetcher.flush();
+    Ok(report)
 }
 
 /// The root directory's visit state.
@@ -473,9 +488,14 @@ struct PendingFile {
     rel: PathBuf,
     dir: Arc<OwnedFd>,
     name: OsString,
+    /// The name on the source side (differs for a renamed single file).
+    src_name: OsString,
     entry: Entry,
     replaces: Option<Entry>,
     setgid: bool,
+    /// Continue the partial file left by an earlier run (`--resume`), whose first this
+    /// many bytes the source trusts (its block hashes were sent).
+    resume: Option<u64>,
     state: Mutex<FileState>,
 }
 
@@ -493,7 +513,7 @@ impl PendingFile {
             dst: self.dir.as_fd(),
             dst_dir: &self.dir,
             names: Names {
-                src: &self.name,
+                src: &self.src_name,
                 dst: &self.name,
             },
             dst_setgid: self.setgid,
@@ -510,6 +530,29 @@ struct Fetcher {
     failed: Mutex<HashSet<u64>>,
     drained: Condvar,
     batch: Mutex<Vec<pb::Need>>,
+    landed: Mutex<Vec<pb::Landed>>,
+}
+
+impl crate::transfer::Landing for Fetcher {
+    fn landed(&self, path: PathBuf, src: &Entry, hash: Option<[u8; 32]>) {
+        use std::os::unix::ffi::OsStrExt;
+        let landed = pb::Landed {
+            path: path.as_os_str().as_bytes().to_vec(),
+            kind: wire::entry_to_wire(src).kind,
+            size: src.size,
+            mtime_sec: src.meta.mtime.sec,
+            mtime_nsec: src.meta.mtime.nsec,
+            hash: hash.map(|h| h.to_vec()),
+        };
+        let full = {
+            let mut batch = lock(&self.landed);
+            batch.push(landed);
+            batch.len() >= NEED_BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
 }
 
 impl Fetch for Fetcher {
@@ -519,16 +562,27 @@ impl Fetch for Fetcher {
         at: Place<'_>,
         src: &Entry,
         replaces: Option<&Entry>,
+        resume: bool,
     ) -> io::Result<()> {
         use std::os::unix::ffi::OsStrExt;
+        let block_hashes = if resume {
+            let part = file::temp_name(at.names.dst, file::TempSuffix::Part);
+            let fd = file::open_read(at.dst, &part)?;
+            crate::resume::block_hashes(fd.as_fd(), src.size)?
+        } else {
+            Vec::new()
+        };
+        let trusted = resume.then(|| block_hashes.len() as u64 * crate::resume::BLOCK);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let file = PendingFile {
             rel: at.rel.to_owned(),
             dir: at.dst_dir.clone(),
             name: at.names.dst.to_owned(),
+            src_name: at.names.src.to_owned(),
             entry: src.clone(),
             replaces: replaces.cloned(),
             setgid: at.dst_setgid,
+            resume: trusted,
             state: Mutex::new(FileState::Waiting),
         };
         lock(&self.pending).insert(id, Arc::new(file));
@@ -538,6 +592,8 @@ impl Fetch for Fetcher {
             size: src.size,
             mtime_sec: src.meta.mtime.sec,
             mtime_nsec: src.meta.mtime.nsec,
+            block_size: if resume { crate::resume::BLOCK } else { 0 },
+            block_hashes: block_hashes.iter().map(|h| h.to_vec()).collect(),
         };
         let full = {
             let mut batch = lock(&self.batch);
@@ -570,16 +626,23 @@ impl Fetcher {
             failed: Mutex::default(),
             drained: Condvar::new(),
             batch: Mutex::default(),
+            landed: Mutex::default(),
         }
     }
 
-    /// Sends the needs gathered so far.
+    /// Sends the needs (and, for a move, the landed entries) gathered so far.
     fn flush(&self) {
         let needs = std::mem::take(&mut *lock(&self.batch));
         if !needs.is_empty() {
             let _ = self
                 .tx
                 .blocking_send(frame(pb::frame::Kind::Need(pb::NeedBatch { needs })));
+        }
+        let entries = std::mem::take(&mut *lock(&self.landed));
+        if !entries.is_empty() {
+            let _ = self
+                .tx
+                .blocking_send(frame(pb::frame::Kind::Landed(pb::LandedBatch { entries })));
         }
     }
 
@@ -644,7 +707,23 @@ impl Fetcher {
             match &*state {
                 FileState::Waiting => {
                     let replacing = file.replaces.is_some();
-                    match apply::stage(ctx, file.place(), &file.entry, replacing, false) {
+                    let staged = apply::stage(
+                        ctx,
+                        file.place(),
+                        &file.entry,
+                        replacing,
+                        file.resume.is_some(),
+                    )
+                    .and_then(|staged| {
+                        // The kept blocks must still be there, or the file would be wrong.
+                        match file.resume {
+                            Some(trusted) if file::len(staged.fd.as_fd())? < trusted => {
+                                Err(io::Error::other("the partial file changed while resuming"))
+                            }
+                            _ => Ok(staged),
+                        }
+                    });
+                    match staged {
                         Ok(staged) => {
                             let staged = Arc::new(staged);
                             *state = FileState::Writing {
@@ -685,7 +764,8 @@ impl Fetcher {
             return;
         }
         self.finish(id);
-        let published = (if total < size {
+        // Holes at the end (sparse), or a resumed file longer than the source.
+        let published = (if total < size || file.resume.is_some() {
             file::set_len(staged.fd.as_fd(), size)
         } else {
             Ok(())
@@ -701,7 +781,24 @@ impl Fetcher {
             )
         });
         match published {
-            Ok(()) => act::file_done(ctx, &file.rel, &file.name, file.replaces.as_ref(), size),
+            Ok(()) => {
+                let reused = if file.resume.is_some() {
+                    size - total
+                } else {
+                    0
+                };
+                act::file_done(
+                    ctx,
+                    &file.rel,
+                    &file.name,
+                    file.replaces.as_ref(),
+                    size - reused,
+                    reused,
+                );
+                if ctx.spec.mode == crate::spec::Mode::Move {
+                    act::land(ctx, self, file.place(), &file.entry, true);
+                }
+            }
             Err(e) => {
                 apply::discard(file.place(), &staged, &file.entry);
                 ctx.fail(&file.rel, &file.name, "copy", &e);

@@ -22,6 +22,7 @@ pub mod data;
 pub mod destination;
 pub mod shape;
 pub mod source;
+pub mod throttle;
 
 use tokio::sync::mpsc;
 

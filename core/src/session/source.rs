@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -46,20 +46,36 @@ pub struct SourceJob {
     /// Send BLAKE3 hashes with the entries (`--checksum`).
     pub hashes: bool,
     pub workers: usize,
+    /// A bandwidth limit on the bytes sent.
+    pub throttle: Option<Arc<super::throttle::Throttle>>,
+    /// A move: remove what the destination confirms. `Some(parent, name)` also removes
+    /// the tree's own directory (named without a trailing slash) once empty.
+    pub removal: Option<Removal>,
+}
+
+/// What a move removes at the source besides the confirmed entries.
+pub struct Removal {
+    /// The tree root itself, as (its parent, its name), when it was named without a
+    /// trailing slash.
+    pub root: Option<(OwnedFd, OsString)>,
 }
 
 /// Runs the source role to the end; returns the destination's report.
 pub async fn run(
-    job: SourceJob,
+    mut job: SourceJob,
     link: Link,
     data: DataPlane,
     stats: Arc<Stats>,
 ) -> Result<Report, SessionError> {
     let Link { tx, mut rx } = link;
     let root = Arc::new(job.root.try_clone().map_err(SessionError::Data)?);
+    let mut remover = job.removal.take().map(|r| Remover::new(root.clone(), r));
+    let throttle = job.throttle.clone();
+    let dirs = Arc::new(Mutex::new(Vec::new()));
     let walk = {
         let (tx, stats) = (tx.clone(), stats.clone());
-        tokio::task::spawn_blocking(move || walk_and_send(job, tx, &stats))
+        let dirs = remover.as_ref().map(|_| dirs.clone());
+        tokio::task::spawn_blocking(move || walk_and_send(job, tx, &stats, dirs))
     };
     let queue = Arc::new(WorkQueue::default());
     let sinks = match data {
@@ -71,12 +87,22 @@ pub async fn run(
         .into_iter()
         .map(|sink| {
             let (queue, root, stats) = (queue.clone(), root.clone(), stats.clone());
+            let throttle = throttle.clone();
             tokio::task::spawn_blocking(move || {
-                send_loop(&queue, root.as_fd(), sink, splits, &stats)
+                let sender = Sender {
+                    queue: &queue,
+                    root: root.as_fd(),
+                    sink,
+                    splits,
+                    stats: &stats,
+                    throttle: throttle.as_deref(),
+                    buf: vec![0u8; READ_BUFFER],
+                };
+                sender.run()
             })
         })
         .collect();
-    let result = serve_needs(&mut rx, &queue, &stats).await;
+    let result = serve_needs(&mut rx, &queue, &stats, remover.as_mut()).await;
     queue.close();
     for sender in senders {
         if let Ok(Err(e)) = sender.await {
@@ -86,10 +112,31 @@ pub async fn run(
         }
     }
     let _ = walk.await;
-    match result {
-        Ok(report) => Ok(report),
-        Err(e) => Err(super::abort(&tx, e).await),
+    let mut report = match result {
+        Ok(report) => report,
+        Err(e) => return Err(super::abort(&tx, e).await),
+    };
+    if let Some(remover) = remover {
+        let dirs = std::mem::take(&mut *dirs.lock().unwrap_or_else(|p| p.into_inner()));
+        let (removed, failures) = tokio::task::spawn_blocking(move || remover.finish(dirs))
+            .await
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        report.sources_removed += removed;
+        let wired = failures.clone();
+        report
+            .failures
+            .extend(failures.into_iter().map(|f| crate::report::Failure {
+                path: PathBuf::from(OsString::from_vec(f.path)),
+                operation: f.operation.into(),
+                message: f.message,
+            }));
+        let done = pb::SourceDone {
+            sources_removed: removed,
+            failures: wired,
+        };
+        let _ = tx.send(frame(pb::frame::Kind::SourceDone(done))).await;
     }
+    Ok(report)
 }
 
 /// Takes the destination's need lists until its summary arrives.
@@ -97,6 +144,7 @@ async fn serve_needs(
     rx: &mut mpsc::Receiver<pb::Frame>,
     queue: &WorkQueue,
     stats: &Stats,
+    mut remover: Option<&mut Remover>,
 ) -> Result<Report, SessionError> {
     use pb::frame::Kind;
     loop {
@@ -118,11 +166,28 @@ async fn serve_needs(
                             sec: need.mtime_sec,
                             nsec: need.mtime_nsec,
                         },
+                        blocks: match need.block_size {
+                            0 => Vec::new(),
+                            crate::resume::BLOCK => need.block_hashes,
+                            other => {
+                                return Err(SessionError::Protocol(format!(
+                                    "resume block size {other} is not supported"
+                                )));
+                            }
+                        },
                     }));
                 }
                 queue.push_back(works);
             }
             Some(Kind::NeedDone(_)) => queue.close(),
+            Some(Kind::Landed(batch)) => match remover.as_deref_mut() {
+                Some(r) => r.remove(batch).await?,
+                None => {
+                    return Err(SessionError::Protocol(
+                        "landed entries, but this is not a move".into(),
+                    ));
+                }
+            },
             Some(Kind::Summary(s)) => {
                 let report = s.report.ok_or(crate::wire::WireError::Missing("report"))?;
                 return Ok(wire::report_from_wire(report));
@@ -136,11 +201,17 @@ async fn serve_needs(
 
 /// Walks the tree and sends one `DirBatch` per directory (in parts for large ones), then
 /// `ManifestDone`. Entries the walk cannot read go to the destination as failures.
-fn walk_and_send(job: SourceJob, tx: mpsc::Sender<pb::Frame>, stats: &Stats) {
+fn walk_and_send(
+    job: SourceJob,
+    tx: mpsc::Sender<pb::Frame>,
+    stats: &Stats,
+    visited: Option<Arc<Mutex<Vec<PathBuf>>>>,
+) {
     let visitor = Manifest {
         tx,
         hashes: job.hashes,
         dirs: AtomicU64::new(0),
+        visited,
     };
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(job.workers.max(1))
@@ -170,6 +241,8 @@ struct Manifest {
     tx: mpsc::Sender<pb::Frame>,
     hashes: bool,
     dirs: AtomicU64,
+    /// A move's record of the directories walked (emptied ones are removed at the end).
+    visited: Option<Arc<Mutex<Vec<PathBuf>>>>,
 }
 
 impl Visitor for Manifest {
@@ -189,6 +262,11 @@ impl Visitor for Manifest {
             entries.push(w);
         }
         self.dirs.fetch_add(1, Ordering::Relaxed);
+        if let Some(v) = &self.visited {
+            v.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(dir.rel.clone());
+        }
         let parts = entries.len().div_ceil(BATCH_ENTRIES).max(1);
         let mut entries = entries.into_iter();
         for part in 0..parts {
@@ -239,6 +317,8 @@ struct FileNeed {
     path: PathBuf,
     size: u64,
     mtime: Timestamp,
+    /// `--resume`: the destination's partial blocks (BLAKE3, `resume::BLOCK` each).
+    blocks: Vec<Vec<u8>>,
 }
 
 /// One unit of sending work.
@@ -298,97 +378,106 @@ impl WorkQueue {
 }
 
 /// One data stream's sender: takes work until the queue is closed and empty.
-fn send_loop(
-    queue: &WorkQueue,
-    root: BorrowedFd<'_>,
-    mut sink: Sink,
+struct Sender<'a> {
+    queue: &'a WorkQueue,
+    root: BorrowedFd<'a>,
+    sink: Sink,
+    /// More than one stream: large files are cut into chunks.
     splits: bool,
-    stats: &Stats,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; READ_BUFFER];
-    while let Some(work) = queue.pop() {
-        match work {
-            Work::File(need) => send_file(queue, root, &mut sink, splits, need, &mut buf, stats)?,
-            Work::Chunk {
-                id,
-                file,
-                offset,
-                len,
-                total,
-            } => {
-                if !send_ranges(
-                    &mut sink,
-                    file.as_fd(),
-                    id,
-                    &[(offset, len)],
-                    total,
-                    &mut buf,
-                    stats,
-                )? {
-                    sink.fail(id, "the file shrank while it was being sent")?;
-                }
-            }
-        }
-    }
-    sink.finish()
+    stats: &'a Stats,
+    throttle: Option<&'a super::throttle::Throttle>,
+    buf: Vec<u8>,
 }
 
-/// Sends one needed file (or its first chunk, queueing the others).
-fn send_file(
-    queue: &WorkQueue,
-    root: BorrowedFd<'_>,
-    sink: &mut Sink,
-    splits: bool,
-    need: FileNeed,
-    buf: &mut [u8],
-    stats: &Stats,
-) -> io::Result<()> {
-    let fd = match open_checked(root, &need) {
-        Ok(fd) => fd,
-        Err(e) => return sink.fail(need.id, &e.to_string()),
-    };
-    let allocated = rustix::fs::fstat(&fd).map_or(need.size, |st| st.st_blocks as u64 * 512);
-    let ranges = if allocated < need.size {
-        match data_extents(fd.as_fd(), need.size) {
-            Ok(r) => r,
-            Err(e) => return sink.fail(need.id, &format!("read: {e}")),
+impl Sender<'_> {
+    fn run(mut self) -> io::Result<()> {
+        while let Some(work) = self.queue.pop() {
+            match work {
+                Work::File(need) => self.send_file(need)?,
+                Work::Chunk {
+                    id,
+                    file,
+                    offset,
+                    len,
+                    total,
+                } => self.send_ranges(file.as_fd(), id, &[(offset, len)], total)?,
+            }
         }
-    } else {
-        vec![(0, need.size)]
-    };
-    let total: u64 = ranges.iter().map(|r| r.1).sum();
-    if splits && ranges.len() == 1 && total > CHUNK {
-        let file = Arc::new(fd);
-        let chunks: Vec<Work> = (1..total.div_ceil(CHUNK))
-            .map(|i| Work::Chunk {
-                id: need.id,
-                file: file.clone(),
-                offset: i * CHUNK,
-                len: CHUNK.min(total - i * CHUNK),
-                total,
-            })
-            .collect();
-        queue.push_front(chunks);
-        Stats::add(&stats.files_done, 1);
-        if !send_ranges(
-            sink,
-            file.as_fd(),
-            need.id,
-            &[(0, CHUNK)],
-            total,
-            buf,
-            stats,
-        )? {
-            sink.fail(need.id, "the file shrank while it was being sent")?;
+        self.sink.finish()
+    }
+
+    /// Sends one needed file (or its first chunk, queueing the others).
+    fn send_file(&mut self, need: FileNeed) -> io::Result<()> {
+        let fd = match open_checked(self.root, &need) {
+            Ok(fd) => fd,
+            Err(e) => return self.sink.fail(need.id, &e.to_string()),
+        };
+        let allocated = rustix::fs::fstat(&fd).map_or(need.size, |st| st.st_blocks as u64 * 512);
+        let ranges = if !need.blocks.is_empty() {
+            match crate::resume::missing_ranges(fd.as_fd(), need.size, &need.blocks) {
+                Ok(r) => r,
+                Err(e) => return self.sink.fail(need.id, &format!("read: {e}")),
+            }
+        } else if allocated < need.size {
+            match data_extents(fd.as_fd(), need.size) {
+                Ok(r) => r,
+                Err(e) => return self.sink.fail(need.id, &format!("read: {e}")),
+            }
+        } else {
+            vec![(0, need.size)]
+        };
+        let total: u64 = ranges.iter().map(|r| r.1).sum();
+        Stats::add(&self.stats.files_done, 1);
+        if self.splits && ranges == [(0, total)] && total > CHUNK {
+            let file = Arc::new(fd);
+            let chunks: Vec<Work> = (1..total.div_ceil(CHUNK))
+                .map(|i| Work::Chunk {
+                    id: need.id,
+                    file: file.clone(),
+                    offset: i * CHUNK,
+                    len: CHUNK.min(total - i * CHUNK),
+                    total,
+                })
+                .collect();
+            self.queue.push_front(chunks);
+            return self.send_ranges(file.as_fd(), need.id, &[(0, CHUNK)], total);
         }
-        return Ok(());
+        self.send_ranges(fd.as_fd(), need.id, &ranges, total)
     }
-    if !send_ranges(sink, fd.as_fd(), need.id, &ranges, total, buf, stats)? {
-        sink.fail(need.id, "the file shrank while it was being sent")?;
-    } else {
-        Stats::add(&stats.files_done, 1);
+
+    /// Sends the given ranges as records of at most `MAX_PAYLOAD` bytes (an empty file
+    /// gets one empty record). A file found shorter than listed is refused with a `Fail`.
+    fn send_ranges(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        id: u64,
+        ranges: &[(u64, u64)],
+        total: u64,
+    ) -> io::Result<()> {
+        if total == 0 {
+            self.sink
+                .send_range(fd, Header::data(id, 0, 0, 0), &mut self.buf)?;
+            return Ok(());
+        }
+        for &(start, len) in ranges {
+            let mut offset = start;
+            while offset < start + len {
+                let n = u64::from(MAX_PAYLOAD).min(start + len - offset);
+                if let Some(t) = self.throttle {
+                    t.take(n);
+                }
+                let header = Header::data(id, offset, n as u32, total);
+                if !self.sink.send_range(fd, header, &mut self.buf)? {
+                    return self
+                        .sink
+                        .fail(id, "the file shrank while it was being sent");
+                }
+                Stats::add(&self.stats.bytes_done, n);
+                offset += n;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Opens a needed file beneath the root (no symlink followed, no escape) and checks it is
@@ -435,30 +524,97 @@ fn data_extents(fd: BorrowedFd<'_>, size: u64) -> io::Result<Vec<(u64, u64)>> {
     Ok(ranges)
 }
 
-/// Sends the given ranges as records of at most `MAX_PAYLOAD` bytes (an empty file gets
-/// one empty record). `Ok(false)` if the file was shorter than expected.
-fn send_ranges(
-    sink: &mut Sink,
-    fd: BorrowedFd<'_>,
-    id: u64,
-    ranges: &[(u64, u64)],
-    total: u64,
-    buf: &mut [u8],
-    stats: &Stats,
-) -> io::Result<bool> {
-    if total == 0 {
-        return sink.send_range(fd, Header::data(id, 0, 0, 0), buf);
-    }
-    for &(start, len) in ranges {
-        let mut offset = start;
-        while offset < start + len {
-            let n = u64::from(MAX_PAYLOAD).min(start + len - offset);
-            if !sink.send_range(fd, Header::data(id, offset, n as u32, total), buf)? {
-                return Ok(false);
-            }
-            Stats::add(&stats.bytes_done, n);
-            offset += n;
+/// A move's removals at the source: each entry the destination confirmed, if it is still
+/// what was listed (and, when the destination sent a hash, has that content); then the
+/// directories that became empty.
+struct Remover {
+    root: Arc<OwnedFd>,
+    removal: Removal,
+    removed: u64,
+    failures: Vec<pb::Failure>,
+}
+
+impl Remover {
+    fn new(root: Arc<OwnedFd>, removal: Removal) -> Remover {
+        Remover {
+            root,
+            removal,
+            removed: 0,
+            failures: Vec::new(),
         }
     }
-    Ok(true)
+
+    async fn remove(&mut self, batch: pb::LandedBatch) -> Result<(), SessionError> {
+        let root = self.root.clone();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            batch
+                .entries
+                .into_iter()
+                .map(|l| {
+                    let path = wire::valid_rel(&l.path)?;
+                    let result = remove_landed(root.as_fd(), &path, &l);
+                    Ok((l.path, result))
+                })
+                .collect::<Result<Vec<_>, SessionError>>()
+        })
+        .await
+        .map_err(|e| SessionError::Protocol(e.to_string()))??;
+        for (path, result) in outcomes {
+            match result {
+                Ok(()) => self.removed += 1,
+                Err(e) => self.failures.push(pb::Failure {
+                    path,
+                    operation: "remove source".into(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the emptied directories, deepest first (those still holding something
+    /// stay, silently), and the tree's own directory if it was named and is empty now.
+    fn finish(self, mut dirs: Vec<PathBuf>) -> (u64, Vec<pb::Failure>) {
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
+            if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
+                let _ = dir::open_beneath(self.root.as_fd(), parent)
+                    .and_then(|fd| dir::rmdir_at(fd.as_fd(), name));
+            }
+        }
+        if let (Some((parent, name)), true) = (&self.removal.root, self.failures.is_empty()) {
+            let _ = dir::rmdir_at(parent.as_fd(), name);
+        }
+        (self.removed, self.failures)
+    }
+}
+
+/// Removes one confirmed entry if it is unchanged since it was listed.
+fn remove_landed(root: BorrowedFd<'_>, path: &Path, landed: &pb::Landed) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an entry path",
+        ));
+    };
+    let dir = dir::open_beneath(root, parent)?;
+    let now = dir::stat_at(dir.as_fd(), name)?;
+    let listed = Timestamp {
+        sec: landed.mtime_sec,
+        nsec: landed.mtime_nsec,
+    };
+    let kind = wire::entry_to_wire(&now).kind;
+    if now.is_dir() || kind != landed.kind || now.size != landed.size || now.meta.mtime != listed {
+        return Err(io::Error::other(
+            "source changed during the move; left in place",
+        ));
+    }
+    if let Some(expected) = &landed.hash {
+        if checksum::hash_file_at(dir.as_fd(), name)?.as_slice() != expected.as_slice() {
+            return Err(io::Error::other(
+                "destination content differs from the source; source left in place",
+            ));
+        }
+    }
+    dir::unlink_at(dir.as_fd(), name)
 }

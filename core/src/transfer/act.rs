@@ -57,6 +57,14 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
             Err(e) => ctx.fail(rel, name, "remove source", &e),
         }
     }
+    // A remote source learns what landed; fetched files are reported once written.
+    if let (Mode::Move, false, Some(landing), Some(at), Some(src)) =
+        (ctx.spec.mode, ctx.dry_run(), ctx.landing, at, moved(action))
+    {
+        if !matches!(action, Action::Copy { .. } | Action::Resume { .. }) {
+            land(ctx, landing, at, src, false);
+        }
+    }
 }
 
 /// Applies an action to the destination.
@@ -66,7 +74,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             let resume = matches!(action, Action::Resume { .. });
             ctx.file_planned(src.size);
             if let Some(fetch) = ctx.fetch {
-                fetch.fetch(ctx, at, src, dst.as_ref())?;
+                fetch.fetch(ctx, at, src, dst.as_ref(), resume)?;
                 return Ok(Outcome::Deferred);
             }
             let written = apply::copy_file(ctx, at, src, dst.as_ref(), resume)?;
@@ -100,6 +108,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             lock(&ctx.links).push(PendingLink {
                 rel: at.rel.join(at.names.dst),
                 target: target.clone(),
+                src: action.source().cloned().expect("a hard link has a source"),
             });
             Outcome::Deferred
         }
@@ -149,6 +158,28 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
     }
 }
 
+/// Tells a remote source that `src` landed at `at`, with the destination copy's hash when
+/// the comparison needs content (as `apply::remove_source` decides for a local source).
+pub fn land(
+    ctx: &Ctx<'_>,
+    landing: &dyn super::Landing,
+    at: apply::Place<'_>,
+    src: &Entry,
+    written: bool,
+) {
+    let by_hash =
+        ctx.checksum() || (!written && ctx.spec.compare == crate::spec::Compare::SizeOnly);
+    let hash = if by_hash && src.kind == EntryKind::File {
+        match crate::checksum::hash_file_at(at.dst, at.names.dst) {
+            Ok(h) => Some(h),
+            Err(e) => return ctx.fail(at.rel, at.names.dst, "checksum", &e),
+        }
+    } else {
+        None
+    };
+    landing.landed(at.rel.join(at.names.src), src, hash);
+}
+
 /// Records a file whose content arrived later (from a remote source) and was published.
 pub fn file_done(
     ctx: &Ctx<'_>,
@@ -156,8 +187,12 @@ pub fn file_done(
     name: &std::ffi::OsStr,
     replaced: Option<&Entry>,
     bytes: u64,
+    reused: u64,
 ) {
-    let change = file_change(replaced, bytes);
+    let change = match reused {
+        0 => file_change(replaced, bytes),
+        reused => Change::Resume { bytes, reused },
+    };
     record(ctx, &change);
     ctx.emit(rel, name, change);
 }

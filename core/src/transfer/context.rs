@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fd::OwnedFd;
 
-use super::Fetch;
+use super::{Fetch, Landing};
 use crate::copy::Copier;
 use crate::entry::{Entry, InodeId, Meta};
 use crate::filter::Filter;
@@ -55,6 +55,8 @@ pub struct PendingDir {
 pub struct PendingLink {
     pub rel: PathBuf,
     pub target: PathBuf,
+    /// The source entry (a move removes it once linked).
+    pub src: Entry,
 }
 
 /// Everything the workers share.
@@ -73,6 +75,8 @@ pub struct Ctx<'a> {
     pub src_root: Option<OwnedFd>,
     /// Where file content comes from when the source is remote.
     pub fetch: Option<&'a dyn Fetch>,
+    /// A remote source to tell which entries landed (a move removes them there).
+    pub landing: Option<&'a dyn Landing>,
     /// `None` only in a dry run whose destination does not exist yet.
     pub dst_root: Option<OwnedFd>,
     pub tally: Tally,
@@ -115,6 +119,7 @@ impl<'a> Ctx<'a> {
             ),
             src_root,
             fetch: None,
+            landing: None,
             dst_root,
             tally: Tally::default(),
             filter,

@@ -166,6 +166,11 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             && resumable.contains(&file::temp_name(&e.name, TempSuffix::Part))
     };
     let actions = plan::diff(src_entries, dst_entries, &ctx.diff_options(), &is_resumable);
+    let resumed: HashSet<OsString> = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Resume { .. }))
+        .map(|a| file::temp_name(a.name(), TempSuffix::Part))
+        .collect();
     let actions = link_groups(ctx, &rel, actions);
 
     let mut changed = !temps.is_empty() | lend_write_access(ctx, &state);
@@ -187,7 +192,9 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
         act::act(ctx, &rel, at, &action);
     }
     if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
-        for tmp in &temps {
+        // Leftover temps go, except partial files being resumed: a local resume has
+        // renamed its part by now, a remote one still needs it for the data to come.
+        for tmp in temps.iter().filter(|t| !resumed.contains(*t)) {
             let _ = dir::unlink_at(dst.as_fd(), tmp);
         }
     }

@@ -63,8 +63,12 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
                         },
                     );
                 }
-                if ctx.spec.mode == Mode::Move {
-                    remove_moved_link(ctx, dir_rel, name);
+                match (ctx.spec.mode, ctx.landing) {
+                    (Mode::Move, Some(landing)) => {
+                        landing.landed(link.rel.clone(), &link.src, None)
+                    }
+                    (Mode::Move, None) => remove_moved_link(ctx, dir_rel, name),
+                    _ => {}
                 }
             }
             Err(e) => ctx.fail(dir_rel, name, "hard link", &e),

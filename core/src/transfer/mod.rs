@@ -12,7 +12,7 @@ pub(crate) mod context;
 pub(crate) mod dir;
 pub(crate) mod finish;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,7 +42,16 @@ pub(crate) trait Fetch: Sync {
         at: apply::Place<'_>,
         src: &crate::entry::Entry,
         replaces: Option<&crate::entry::Entry>,
+        resume: bool,
     ) -> std::io::Result<()>;
+}
+
+/// A move with a remote source: the destination reports each entry it holds, confirmed,
+/// and the source removes it there (after checking it did not change).
+pub(crate) trait Landing: Sync {
+    /// `path` is relative to the source root; `hash` is the destination copy's BLAKE3
+    /// when the comparison needs content.
+    fn landed(&self, path: PathBuf, src: &crate::entry::Entry, hash: Option<[u8; 32]>);
 }
 
 /// A transfer ready to run. Progress can be read from `stats()` while `run` works.

@@ -151,6 +151,7 @@ pub fn options_to_wire(spec: &TransferSpec) -> pb::TransferOptions {
         resume: spec.resume,
         dry_run: spec.dry_run,
         workers: spec.limits.workers as u32,
+        bandwidth: spec.limits.bandwidth.unwrap_or(0),
     }
 }
 
@@ -208,6 +209,7 @@ pub fn spec_from_wire(
         },
         max_delete: o.max_delete,
         modify_window_ns: o.modify_window_ns,
+        bandwidth: (o.bandwidth > 0).then_some(o.bandwidth),
     };
     spec.resume = o.resume;
     spec.dry_run = o.dry_run;
