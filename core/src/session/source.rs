@@ -97,6 +97,7 @@ pub async fn run(
                     stats: &stats,
                     throttle: throttle.as_deref(),
                     buf: vec![0u8; READ_BUFFER],
+                    last_dir: None,
                 };
                 sender.run()
             })
@@ -387,6 +388,8 @@ struct Sender<'a> {
     stats: &'a Stats,
     throttle: Option<&'a super::throttle::Throttle>,
     buf: Vec<u8>,
+    /// The directory of the last file sent, still open.
+    last_dir: Option<(PathBuf, OwnedFd)>,
 }
 
 impl Sender<'_> {
@@ -408,7 +411,7 @@ impl Sender<'_> {
 
     /// Sends one needed file (or its first chunk, queueing the others).
     fn send_file(&mut self, need: FileNeed) -> io::Result<()> {
-        let fd = match open_checked(self.root, &need) {
+        let fd = match open_checked(self.root, &need, &mut self.last_dir) {
             Ok(fd) => fd,
             Err(e) => return self.sink.fail(need.id, &e.to_string()),
         };
@@ -482,15 +485,25 @@ impl Sender<'_> {
 
 /// Opens a needed file beneath the root (no symlink followed, no escape) and checks it is
 /// still the file that was listed.
-fn open_checked(root: BorrowedFd<'_>, need: &FileNeed) -> io::Result<OwnedFd> {
+/// Needs arrive grouped by directory, so each sender keeps its last directory open.
+fn open_checked(
+    root: BorrowedFd<'_>,
+    need: &FileNeed,
+    last_dir: &mut Option<(PathBuf, OwnedFd)>,
+) -> io::Result<OwnedFd> {
     let (Some(parent), Some(name)) = (need.path.parent(), need.path.file_name()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a file path",
         ));
     };
-    let dir = dir::open_beneath(root, parent)?;
-    let fd = file::open_source(dir.as_fd(), name)?;
+    let dir = match last_dir.take() {
+        Some((path, fd)) if path == parent => fd,
+        _ => dir::open_beneath(root, parent)?,
+    };
+    let opened = file::open_source(dir.as_fd(), name);
+    *last_dir = Some((parent.to_owned(), dir));
+    let fd = opened?;
     let st = rustix::fs::fstat(&fd).map_err(io_err)?;
     let mtime = Timestamp {
         sec: st.st_mtime,
