@@ -213,15 +213,6 @@ impl pb::admin_server::Admin for AdminService {
             let Some(location) = req.location else {
                 return Err(Status::invalid_argument("no location given"));
             };
-            // A module name being typed: complete it.
-            if modules.iter().all(|m| m.config.name != location.module) {
-                let candidates = modules
-                    .iter()
-                    .filter(|m| m.config.name.starts_with(&location.module))
-                    .map(|m| format!("{}/", m.config.name).into_bytes())
-                    .collect();
-                return Ok(pb::CompleteResponse { candidates });
-            }
             let typed = location.path.clone();
             let split = typed.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
             let (dir_part, prefix) = typed.split_at(split);

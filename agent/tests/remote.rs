@@ -934,3 +934,66 @@ fn a_bandwidth_limit_holds_the_sender_back() {
     );
     fails(&o, 2, "not a positive number");
 }
+
+#[test]
+fn remote_paths_complete_in_the_shell() {
+    let fx = Fixture::new();
+    let module = fx.path("module");
+    fs::create_dir_all(module.join("logs/old")).unwrap();
+    fs::write(module.join("logs/a.log"), b"a").unwrap();
+    fs::write(module.join("lone"), b"l").unwrap();
+    let agent = Agent::start(&[&"--module", &format!("data={}", module.display())]);
+    let host = format!("127.0.0.1:{}", agent.port);
+    let complete = |word: &str| {
+        let o = blit(&fx, &[&"complete-remote", &word]);
+        ok(&o);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(complete(&format!("{host}:/da")), [format!("{host}:/data/")]);
+    assert_eq!(
+        complete(&format!("{host}:/data/lo")),
+        [format!("{host}:/data/logs/"), format!("{host}:/data/lone")]
+    );
+    assert_eq!(
+        complete(&format!("{host}:/data/logs/")),
+        [
+            format!("{host}:/data/logs/a.log"),
+            format!("{host}:/data/logs/old/")
+        ]
+    );
+    assert_eq!(
+        complete(&format!("blit://{host}/data/logs/o")),
+        [format!("blit://{host}/data/logs/old/")]
+    );
+    assert!(
+        complete(&format!("{host}:/data/../")).is_empty(),
+        "no escape, and no noise"
+    );
+
+    // The bash script asks blit for them (readline splits words at ':').
+    let script = blit(&fx, &[&"completions", &"bash"]);
+    ok(&script);
+    let script_path = fx.path("blit.bash");
+    fs::write(&script_path, &script.stdout).unwrap();
+    let bin_dir = binary("blit").parent().unwrap().to_owned();
+    let line = format!("blit copy {host}:/data/lo");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=(blit copy x); COMP_CWORD=2; _blit_remote; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script_path.display()
+        ))
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+        .output()
+        .unwrap();
+    let replies = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        replies.lines().collect::<Vec<_>>(),
+        ["/data/logs/", "/data/lone"],
+        "{replies} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

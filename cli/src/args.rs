@@ -93,10 +93,18 @@ pub enum Command {
         #[command(subcommand)]
         what: JobsCommand,
     },
-    /// Print a shell completion script to stdout.
+    /// Print a shell completion script to stdout (bash and fish also complete remote
+    /// paths by asking the agent).
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
+    },
+    /// Print completions for a partly typed remote path (used by the completion scripts).
+    #[command(hide = true)]
+    CompleteRemote {
+        word: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Inspect this machine's Blit history.
     Diagnostics {

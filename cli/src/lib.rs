@@ -62,7 +62,14 @@ pub fn run() -> anyhow::Result<Outcome> {
         } => remote::rm(&path, recursive, dry_run, yes, &remote).map(|()| Outcome::Success),
         Command::Jobs { what } => jobs::run(what).map(|()| Outcome::Success),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut args::command(), "blit", &mut std::io::stdout());
+            let mut out = std::io::stdout();
+            clap_complete::generate(shell, &mut args::command(), "blit", &mut out);
+            remote::completion_hook(shell, &mut out)?;
+            Ok(Outcome::Success)
+        }
+        Command::CompleteRemote { word, remote } => {
+            // Completion must never print errors into the user's command line.
+            let _ = remote::complete(&word, &remote);
             Ok(Outcome::Success)
         }
         Command::Diagnostics {

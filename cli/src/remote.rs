@@ -378,3 +378,86 @@ pub fn rm(
         Ok(())
     })
 }
+
+/// Prints the completions of a partly typed remote path, one per line, in the form the
+/// user typed (`host[:port]:/module/...` or `blit://...`): module names until a `/`
+/// follows the module, then entries inside it (directories with a trailing `/`).
+pub fn complete(word: &str, args: &RemoteArgs) -> anyhow::Result<()> {
+    let a = agent_path(Path::new(word))?;
+    // Everything before the module: "host:/", "host:port:/" or "blit://host/".
+    let start = match word.strip_prefix("blit://") {
+        Some(rest) => rest
+            .find('/')
+            .map_or(word.len(), |i| "blit://".len() + i + 1),
+        None => word.find(":/").map_or(word.len(), |i| i + 2),
+    };
+    let (prefix, rest) = word.split_at(start);
+    let in_module = rest.contains('/');
+    runtime()?.block_on(async {
+        let mut c = admin(&a, args).await?;
+        let mut out = std::io::stdout().lock();
+        if !in_module {
+            let modules = c
+                .list_modules(pb::ListModulesRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .modules;
+            for m in modules.iter().filter(|m| m.name.starts_with(&a.module)) {
+                writeln!(out, "{prefix}{}/", m.name)?;
+            }
+            return Ok(());
+        }
+        let candidates = c
+            .complete(pb::CompleteRequest {
+                location: Some(a.location()),
+            })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .candidates;
+        for candidate in candidates {
+            writeln!(
+                out,
+                "{prefix}{}/{}",
+                a.module,
+                String::from_utf8_lossy(&candidate)
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Shell glue that completes remote paths with `blit complete-remote`.
+pub fn completion_hook(shell: clap_complete::Shell, out: &mut dyn Write) -> std::io::Result<()> {
+    match shell {
+        clap_complete::Shell::Bash => out.write_all(BASH_HOOK.as_bytes()),
+        clap_complete::Shell::Fish => out.write_all(FISH_HOOK.as_bytes()),
+        _ => Ok(()),
+    }
+}
+
+const BASH_HOOK: &str = r#"
+# Remote paths (host:/module/path): ask the agent.
+_blit_remote() {
+    local line=${COMP_LINE:0:$COMP_POINT}
+    local word=${line##*[[:space:]]}
+    if [[ $word == *:/* || $word == blit://* ]]; then
+        local IFS=$'
+'
+        local candidates=($(blit complete-remote "$word" 2>/dev/null))
+        # Readline splits words at ':'; reply with what follows the last one.
+        local cut=${word%"${word##*:}"}
+        COMPREPLY=("${candidates[@]#"$cut"}")
+        compopt -o nospace 2>/dev/null
+        return 0
+    fi
+    _blit "$@"
+}
+complete -F _blit_remote -o bashdefault -o default blit
+"#;
+
+const FISH_HOOK: &str = r#"
+# Remote paths (host:/module/path): ask the agent.
+complete -c blit -f -n 'string match -q -r "^[^/]*:/|^blit://" -- (commandline -ct)' -a '(blit complete-remote (commandline -ct) 2>/dev/null)'
+"#;
