@@ -34,7 +34,20 @@ impl Agent {
     /// Starts `blitd --port 0 --no-mdns` with `args` (modules, tokens, …) and waits until
     /// it listens.
     pub fn start(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
-        let mut cmd = Command::new(binary("blitd"));
+        Agent::start_with(&[], args)
+    }
+
+    /// Like `start`, with `blitd` run through `prefix` (e.g. `ip netns exec NS`), which
+    /// must exec it so that the pid is blitd's.
+    pub fn start_with(prefix: &[&str], args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary("blitd"));
+                c
+            }
+            None => Command::new(binary("blitd")),
+        };
         cmd.args(["--port", "0", "--no-mdns"]);
         for a in args {
             cmd.arg(a);
@@ -56,8 +69,13 @@ impl Agent {
                 .collect();
             digits.parse().ok()
         };
-        let (Some(port), Some(data_port)) = (port_after("127.0.0.1:"), port_after("data port "))
-        else {
+        // "blitd listening on ADDR:PORT (data port N[, http ADDR:PORT])"
+        let control_port = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|addr| addr.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+        let (Some(port), Some(data_port)) = (control_port, port_after("data port ")) else {
             let _ = child.kill();
             panic!("unexpected first line from blitd: {line:?}");
         };
