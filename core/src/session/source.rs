@@ -25,7 +25,7 @@ use crate::filter::Filter;
 use crate::report::{Report, Stats};
 use crate::sys::{dir, file, io_err};
 use crate::walk::{Listed, Subdirs, Visitor, Walk};
-use crate::wire::record::{Header, MAX_PAYLOAD};
+use crate::wire::record::Header;
 use crate::wire::{self, pb};
 
 /// Entries per `DirBatch` frame; a larger directory is sent in parts.
@@ -34,6 +34,8 @@ const BATCH_ENTRIES: usize = 2000;
 const CHUNK: u64 = 16 << 20;
 /// Read buffer of each sender (records on the copying path are at most this large).
 const READ_BUFFER: usize = 1 << 20;
+/// Largest record sent: the receiver holds one record's payload per stream.
+const RECORD: u64 = 4 << 20;
 
 /// What the source end serves.
 pub struct SourceJob {
@@ -448,7 +450,7 @@ impl Sender<'_> {
         self.send_ranges(fd.as_fd(), need.id, &ranges, total)
     }
 
-    /// Sends the given ranges as records of at most `MAX_PAYLOAD` bytes (an empty file
+    /// Sends the given ranges as records of at most `RECORD` bytes (an empty file
     /// gets one empty record). A file found shorter than listed is refused with a `Fail`.
     fn send_ranges(
         &mut self,
@@ -465,7 +467,7 @@ impl Sender<'_> {
         for &(start, len) in ranges {
             let mut offset = start;
             while offset < start + len {
-                let n = u64::from(MAX_PAYLOAD).min(start + len - offset);
+                let n = RECORD.min(start + len - offset);
                 if let Some(t) = self.throttle {
                     t.take(n);
                 }
