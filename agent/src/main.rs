@@ -101,7 +101,7 @@ fn main() -> anyhow::Result<()> {
         .thread_name("blitd")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Registered before anything listens, so an early SIGTERM is never fatal.
         use tokio::signal::unix::{SignalKind, signal};
@@ -136,5 +136,10 @@ fn main() -> anyhow::Result<()> {
             stop_rx,
         )
         .await
-    })
+    });
+    // Sessions cut short may leave blocking work behind (a planner waiting for data that
+    // will not come): give it a moment, then exit anyway. Nothing incomplete is under a
+    // final name, and partial large files stay for --resume.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

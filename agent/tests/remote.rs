@@ -1112,3 +1112,26 @@ fn agents_in_separate_network_namespaces() {
     let o = in_b(&[&"ls", &format!("127.0.0.1:{}:/default/", a.port)]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn more_files_than_the_in_flight_limit_in_one_directory() {
+    // The destination asks for at most 8,192 files before some are written: a directory
+    // with more exercises the wait (and the source flushing what it buffered).
+    let fx = Fixture::new();
+    let wide = fx.src.join("wide");
+    fs::create_dir_all(&wide).unwrap();
+    for i in 0..9000 {
+        fs::write(wide.join(format!("f{i:05}")), [b'x'; 1]).unwrap();
+    }
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    let agent = Agent::start(&[&"--root", &module]);
+    ok(&blit(
+        &fx,
+        &[&"copy", &fx.src_contents(), &agent.url("default", "d")],
+    ));
+    assert_eq!(fs::read_dir(module.join("d/wide")).unwrap().count(), 9000);
+    let back = fx.path("back");
+    ok(&blit(&fx, &[&"copy", &agent.url("default", "d/"), &back]));
+    assert_same_tree(&fx.src, &back, FULL);
+}

@@ -171,6 +171,11 @@ impl Sink {
         Ok(())
     }
 
+    /// Sends what is buffered.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer().flush()
+    }
+
     pub fn fail(&mut self, id: u64, message: &str) -> io::Result<()> {
         record::write_fail(self.writer(), id, message)
     }

@@ -266,7 +266,14 @@ fn receive(
                 let (ctx, fetcher) = (&ctx, &fetcher);
                 std::thread::Builder::new()
                     .name("blit-receive".into())
-                    .spawn_scoped(scope, move || fetcher.receive(ctx, r))
+                    .spawn_scoped(scope, move || {
+                        let received = fetcher.receive(ctx, r);
+                        if received.is_err() {
+                            // No more data will come: planners waiting for room must stop.
+                            fetcher.stop();
+                        }
+                        received
+                    })
             })
             .collect::<Result<_, _>>()
             .map_err(SessionError::Data)?;
@@ -528,6 +535,8 @@ struct Fetcher {
     pending: Mutex<HashMap<u64, Arc<PendingFile>>>,
     /// Files that failed before all their records arrived: the rest are dropped.
     failed: Mutex<HashSet<u64>>,
+    /// A data stream broke: nothing more will be written.
+    stopped: std::sync::atomic::AtomicBool,
     drained: Condvar,
     batch: Mutex<Vec<pb::Need>>,
     landed: Mutex<Vec<pb::Landed>>,
@@ -624,10 +633,18 @@ impl Fetcher {
             next_id: AtomicU64::new(0),
             pending: Mutex::default(),
             failed: Mutex::default(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             drained: Condvar::new(),
             batch: Mutex::default(),
             landed: Mutex::default(),
         }
+    }
+
+    /// Wakes planners waiting for room, for good: the data streams are gone.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let _guard = lock(&self.pending);
+        self.drained.notify_all();
     }
 
     /// Sends the needs (and, for a move, the landed entries) gathered so far.

@@ -365,6 +365,15 @@ impl WorkQueue {
         self.ready.notify_all();
     }
 
+    /// The next work if there is one now.
+    fn try_pop(&self) -> Option<Work> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .pop_front()
+    }
+
     /// The next work, or `None` once closed and empty.
     fn pop(&self) -> Option<Work> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -396,7 +405,19 @@ struct Sender<'a> {
 
 impl Sender<'_> {
     fn run(mut self) -> io::Result<()> {
-        while let Some(work) = self.queue.pop() {
+        loop {
+            // Before waiting for more work, push out what is buffered: the destination
+            // may be waiting for exactly these files before it asks for more.
+            let work = match self.queue.try_pop() {
+                Some(work) => work,
+                None => {
+                    self.sink.flush()?;
+                    match self.queue.pop() {
+                        Some(work) => work,
+                        None => break,
+                    }
+                }
+            };
             match work {
                 Work::File(need) => self.send_file(need)?,
                 Work::Chunk {
