@@ -281,6 +281,8 @@ fn receive(
             ctx: &ctx,
             fetcher: &fetcher,
             slots: Mutex::default(),
+            held: Mutex::new(0),
+            room: Condvar::new(),
         };
         let manifest = pool.install(|| planner.run(&mut inbound, root_state));
         fetcher.flush();
@@ -332,7 +334,14 @@ struct Planner<'c> {
     ctx: &'c Ctx<'c>,
     fetcher: &'c Fetcher,
     slots: Mutex<Slots>,
+    /// Directory batches received and not yet visited (queued, or waiting for their
+    /// parent's visit): the manifest is taken in only as fast as it is planned.
+    held: Mutex<usize>,
+    room: Condvar,
 }
+
+/// Directory batches held at most before the planner stops taking the manifest in.
+const MAX_HELD: usize = 128;
 
 #[derive(Default)]
 struct Slots {
@@ -385,6 +394,7 @@ impl<'c> Planner<'c> {
                         if partial {
                             parts = Some((rel, entries));
                         } else {
+                            self.hold();
                             self.arrive(scope, rel, entries);
                         }
                     }
@@ -408,21 +418,43 @@ impl<'c> Planner<'c> {
         }
     }
 
+    /// Counts one more batch held, first waiting while too many are.
+    fn hold(&self) {
+        let mut held = lock(&self.held);
+        while *held >= MAX_HELD {
+            held = self.room.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held += 1;
+    }
+
+    /// `n` held batches were visited or dropped.
+    fn release(&self, n: usize) {
+        let mut held = lock(&self.held);
+        *held = held.saturating_sub(n);
+        self.room.notify_all();
+    }
+
     fn arrive(&'c self, scope: &rayon::Scope<'c>, rel: PathBuf, mut entries: Vec<Entry>) {
         crate::entry::sort_by_name(&mut entries);
         let mut slots = lock(&self.slots);
         let parent_skipped = rel.parent().is_some_and(|p| slots.skipped.contains(p));
         if parent_skipped || slots.skipped.contains(&rel) {
             slots.skipped.insert(rel);
-            return;
+            drop(slots);
+            return self.release(1);
         }
         match slots.waiting.remove(&rel) {
             Some(Slot::State(state)) => {
                 drop(slots);
                 self.spawn(scope, rel, entries, state);
             }
-            _ => {
+            replaced => {
                 slots.waiting.insert(rel, Slot::Batch(entries));
+                drop(slots);
+                // A directory sent twice: the earlier batch is dropped.
+                if let Some(Slot::Batch(_)) = replaced {
+                    self.release(1);
+                }
             }
         }
     }
@@ -454,12 +486,19 @@ impl<'c> Planner<'c> {
             visit(self.ctx, batch, state, &descend);
             self.fetcher.flush();
             let entered = descend.entered.into_inner();
+            let mut dropped = 0;
             let mut slots = lock(&self.slots);
             for name in dirs.iter().filter(|n| !entered.contains(*n)) {
                 let skipped = rel.join(name);
-                slots.waiting.retain(|k, _| !k.starts_with(&skipped));
+                slots.waiting.retain(|k, slot| {
+                    let keep = !k.starts_with(&skipped);
+                    dropped += usize::from(!keep && matches!(slot, Slot::Batch(_)));
+                    keep
+                });
                 slots.skipped.insert(skipped);
             }
+            drop(slots);
+            self.release(1 + dropped);
         });
     }
 }
