@@ -115,13 +115,9 @@ pub async fn run(
             // A move's source reports what it removed.
             if let Some(pb::frame::Kind::SourceDone(done)) = f.kind {
                 report.sources_removed += done.sources_removed;
-                report.failures.extend(
-                    wire::report_from_wire(pb::Report {
-                        failures: done.failures,
-                        ..Default::default()
-                    })
-                    .failures,
-                );
+                report
+                    .failures
+                    .extend(done.failures.into_iter().map(wire::failure_from_wire));
             }
         }
     })

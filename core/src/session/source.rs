@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -125,18 +125,13 @@ pub async fn run(
             .await
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
         report.sources_removed += removed;
-        let wired = failures.clone();
-        report
-            .failures
-            .extend(failures.into_iter().map(|f| crate::report::Failure {
-                path: PathBuf::from(OsString::from_vec(f.path)),
-                operation: f.operation.into(),
-                message: f.message,
-            }));
         let done = pb::SourceDone {
             sources_removed: removed,
-            failures: wired,
+            failures: failures.clone(),
         };
+        report
+            .failures
+            .extend(failures.into_iter().map(wire::failure_from_wire));
         let _ = tx.send(frame(pb::frame::Kind::SourceDone(done))).await;
     }
     Ok(report)

@@ -124,11 +124,7 @@ pub fn entry_from_wire(e: pb::Entry) -> Result<Entry, WireError> {
 /// The parts of a spec both ends must agree on.
 pub fn options_to_wire(spec: &TransferSpec) -> pb::TransferOptions {
     pb::TransferOptions {
-        mode: match spec.mode {
-            Mode::Copy => pb::Mode::Copy,
-            Mode::Mirror => pb::Mode::Mirror,
-            Mode::Move => pb::Mode::Move,
-        } as i32,
+        mode: mode_to_wire(spec.mode) as i32,
         compare: match spec.compare {
             Compare::SizeMtime => pb::Compare::SizeMtime,
             Compare::Checksum => pb::Compare::Checksum,
@@ -216,13 +212,33 @@ pub fn spec_from_wire(
     Ok(spec)
 }
 
+fn mode_to_wire(mode: Mode) -> pb::Mode {
+    match mode {
+        Mode::Copy => pb::Mode::Copy,
+        Mode::Mirror => pb::Mode::Mirror,
+        Mode::Move => pb::Mode::Move,
+    }
+}
+
+pub fn failure_to_wire(f: &Failure) -> pb::Failure {
+    pb::Failure {
+        path: f.path.as_os_str().as_bytes().to_vec(),
+        operation: f.operation.to_string(),
+        message: f.message.clone(),
+    }
+}
+
+pub fn failure_from_wire(f: pb::Failure) -> Failure {
+    Failure {
+        path: PathBuf::from(OsString::from_vec(f.path)),
+        operation: f.operation.into(),
+        message: f.message,
+    }
+}
+
 pub fn report_to_wire(r: &Report) -> pb::Report {
     pb::Report {
-        mode: match r.mode {
-            Mode::Copy => pb::Mode::Copy,
-            Mode::Mirror => pb::Mode::Mirror,
-            Mode::Move => pb::Mode::Move,
-        } as i32,
+        mode: mode_to_wire(r.mode) as i32,
         dry_run: r.dry_run,
         entries: r.entries,
         files_copied: r.files_copied,
@@ -234,15 +250,7 @@ pub fn report_to_wire(r: &Report) -> pb::Report {
         metadata_updated: r.metadata_updated,
         deleted: r.deleted,
         sources_removed: r.sources_removed,
-        failures: r
-            .failures
-            .iter()
-            .map(|f| pb::Failure {
-                path: f.path.as_os_str().as_bytes().to_vec(),
-                operation: f.operation.to_string(),
-                message: f.message.clone(),
-            })
-            .collect(),
+        failures: r.failures.iter().map(failure_to_wire).collect(),
         deletes_skipped: r.deletes_skipped.clone(),
         elapsed_seconds: r.elapsed.as_secs_f64(),
         data_plane: r.data_plane.clone(),
@@ -268,15 +276,7 @@ pub fn report_from_wire(r: pb::Report) -> Report {
         metadata_updated: r.metadata_updated,
         deleted: r.deleted,
         sources_removed: r.sources_removed,
-        failures: r
-            .failures
-            .into_iter()
-            .map(|f| Failure {
-                path: PathBuf::from(OsString::from_vec(f.path)),
-                operation: f.operation.into(),
-                message: f.message,
-            })
-            .collect(),
+        failures: r.failures.into_iter().map(failure_from_wire).collect(),
         deletes_skipped: r.deletes_skipped,
         data_plane: r.data_plane,
         streams: r.streams,
