@@ -73,7 +73,7 @@ impl pb::admin_server::Admin for AdminService {
         blocking(move || {
             let r = modules.resolve(req.location.as_ref())?;
             let dir = r.open_dir();
-            if blit_core::session::shape::names_contents(&r.rel) && !r.rel.as_os_str().is_empty() {
+            if blit_core::roots::names_contents(&r.rel) && !r.rel.as_os_str().is_empty() {
                 // `path/` asks for a directory's contents: its error is the answer.
                 dir.as_ref().map_err(|e| io_status("list", &r.rel, e))?;
             }

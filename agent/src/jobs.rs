@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use blit_core::session::client::{DataOptions, Remote};
 use blit_core::session::{SessionError, client};
 use blit_core::spec::Endpoint;
-use blit_core::sys::beneath;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Report, Stats};
 use tokio::sync::{Semaphore, watch};
@@ -19,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::metrics::{Metrics, Role};
-use crate::modules::{Modules, io_status};
+use crate::modules::Modules;
 
 /// How often `WatchJob` reports.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -227,22 +226,10 @@ impl pb::jobs_server::Jobs for JobsService {
                 let conn = remote.connect().await?;
                 job.set(pb::JobStage::Transferring, "");
                 let target = |shape: &blit_core::session::Shape| {
-                    let r = modules
+                    modules
                         .resolve(destination.as_ref())
-                        .map_err(|s| SessionError::Protocol(s.message().to_owned()))?;
-                    let t = shape.destination(&r.rel, r.is_dir());
-                    let root = if spec.dry_run {
-                        beneath::open_dir(r.module.root(), &t.dir).ok()
-                    } else {
-                        Some(
-                            beneath::create_dirs(r.module.root(), &t.dir, 0o755).map_err(|e| {
-                                SessionError::Protocol(
-                                    io_status("destination", &t.dir, &e).message().to_owned(),
-                                )
-                            })?,
-                        )
-                    };
-                    Ok((root, t.rename))
+                        .and_then(|r| r.open_destination(shape, spec.dry_run))
+                        .map_err(|s| SessionError::Protocol(s.message().to_owned()))
                 };
                 client::pull_into(
                     &conn,

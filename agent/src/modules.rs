@@ -7,7 +7,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use blit_core::session::Shape;
 use blit_core::sys::{beneath, dir};
+use blit_core::transfer::Rename;
 use blit_core::wire::pb;
 use rustix::fd::{AsFd, OwnedFd};
 use tonic::Status;
@@ -100,6 +102,28 @@ impl Resolved<'_> {
     /// Whether the path names an existing directory.
     pub fn is_dir(&self) -> bool {
         self.open_dir().is_ok()
+    }
+
+    /// The destination of a transfer whose source has `shape`: the directory (created
+    /// beneath the module unless in a dry run, where a missing one is `None`) and the
+    /// name a single entry gets.
+    pub fn open_destination(
+        &self,
+        shape: &Shape,
+        dry_run: bool,
+    ) -> Result<(Option<OwnedFd>, Option<Rename>), Status> {
+        let target = shape.destination(&self.rel, self.is_dir());
+        let root = self.module.root();
+        let opened = if dry_run {
+            match beneath::open_dir(root, &target.dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                other => other.map(Some),
+            }
+        } else {
+            beneath::create_dirs(root, &target.dir, 0o755).map(Some)
+        };
+        let dir = opened.map_err(|e| io_status("destination", &target.dir, &e))?;
+        Ok((dir, target.rename))
     }
 
     /// The entry the path names, not following a final symlink; `None` for the root.

@@ -267,7 +267,7 @@ fn prepare(
     let rel = &resolved.rel;
     match role {
         pb::Role::Source => {
-            let contents = shape::names_contents(rel);
+            let contents = blit_core::roots::names_contents(rel);
             let is_dir = if contents {
                 resolved
                     .open_dir()
@@ -315,21 +315,13 @@ fn prepare(
             resolved.module.writable()?;
             let shape = Shape::from_wire(open.source.clone())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let target = shape.destination(rel, resolved.is_dir());
-            let root = if spec.dry_run {
-                beneath::open_dir(resolved.module.root(), &target.dir).ok()
-            } else {
-                Some(
-                    beneath::create_dirs(resolved.module.root(), &target.dir, 0o755)
-                        .map_err(|e| io_status("destination", &target.dir, &e))?,
-                )
-            };
+            let (root, rename) = resolved.open_destination(&shape, spec.dry_run)?;
             let filter = client::based_filter(&spec.filter, &shape);
             Ok(Prepared::Destination {
                 job: DestinationJob {
                     spec,
                     root,
-                    rename: target.rename,
+                    rename,
                     filter,
                 },
             })

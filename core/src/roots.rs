@@ -37,10 +37,11 @@ pub enum Roots {
     },
 }
 
-/// `dir/` and `dir/.` (and `.` itself) mean "the contents of dir".
-fn names_contents(p: &Path) -> bool {
+/// `dir/` and `dir/.` (and `.` itself) mean "the contents of dir"; so does the empty
+/// path (a module's root, remotely).
+pub fn names_contents(p: &Path) -> bool {
     let b = p.as_os_str().as_bytes();
-    (b.len() > 1 && b.ends_with(b"/")) || b.ends_with(b"/.") || b == b"."
+    b.is_empty() || (b.len() > 1 && b.ends_with(b"/")) || b.ends_with(b"/.") || b == b"."
 }
 
 /// Applies the trailing-slash rule and the safety checks.

@@ -291,7 +291,12 @@ pub async fn pull(
     let target = |shape: &Shape| {
         let is_dir = std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
         let target = shape.destination(dst, is_dir);
-        let root = open_local_destination(&target.dir, spec.dry_run)?;
+        let dir = if target.dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &target.dir
+        };
+        let root = crate::transfer::open_destination(dir, spec.dry_run)?;
         Ok((root, target.rename))
     };
     pull_into(conn, src, spec, options, stats, observer, target).await
@@ -362,7 +367,7 @@ fn open_local_source(
         path: src.to_owned(),
         source,
     };
-    let meta = if shape::names_contents(src) {
+    let meta = if crate::roots::names_contents(src) {
         std::fs::metadata(src)
     } else {
         std::fs::symlink_metadata(src)
@@ -380,29 +385,4 @@ fn open_local_source(
         Shape::Tree { .. } => None,
     };
     Ok((root, shape, only))
-}
-
-/// Opens (creating it unless in a dry run) a local destination directory.
-fn open_local_destination(
-    dir: &Path,
-    dry_run: bool,
-) -> Result<Option<rustix::fd::OwnedFd>, SessionError> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let err = |source| crate::error::Error::Destination {
-        path: dir.to_owned(),
-        source,
-    };
-    match sysdir::open_root(dir) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dry_run => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(err)?;
-            Ok(Some(sysdir::open_root(dir).map_err(err)?))
-        }
-        Err(e) => Err(err(e).into()),
-    }
 }

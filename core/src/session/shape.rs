@@ -31,11 +31,7 @@ pub struct DestinationRoot {
     pub filter_base: Option<OsString>,
 }
 
-/// `dir/`, `dir/.`, `.` and the empty path mean "the contents of".
-pub fn names_contents(p: &Path) -> bool {
-    let b = p.as_os_str().as_bytes();
-    b.is_empty() || (b.len() > 1 && b.ends_with(b"/")) || b.ends_with(b"/.") || b == b"."
-}
+pub use crate::roots::names_contents;
 
 impl Shape {
     /// The destination root for this source shape, given the destination path as the user

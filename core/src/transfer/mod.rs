@@ -198,7 +198,7 @@ pub(crate) fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
 }
 
 /// Opens (creating if needed) the destination root. A dry run does not create it.
-fn open_destination(dst: &Path, dry_run: bool) -> Result<Option<OwnedFd>, Error> {
+pub(crate) fn open_destination(dst: &Path, dry_run: bool) -> Result<Option<OwnedFd>, Error> {
     let err = |source| Error::Destination {
         path: dst.to_owned(),
         source,

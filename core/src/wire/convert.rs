@@ -157,17 +157,7 @@ pub fn spec_from_wire(
     source: Endpoint,
     destination: Endpoint,
 ) -> Result<TransferSpec, WireError> {
-    let mode = match pb::Mode::try_from(o.mode) {
-        Ok(pb::Mode::Copy | pb::Mode::Unspecified) => Mode::Copy,
-        Ok(pb::Mode::Mirror) => Mode::Mirror,
-        Ok(pb::Mode::Move) => Mode::Move,
-        Err(_) => {
-            return Err(WireError::Enum {
-                what: "mode",
-                value: o.mode,
-            });
-        }
-    };
+    let mode = mode_from_wire(o.mode)?;
     let compare = match pb::Compare::try_from(o.compare) {
         Ok(pb::Compare::SizeMtime | pb::Compare::Unspecified) => Compare::SizeMtime,
         Ok(pb::Compare::Checksum) => Compare::Checksum,
@@ -220,6 +210,18 @@ fn mode_to_wire(mode: Mode) -> pb::Mode {
     }
 }
 
+fn mode_from_wire(mode: i32) -> Result<Mode, WireError> {
+    match pb::Mode::try_from(mode) {
+        Ok(pb::Mode::Copy | pb::Mode::Unspecified) => Ok(Mode::Copy),
+        Ok(pb::Mode::Mirror) => Ok(Mode::Mirror),
+        Ok(pb::Mode::Move) => Ok(Mode::Move),
+        Err(_) => Err(WireError::Enum {
+            what: "mode",
+            value: mode,
+        }),
+    }
+}
+
 pub fn failure_to_wire(f: &Failure) -> pb::Failure {
     pb::Failure {
         path: f.path.as_os_str().as_bytes().to_vec(),
@@ -260,11 +262,7 @@ pub fn report_to_wire(r: &Report) -> pb::Report {
 
 pub fn report_from_wire(r: pb::Report) -> Report {
     let mut report = Report {
-        mode: match pb::Mode::try_from(r.mode) {
-            Ok(pb::Mode::Mirror) => Mode::Mirror,
-            Ok(pb::Mode::Move) => Mode::Move,
-            _ => Mode::Copy,
-        },
+        mode: mode_from_wire(r.mode).unwrap_or_default(),
         dry_run: r.dry_run,
         entries: r.entries,
         files_copied: r.files_copied,
