@@ -160,12 +160,17 @@ type AdminClient = pb::admin_client::AdminClient<
     InterceptedService<Channel, blit_core::session::client::Credentials>,
 >;
 
-async fn admin(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<AdminClient> {
-    let conn = connect(a, args).await?;
-    Ok(pb::admin_client::AdminClient::with_interceptor(
-        conn.channel,
-        conn.credentials,
-    ))
+/// Runs `f` with an admin client connected to the agent of `a`.
+fn with_admin<T>(
+    a: &AgentPath,
+    args: &RemoteArgs,
+    f: impl AsyncFnOnce(&mut AdminClient) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        let conn = connect(a, args).await?;
+        let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel, conn.credentials);
+        f(&mut c).await
+    })
 }
 
 pub fn agent_arg(s: &str) -> anyhow::Result<AgentPath> {
@@ -198,8 +203,7 @@ pub fn status(e: tonic::Status) -> anyhow::Error {
 /// `blit list host`: the agent's modules.
 pub fn list(agent: &str, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_arg(agent)?;
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let modules = c
             .list_modules(pb::ListModulesRequest {})
             .await
@@ -221,8 +225,7 @@ pub fn ls(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
     if a.module.is_empty() {
         return list(&format!("{}:{}", a.host, a.port), args);
     }
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let resp = c
             .list_dir(pb::ListDirRequest {
                 location: Some(a.location()),
@@ -259,8 +262,7 @@ pub fn ls(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
 pub fn find(path: &Path, glob: &str, limit: u64, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let mut stream = c
             .find(pb::FindRequest {
                 location: Some(a.location()),
@@ -283,8 +285,7 @@ pub fn find(path: &Path, glob: &str, limit: u64, args: &RemoteArgs) -> anyhow::R
 pub fn du(path: &Path, max_depth: u32, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let mut stream = c
             .disk_usage(pb::DiskUsageRequest {
                 location: Some(a.location()),
@@ -316,8 +317,7 @@ pub fn du(path: &Path, max_depth: u32, args: &RemoteArgs) -> anyhow::Result<()> 
 pub fn df(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let s = c
             .fs_stats(pb::FsStatsRequest {
                 location: Some(a.location()),
@@ -348,8 +348,7 @@ pub fn rm(
 ) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let request = |dry_run| pb::RemoveRequest {
             location: Some(a.location()),
             recursive,
@@ -393,8 +392,7 @@ pub fn complete(word: &str, args: &RemoteArgs) -> anyhow::Result<()> {
     };
     let (prefix, rest) = word.split_at(start);
     let in_module = rest.contains('/');
-    runtime()?.block_on(async {
-        let mut c = admin(&a, args).await?;
+    with_admin(&a, args, async |c| {
         let mut out = std::io::stdout().lock();
         if !in_module {
             let modules = c
