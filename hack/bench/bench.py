@@ -947,6 +947,23 @@ def summary(ctx: Context, facts: list[str], results: list[Result], notes: list[s
 # Main
 # --------------------------------------------------------------------------------------------
 
+def add_common_args(p):
+    """The options bench.py and remote.py share (work area, cache mode, sizes, output)."""
+    p.add_argument("--cold", action="store_true",
+                   help="drop the page cache before each run instead of warming the source")
+    p.add_argument("--w2-size-gib", type=float, default=4.0,
+                   help="size of W2's file in GiB (default: %(default)s)")
+    p.add_argument("--out", help="also write the Markdown summary to this file")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply file counts and big-file sizes (e.g. 0.01 for a smoke run)")
+    p.add_argument("--rm-cooldown", type=float, default=300.0,
+                   help="at start, wait until this many seconds have passed since the "
+                        "harness last removed a large tree under --root (default: 300; "
+                        "0 disables)")
+    p.add_argument("--include-sync", action="store_true",
+                   help="include a sync after the tool exits in the timed region")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -959,23 +976,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                             "3 for W2/W3/W6)")
     p.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
                    help="comma-separated subset of W1..W6 (default: %(default)s)")
-    p.add_argument("--cold", action="store_true",
-                   help="drop the page cache before each run instead of warming the source")
-    p.add_argument("--w2-size-gib", type=float, default=4.0,
-                   help="size of W2's file in GiB (default: %(default)s)")
+    add_common_args(p)
     p.add_argument("--peers", default=",".join(ALL_PEERS),
                    help="comma-separated subset of rsync,rsync-tuned,cp (default: %(default)s)")
-    p.add_argument("--out", help="also write the Markdown summary to this file")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply file counts and big-file sizes (e.g. 0.01 for a smoke run)")
     p.add_argument("--settle", type=float, default=3.0,
                    help="seconds to wait after preparing a W4/W5 destination (default: 3)")
-    p.add_argument("--rm-cooldown", type=float, default=300.0,
-                   help="at start, wait until this many seconds have passed since the "
-                        "harness last removed a large tree under --root (default: 300; "
-                        "0 disables)")
-    p.add_argument("--include-sync", action="store_true",
-                   help="include a sync after the tool exits in the timed region")
     p.add_argument("--keep", action="store_true",
                    help="keep this suite's destinations instead of deleting them at the end")
     p.add_argument("--clean", action="store_true",

@@ -443,19 +443,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="comma-separated subset of W1,W2 (default: %(default)s)")
     p.add_argument("--routes", default=",".join(ROUTES),
                    help="comma-separated subset of push,pull (default: %(default)s)")
-    p.add_argument("--cold", action="store_true",
-                   help="drop the page cache before each run instead of warming the source")
-    p.add_argument("--w2-size-gib", type=float, default=4.0,
-                   help="size of W2's file in GiB (default: %(default)s)")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply file counts and big-file sizes (e.g. 0.01 for a smoke run)")
-    p.add_argument("--out", help="also write the Markdown summary to this file")
-    p.add_argument("--rm-cooldown", type=float, default=300.0,
-                   help="at start, wait until this many seconds have passed since the "
-                        "harness last removed a large tree under --root (default: 300; "
-                        "0 disables)")
-    p.add_argument("--include-sync", action="store_true",
-                   help="include a sync after the client exits in the timed region")
+    B.add_common_args(p)
     p.add_argument("--keep", action="store_true",
                    help="keep this suite's destinations and daemon logs")
     args = p.parse_args(argv)
