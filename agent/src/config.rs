@@ -8,6 +8,12 @@
 //! tokens = ["s3cret"]         # bearer tokens; when set, every call must present one
 //! mdns = true                 # advertise _blit._tcp
 //!
+//! [tls]                       # TLS on both planes (absent: plain TCP)
+//! cert = "/etc/blitd/tls.crt" # this agent's certificate chain (PEM)
+//! key = "/etc/blitd/tls.key"
+//! client_ca = "/etc/blitd/clients-ca.crt"  # require client certificates (mutual TLS)
+//! ca = "/etc/blitd/agents-ca.crt"          # trust for agents this one pulls from
+//!
 //! [limits]
 //! concurrent_transfers = 8
 //! bandwidth = "200M"          # bytes per second per agent, with K/M/G suffixes
@@ -24,6 +30,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use blit_core::tls::{ClientTls, ServerTls};
 use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 9031;
@@ -54,11 +61,30 @@ pub struct Limits {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
+    /// This agent's certificate chain (PEM). It also identifies the agent as a client
+    /// when it pulls from another agent.
     pub cert: PathBuf,
     pub key: PathBuf,
     /// Require client certificates signed by this CA (mTLS).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// CA trusted when this agent connects to another (agent-to-agent jobs); absent:
+    /// the system's roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+impl Tls {
+    /// What this agent presents and accepts.
+    pub fn server(&self) -> anyhow::Result<ServerTls> {
+        ServerTls::load(&self.cert, &self.key, self.client_ca.as_deref()).context("[tls] settings")
+    }
+
+    /// What this agent uses to reach other agents.
+    pub fn client(&self) -> anyhow::Result<ClientTls> {
+        ClientTls::load(self.ca.as_deref(), Some((&self.cert, &self.key)))
+            .context("[tls] settings for connecting to other agents")
+    }
 }
 
 /// The whole configuration.
@@ -139,11 +165,6 @@ impl Config {
             bail!("tokens must be non-empty ASCII strings");
         }
         self.bandwidth()?;
-        if self.tls.is_some() {
-            bail!(
-                "[tls] is not supported yet: remove the section (use a VPN or SSH tunnel meanwhile)"
-            );
-        }
         Ok(())
     }
 
@@ -217,6 +238,16 @@ mod tests {
             PathBuf::from("/srv/x")
         );
         assert!(parse_module_flag("nope").is_err());
+        let tls: Config =
+            toml::from_str("[tls]\ncert = \"/c\"\nkey = \"/k\"\nca = \"/a\"").unwrap();
+        let tls = tls.tls.unwrap();
+        assert_eq!((tls.ca, tls.client_ca), (Some(PathBuf::from("/a")), None));
+        assert!(
+            toml::from_str::<Config>("[tls]\ncert = \"/c\"").is_err(),
+            "key needed"
+        );
+        let example: Config = toml::from_str(include_str!("../blitd.example.toml")).unwrap();
+        assert_eq!(example.modules.len(), 2, "the example config parses");
         let bad: Config = toml::from_str("[limits]\nbandwidth = \"fast\"").unwrap();
         assert!(bad.validate().is_err());
     }

@@ -3,14 +3,15 @@
 //! that session; anything else is closed.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use blit_core::session::data::{self, TOKEN_LEN};
+use blit_core::session::data::{self, Stream, TOKEN_LEN};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-type Registry = Arc<Mutex<HashMap<[u8; TOKEN_LEN], mpsc::Sender<TcpStream>>>>;
+type Registry = Arc<Mutex<HashMap<[u8; TOKEN_LEN], mpsc::Sender<Stream>>>>;
+type TlsConfig = Option<Arc<rustls::ServerConfig>>;
 
 /// The listener and the sessions waiting for connections.
 #[derive(Clone)]
@@ -22,7 +23,7 @@ pub struct DataPlane {
 /// A session's claim on incoming data connections; dropping it withdraws the token.
 pub struct Grant {
     pub token: [u8; TOKEN_LEN],
-    pub connections: mpsc::Receiver<TcpStream>,
+    pub connections: mpsc::Receiver<Stream>,
     sessions: Registry,
 }
 
@@ -37,8 +38,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl DataPlane {
-    /// Binds `ip` on a port of the range (or any free port) and starts accepting.
-    pub async fn start(ip: IpAddr, ports: Option<(u16, u16)>) -> anyhow::Result<DataPlane> {
+    /// Binds `ip` on a port of the range (or any free port) and starts accepting, with
+    /// TLS when `tls` is given.
+    pub async fn start(
+        ip: IpAddr,
+        ports: Option<(u16, u16)>,
+        tls: TlsConfig,
+    ) -> anyhow::Result<DataPlane> {
         let listener = match ports {
             None => TcpListener::bind(SocketAddr::new(ip, 0)).await?,
             Some((lo, hi)) => {
@@ -60,8 +66,8 @@ impl DataPlane {
                 let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
-                let registry = registry.clone();
-                tokio::task::spawn_blocking(move || admit(stream, peer, &registry));
+                let (registry, tls) = (registry.clone(), tls.clone());
+                tokio::task::spawn_blocking(move || admit(stream, peer, tls.as_ref(), &registry));
             }
         });
         Ok(DataPlane { port, sessions })
@@ -80,14 +86,26 @@ impl DataPlane {
     }
 }
 
-/// Reads a connection's preface and gives it to its session.
-fn admit(stream: tokio::net::TcpStream, peer: SocketAddr, registry: &Registry) {
-    let Ok(mut stream) = stream.into_std() else {
+/// Shakes hands (TLS), reads a connection's preface and gives it to its session.
+fn admit(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    registry: &Registry,
+) {
+    let Ok(stream) = stream.into_std() else {
         return;
     };
-    if stream.set_nonblocking(false).is_err() || stream.set_nodelay(true).is_err() {
+    if stream.set_nonblocking(false).is_err() {
         return;
     }
+    let mut stream = match Stream::accept(stream, tls) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%peer, "data connection refused: {e}");
+            return;
+        }
+    };
     let token = match data::read_preface(&mut stream) {
         Ok(t) => t,
         Err(e) => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use blit_core::session::client::{DataOptions, Remote};
 use blit_core::session::{SessionError, client};
 use blit_core::spec::Endpoint;
+use blit_core::tls::ClientTls;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Report, Stats};
 use tokio::sync::{Semaphore, watch};
@@ -28,6 +29,8 @@ pub struct JobsService {
     pub slots: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
+    /// TLS for connecting to source agents (the agent's `[tls]`).
+    tls: Option<ClientTls>,
     jobs: Arc<Mutex<Registry>>,
 }
 
@@ -118,12 +121,14 @@ impl JobsService {
         slots: Arc<Semaphore>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
+        tls: Option<ClientTls>,
     ) -> JobsService {
         JobsService {
             modules,
             slots,
             metrics,
             shutdown,
+            tls,
             jobs: Arc::default(),
         }
     }
@@ -201,6 +206,7 @@ impl pb::jobs_server::Jobs for JobsService {
             host,
             port,
             token: (!source.token.is_empty()).then(|| source.token.clone()),
+            tls: self.tls.clone(),
         };
         let data = DataOptions {
             streams: if req.streams == 0 { 4 } else { req.streams },

@@ -41,6 +41,18 @@ struct Args {
     /// Don't advertise the agent over mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// Serve TLS on both planes with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+    /// CA trusted when pulling from other agents (default: the system's roots).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
 }
 
 fn config(args: Args) -> anyhow::Result<Config> {
@@ -74,6 +86,22 @@ fn config(args: Args) -> anyhow::Result<Config> {
         });
     }
     c.tokens.extend(args.tokens);
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        c.tls = Some(config::Tls {
+            cert,
+            key,
+            client_ca: None,
+            ca: None,
+        });
+    }
+    if args.tls_client_ca.is_some() || args.tls_ca.is_some() {
+        let tls = c
+            .tls
+            .as_mut()
+            .context("--tls-client-ca and --tls-ca need --tls-cert/--tls-key or [tls]")?;
+        tls.client_ca = args.tls_client_ca.or(tls.client_ca.take());
+        tls.ca = args.tls_ca.or(tls.ca.take());
+    }
     if args.no_mdns {
         c.mdns = false;
     }

@@ -39,9 +39,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let modules = Arc::new(Modules::open(&config.modules)?);
+    let server_tls = config.tls.as_ref().map(|t| t.server()).transpose()?;
+    let client_tls = config.tls.as_ref().map(|t| t.client()).transpose()?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
     let control = listener.local_addr()?;
-    let data = DataPlane::start(config.bind, config.data_ports).await?;
+    let data_tls = server_tls.as_ref().map(|t| t.data());
+    let data = DataPlane::start(config.bind, config.data_ports, data_tls).await?;
     let metrics = Arc::new(Metrics::new());
     let http = match config.http_port {
         Some(port) => {
@@ -60,6 +63,7 @@ pub async fn run(
         slots.clone(),
         metrics.clone(),
         stop.clone(),
+        client_tls,
     );
     let throttle = config
         .bandwidth()?
@@ -94,7 +98,11 @@ pub async fn run(
         http,
     });
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &server_tls {
+        server = server.tls_config(tls.grpc())?;
+    }
+    server
         .tcp_nodelay(true)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             session,

@@ -165,6 +165,19 @@ pub struct RemoteArgs {
     /// Bearer token for agents that require one.
     #[arg(long, env = "BLIT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Talk TLS to agents, trusting the system's root certificates (implied by the
+    /// other --tls-* options).
+    #[arg(long, env = "BLIT_TLS")]
+    pub tls: bool,
+    /// Talk TLS to agents, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, env = "BLIT_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for agents that require one (mutual TLS).
+    #[arg(long, env = "BLIT_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "BLIT_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Options shared by copy, mirror and move.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use blit_core::session::client::{Connection, DataOptions, Remote};
+use blit_core::tls::ClientTls;
 use blit_core::wire::pb;
 use blit_core::{AgentPath, Observer, Report, Stats, TransferSpec};
 use tonic::service::interceptor::InterceptedService;
@@ -39,16 +40,26 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn remote(a: &AgentPath, args: &RemoteArgs) -> Remote {
-    Remote {
+fn remote(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Remote> {
+    Ok(Remote {
         host: a.host.clone(),
         port: a.port,
         token: args.token.clone(),
+        tls: tls(args)?,
+    })
+}
+
+/// The TLS settings the options ask for (`None`: plain TCP).
+fn tls(args: &RemoteArgs) -> anyhow::Result<Option<ClientTls>> {
+    if !args.tls && args.tls_ca.is_none() && args.tls_cert.is_none() {
+        return Ok(None);
     }
+    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    Ok(Some(ClientTls::load(args.tls_ca.as_deref(), identity)?))
 }
 
 pub async fn connect(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Connection> {
-    Ok(remote(a, args).connect().await?)
+    Ok(remote(a, args)?.connect().await?)
 }
 
 /// A transfer with one end on an agent.
@@ -197,7 +208,7 @@ fn agent_path(p: &Path) -> anyhow::Result<AgentPath> {
 }
 
 pub fn status(e: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", e.message(), e.code())
+    anyhow::anyhow!(blit_core::session::rpc_message(&e))
 }
 
 /// `blit list host`: the agent's modules.

@@ -38,6 +38,7 @@ pub mod roots;
 pub mod session;
 pub mod spec;
 pub mod sys;
+pub mod tls;
 pub mod transfer;
 pub mod walk;
 pub mod wire;

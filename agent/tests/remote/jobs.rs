@@ -21,6 +21,7 @@ async fn client(agent: &Agent) -> Client {
         host: "127.0.0.1".into(),
         port: agent.port,
         token: None,
+        tls: None,
     }
     .connect()
     .await

@@ -8,6 +8,7 @@ mod jobs;
 mod netns;
 mod routes;
 mod security;
+mod tls;
 
 use std::fs;
 use std::path::{Path, PathBuf};

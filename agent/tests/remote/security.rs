@@ -182,6 +182,7 @@ fn a_protocol_version_mismatch_is_a_clear_error() {
             host: "127.0.0.1".into(),
             port: agent.port,
             token: None,
+            tls: None,
         };
         let conn = remote.connect().await.unwrap();
         let hello = |major, minor| {

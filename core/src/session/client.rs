@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::ServerName;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +22,7 @@ use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
 use crate::spec::TransferSpec;
 use crate::sys::dir as sysdir;
+use crate::tls::ClientTls;
 use crate::wire::{self, pb};
 
 /// Capabilities this build offers.
@@ -30,12 +32,14 @@ pub const CAPABILITIES: &[&str] = &["tcp-data", "sparse", "hard-links", "checksu
 pub const PROTOCOL_HEADER: &str = "blit-protocol";
 
 /// An agent to talk to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Remote {
     pub host: String,
     pub port: u16,
     /// Bearer token, when the agent requires one.
     pub token: Option<String>,
+    /// TLS on both planes, when the agent serves it.
+    pub tls: Option<ClientTls>,
 }
 
 /// How the client wants the data plane.
@@ -101,6 +105,8 @@ pub struct Connection {
     pub credentials: Credentials,
     /// The agent's address as resolved for the control channel.
     pub addr: SocketAddr,
+    /// The data streams' TLS settings and the agent's expected name.
+    data_tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl Remote {
@@ -112,28 +118,49 @@ impl Remote {
             .map_err(|e| SessionError::Connect(format!("{target}: {e}")))?
             .next()
             .ok_or_else(|| SessionError::Connect(format!("{target}: no address")))?;
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let connect_err = |e: &dyn std::error::Error| {
+            SessionError::Connect(format!("{target}: {}", error_chain(e)))
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| SessionError::Connect(e.to_string()))?
             .connect_timeout(std::time::Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| SessionError::Connect(format!("{target}: {}", error_chain(&e))))?;
+            .tcp_nodelay(true);
+        let mut data_tls = None;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.grpc(&self.host))
+                .map_err(|e| connect_err(&e))?;
+            data_tls = Some(tls.data(&self.host).map_err(|e| connect_err(&e))?);
+        }
+        let channel = endpoint.connect().await.map_err(|e| connect_err(&e))?;
         Ok(Connection {
             channel,
             credentials: Credentials::new(self.token.as_deref())?,
             addr,
+            data_tls,
         })
     }
 }
 
-/// An error with its causes, for messages.
+/// An error with its causes (each said once) and a hint when it looks like a TLS
+/// mismatch, for messages.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let s = causes(e);
+    let hint = super::tls_hint(&s);
+    s + hint
+}
+
+/// An error with its causes, each said once.
+pub(super) fn causes(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -209,7 +236,9 @@ async fn negotiate_data(
         let addr = SocketAddr::new(conn.addr.ip(), accept.data_port as u16);
         let token = accept.data_token.clone();
         let streams = accept.streams.max(1);
-        match tokio::task::spawn_blocking(move || data::connect(addr, &token, streams)).await {
+        let tls = conn.data_tls.clone();
+        let connect = move || data::connect(addr, tls.as_ref(), &token, streams);
+        match tokio::task::spawn_blocking(connect).await {
             Ok(Ok(s)) => DataPlane::Tcp(s),
             _ => DataPlane::Grpc,
         }

@@ -77,8 +77,37 @@ impl SessionError {
     }
 }
 
-fn rpc_message(s: &tonic::Status) -> String {
-    format!("{} ({:?})", s.message(), s.code())
+/// A failed call as a message, with a hint when it looks like a TLS mismatch.
+pub fn rpc_message(s: &tonic::Status) -> String {
+    let mut message = format!("{} ({:?})", s.message(), s.code());
+    if let Some(cause) = std::error::Error::source(s) {
+        let cause = client::causes(cause);
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    let hint = tls_hint(&message);
+    message + hint
+}
+
+/// What to try when `message` looks like one end speaking TLS and the other not, or a
+/// certificate the client does not trust.
+pub fn tls_hint(message: &str) -> &'static str {
+    if message.contains("UnknownIssuer") || message.contains("invalid peer certificate") {
+        " — the agent's certificate is not signed by a CA this client trusts (--tls-ca)"
+    } else if message.contains("h2 protocol error")
+        || message.contains("transport error")
+            && (message.contains("broken pipe") || message.contains("connection closed"))
+    {
+        " — the agent closed the connection: does it require TLS (--tls-ca PEM, or --tls for \
+         the system's roots) or a client certificate (--tls-cert, --tls-key)?"
+    } else if message.contains("InvalidContentType") || message.contains("CorruptMessage") {
+        " — the agent does not seem to speak TLS (drop --tls*)"
+    } else if message.contains("CertificateRequired") || message.contains("certificate required") {
+        " — the agent requires a client certificate (--tls-cert, --tls-key)"
+    } else {
+        ""
+    }
 }
 
 /// Wraps a frame kind.

@@ -3,6 +3,7 @@
 //! attributes and hard-link structure — without following symlinks.
 
 pub mod agent;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};

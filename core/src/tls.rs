@@ -1,0 +1,236 @@
+//! TLS for both planes (rustls with the `ring` provider).
+//!
+//! One set of PEM files configures the gRPC control plane (tonic's TLS) and the raw data
+//! streams (rustls over a blocking socket, see `session::data::Stream`), so both planes
+//! verify the same identities:
+//! - an agent presents its certificate and key, and may require client certificates
+//!   signed by a CA (mutual TLS);
+//! - a client trusts a given CA (or the system's roots) and may present its own
+//!   certificate.
+//!
+//! Zero-copy sends (`sendfile`) are not possible through TLS: with it, the data plane
+//! encrypts in user space.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no PEM {what} found", path.display())]
+    Pem { path: PathBuf, what: &'static str },
+    #[error("no trusted root certificates found on this system (give a CA with --tls-ca)")]
+    NoRoots,
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+}
+
+/// A certificate chain and its key, as PEM bytes and parsed.
+#[derive(Clone)]
+struct KeyPair {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+impl KeyPair {
+    fn load(cert: &Path, key: &Path) -> Result<KeyPair, TlsError> {
+        let pair = KeyPair {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        };
+        pair.chain(cert)?;
+        pair.key(key)?;
+        Ok(pair)
+    }
+
+    fn chain(&self, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        certificates(&self.cert_pem, path)
+    }
+
+    fn key(&self, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+        PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|_| TlsError::Pem {
+            path: path.to_owned(),
+            what: "private key",
+        })
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::from_pem(&self.cert_pem, &self.key_pem)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_owned(),
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // tonic's server side asks for the process default; make it ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots_from(pem: &[u8], path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(certificates(pem, path)?);
+    Ok(roots)
+}
+
+/// What a client (the CLI, or an agent pulling from another) uses to reach agents.
+#[derive(Clone)]
+pub struct ClientTls {
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<KeyPair>,
+    data: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the CA in `ca` (PEM; the system's roots when `None`) and presents
+    /// `identity` (certificate chain and key files) when given.
+    pub fn load(ca: Option<&Path>, identity: Option<(&Path, &Path)>) -> Result<Self, TlsError> {
+        let (ca_pem, roots) = match ca {
+            Some(path) => {
+                let pem = read(path)?;
+                let roots = roots_from(&pem, path)?;
+                (Some(pem), roots)
+            }
+            None => {
+                let mut roots = RootCertStore::empty();
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                if roots.is_empty() {
+                    return Err(TlsError::NoRoots);
+                }
+                (None, roots)
+            }
+        };
+        let identity = identity
+            .map(|(cert, key)| KeyPair::load(cert, key).map(|p| (p, cert, key)))
+            .transpose()?;
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let data = match &identity {
+            Some((pair, cert, key)) => {
+                builder.with_client_auth_cert(pair.chain(cert)?, pair.key(key)?)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(ClientTls {
+            ca_pem,
+            identity: identity.map(|(p, _, _)| p),
+            data: Arc::new(data),
+        })
+    }
+
+    /// The control plane's settings for an agent reached as `host`.
+    pub fn grpc(&self, host: &str) -> ClientTlsConfig {
+        let mut config = ClientTlsConfig::new().domain_name(host);
+        config = match &self.ca_pem {
+            Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+            None => config.with_native_roots(),
+        };
+        match &self.identity {
+            Some(pair) => config.identity(pair.identity()),
+            None => config,
+        }
+    }
+
+    /// The data streams' settings and the name the agent's certificate must carry.
+    pub fn data(&self, host: &str) -> Result<(Arc<ClientConfig>, ServerName<'static>), TlsError> {
+        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+            .map_err(|_| TlsError::ServerName(host.to_owned()))?
+            .to_owned();
+        Ok((self.data.clone(), name))
+    }
+}
+
+/// What an agent presents, and whom it lets in.
+#[derive(Clone)]
+pub struct ServerTls {
+    identity: KeyPair,
+    client_ca_pem: Option<Vec<u8>>,
+    data: Arc<ServerConfig>,
+}
+
+impl ServerTls {
+    /// The agent's certificate chain and key; with `client_ca`, clients must present a
+    /// certificate that CA signed.
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+        let identity = KeyPair::load(cert, key)?;
+        let client_ca_pem = client_ca.map(read).transpose()?;
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match (&client_ca_pem, client_ca) {
+            (Some(pem), Some(path)) => {
+                let roots = Arc::new(roots_from(pem, path)?);
+                let verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                        .build()
+                        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let mut data = builder.with_single_cert(identity.chain(cert)?, identity.key(key)?)?;
+        // A data stream's writer never reads: a session ticket left unread in its socket
+        // would turn its close into a reset that can cut off the last records.
+        data.send_tls13_tickets = 0;
+        Ok(ServerTls {
+            identity,
+            client_ca_pem,
+            data: Arc::new(data),
+        })
+    }
+
+    /// The control plane's settings.
+    pub fn grpc(&self) -> ServerTlsConfig {
+        let config = ServerTlsConfig::new().identity(self.identity.identity());
+        match &self.client_ca_pem {
+            Some(pem) => config.client_ca_root(Certificate::from_pem(pem)),
+            None => config,
+        }
+    }
+
+    /// The data streams' settings.
+    pub fn data(&self) -> Arc<ServerConfig> {
+        self.data.clone()
+    }
+}
