@@ -1,14 +1,15 @@
 //! `blit-agent`: the `blitd` daemon. It serves its modules over a gRPC control plane
 //! (`session`, `admin`, health) behind one gate (`auth`), with a raw TCP data plane
 //! (`dataplane`) bound to the same address, and `/metrics` + `/healthz` over HTTP
-//! (`metrics`). `config` is the TOML file and flags; `modules` resolves every network
-//! path beneath its module root.
+//! (`metrics`), advertised over mDNS (`mdns`). `config` is the TOML file and flags;
+//! `modules` resolves every network path beneath its module root.
 
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod dataplane;
 pub mod jobs;
+pub mod mdns;
 pub mod metrics;
 pub mod modules;
 pub mod server;

@@ -143,7 +143,6 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         });
-        let mdns = config.mdns;
         blit_agent::server::run(
             config,
             |bound| {
@@ -157,9 +156,6 @@ fn main() -> anyhow::Result<()> {
                         .map(|h| format!(", http {h}"))
                         .unwrap_or_default()
                 );
-                if mdns {
-                    tracing::debug!("mDNS advertisement requested");
-                }
             },
             stop_rx,
         )

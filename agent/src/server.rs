@@ -15,9 +15,11 @@ use crate::auth::Gate;
 use crate::config::Config;
 use crate::dataplane::DataPlane;
 use crate::jobs::JobsService;
+use crate::mdns::Advertisement;
 use crate::metrics::{self, Metrics};
 use crate::modules::Modules;
 use crate::session::SessionService;
+use blit_core::discovery::Advert;
 use blit_core::session::throttle::Throttle;
 
 /// Largest gRPC message: a manifest batch of long names stays well below it.
@@ -97,6 +99,8 @@ pub async fn run(
         data_port: data.port,
         http,
     });
+    // Held until the server stops; dropping it withdraws the advertisement.
+    let _advertised = config.mdns.then(|| advertise(&config, control)).flatten();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let mut server = Server::builder();
     if let Some(tls) = &server_tls {
@@ -124,4 +128,25 @@ pub async fn run(
         })
         .await?;
     Ok(())
+}
+
+/// Announces the agent over mDNS; a failure is logged, not fatal.
+fn advertise(config: &Config, control: SocketAddr) -> Option<Advertisement> {
+    let advert = Advert::new(
+        Advertisement::instance_name(control.port()),
+        control.port(),
+        config.modules.iter().map(|m| m.name.clone()).collect(),
+        config.tls.is_some(),
+        !config.tokens.is_empty(),
+    );
+    match Advertisement::start(control, &advert) {
+        Ok(a) => {
+            tracing::info!(name = %advert.name, "advertised over mDNS as _blit._tcp");
+            Some(a)
+        }
+        Err(e) => {
+            tracing::warn!("mDNS advertisement failed (serving anyway): {e}");
+            None
+        }
+    }
 }

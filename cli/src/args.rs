@@ -34,6 +34,12 @@ pub enum Command {
     /// Copy SRC to DST, confirm each file landed, then remove it from SRC.
     #[command(name = "move", after_help = TRAILING_SLASH)]
     Move(TransferArgs),
+    /// Find agents on the local network (mDNS, _blit._tcp).
+    Scan {
+        /// How long to listen for answers, in seconds.
+        #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
     /// List the modules an agent exports.
     List {
         /// The agent: host[:port] (or blit://host[:port]).

@@ -9,6 +9,7 @@ pub mod options;
 pub mod output;
 pub mod progress;
 pub mod remote;
+pub mod scan;
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -39,6 +40,11 @@ pub fn run() -> anyhow::Result<Outcome> {
         Command::Copy(a) => transfer(Mode::Copy, &a, sub.context("missing arguments")?),
         Command::Mirror(a) => transfer(Mode::Mirror, &a, sub.context("missing arguments")?),
         Command::Move(a) => transfer(Mode::Move, &a, sub.context("missing arguments")?),
+        Command::Scan { timeout } => {
+            let timeout = std::time::Duration::try_from_secs_f64(timeout)
+                .context("--timeout must be a non-negative number of seconds")?;
+            scan::scan(timeout).map(|()| Outcome::Success)
+        }
         Command::List { agent, remote } => remote::list(&agent, &remote).map(|()| Outcome::Success),
         Command::Ls { path, remote } => remote::ls(&path, &remote).map(|()| Outcome::Success),
         Command::Find {

@@ -28,6 +28,7 @@ pub mod agent_path;
 pub mod checksum;
 pub mod copy;
 pub mod delete;
+pub mod discovery;
 pub mod entry;
 pub mod error;
 pub mod filter;

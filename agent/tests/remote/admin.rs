@@ -133,3 +133,33 @@ fn remote_paths_complete_in_the_shell() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn scan_finds_advertised_agents_and_forgets_stopped_ones() {
+    let fx = Fixture::new();
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    let mut agent = Agent::start_advertised(&[
+        &"--module",
+        &format!("scanned={}", module.display()),
+        &"--token",
+        &"t",
+    ]);
+    let address = format!("127.0.0.1:{}", agent.port);
+    let line_for = |out: &str| {
+        out.lines()
+            .find(|l| l.contains(&address))
+            .map(str::to_owned)
+    };
+    let found = blit(&fx, &[&"scan", &"--timeout", &"2"]);
+    let stdout = String::from_utf8_lossy(&found.stdout).into_owned();
+    let line = line_for(&stdout).unwrap_or_else(|| panic!("agent not found in: {stdout:?}"));
+    assert!(
+        line.contains("modules: scanned") && line.contains("token") && line.contains("1.0"),
+        "{line}"
+    );
+    assert!(agent.terminate().success());
+    let after = blit(&fx, &[&"scan", &"--timeout", &"1.5"]);
+    let stdout = String::from_utf8_lossy(&after.stdout).into_owned();
+    assert_eq!(line_for(&stdout), None, "a stopped agent is gone: {stdout}");
+}

@@ -40,6 +40,15 @@ impl Agent {
     /// Like `start`, with `blitd` run through `prefix` (e.g. `ip netns exec NS`), which
     /// must exec it so that the pid is blitd's.
     pub fn start_with(prefix: &[&str], args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
+        Agent::spawn(prefix, false, args)
+    }
+
+    /// Like `start`, but advertised over mDNS.
+    pub fn start_advertised(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
+        Agent::spawn(&[], true, args)
+    }
+
+    fn spawn(prefix: &[&str], advertise: bool, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -48,7 +57,10 @@ impl Agent {
             }
             None => Command::new(binary("blitd")),
         };
-        cmd.args(["--port", "0", "--no-mdns"]);
+        cmd.args(["--port", "0"]);
+        if !advertise {
+            cmd.arg("--no-mdns");
+        }
         for a in args {
             cmd.arg(a);
         }
