@@ -176,7 +176,6 @@ impl pb::jobs_server::Jobs for JobsService {
         let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
         let spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        crate::session::supported(&spec)?;
         let (cancel, mut cancelled) = watch::channel(false);
         let job = Arc::new(JobState {
             id: new_id()?,

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use blit_core::session::client::XATTRS_SINCE;
 use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
 use blit_core::session::destination::{self, DestinationJob};
 use blit_core::session::shape::{self, Shape};
@@ -232,12 +233,14 @@ fn session_throttle(agent: Option<&Arc<Throttle>>, asked: Option<u64>) -> Option
     }
 }
 
-/// Refuses what remote sessions cannot do yet.
-pub fn supported(spec: &blit_core::TransferSpec) -> Result<(), Status> {
-    if spec.preserve.xattrs {
-        return Err(Status::unimplemented(
-            "extended attributes (-X) are not carried over the network yet",
-        ));
+/// Refuses what the peer's protocol version cannot carry.
+fn supported(spec: &blit_core::TransferSpec, peer_minor: u32) -> Result<(), Status> {
+    if spec.preserve.xattrs && peer_minor < XATTRS_SINCE {
+        return Err(Status::failed_precondition(format!(
+            "extended attributes (-X) need protocol {}.{XATTRS_SINCE}; the client speaks {}.{peer_minor}",
+            pb::PROTOCOL_MAJOR,
+            pb::PROTOCOL_MAJOR
+        )));
     }
     Ok(())
 }
@@ -263,7 +266,7 @@ fn prepare(
     let mut spec = wire::spec_from_wire(options, source, destination)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     spec.limits.workers = spec.limits.workers.min(blit_core::spec::default_workers());
-    supported(&spec)?;
+    supported(&spec, open.protocol_minor)?;
     let rel = &resolved.rel;
     match role {
         pb::Role::Source => {
@@ -305,6 +308,7 @@ fn prepare(
                 only,
                 filter: client::based_filter(&spec.filter, &shape),
                 hashes: spec.compare == blit_core::Compare::Checksum,
+                xattrs: spec.preserve.xattrs,
                 workers: spec.limits.workers,
                 throttle: session_throttle(throttle, spec.limits.bandwidth),
                 removal,

@@ -6,6 +6,8 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
+pub use crate::sys::xattr::Xattrs;
+
 /// What kind of filesystem object an entry is. Symlinks are never followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +83,9 @@ pub struct Entry {
     pub link_target: Option<OsString>,
     /// BLAKE3 of the content, filled in only when the comparison needs it (`--checksum`).
     pub hash: Option<[u8; 32]>,
+    /// Extended attributes, carried only when the source is remote and `-X` is on (a
+    /// local source's are read from its open file when applied).
+    pub xattrs: Option<Xattrs>,
 }
 
 impl Entry {

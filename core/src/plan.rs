@@ -227,6 +227,7 @@ mod tests {
             rdev: 0,
             link_target: (kind == EntryKind::Symlink).then(|| "target".into()),
             hash: None,
+            xattrs: None,
         }
     }
 

@@ -11,5 +11,5 @@ pub mod v1 {
     /// The protocol version this build speaks. Peers with the same major version work
     /// together; the minor version only adds optional fields and capabilities.
     pub const PROTOCOL_MAJOR: u32 = 1;
-    pub const PROTOCOL_MINOR: u32 = 0;
+    pub const PROTOCOL_MINOR: u32 = 1;
 }

@@ -154,8 +154,13 @@ fn scan_finds_advertised_agents_and_forgets_stopped_ones() {
     let found = blit(&fx, &[&"scan", &"--timeout", &"2"]);
     let stdout = String::from_utf8_lossy(&found.stdout).into_owned();
     let line = line_for(&stdout).unwrap_or_else(|| panic!("agent not found in: {stdout:?}"));
+    let protocol = format!(
+        "protocol {}.{}",
+        blit_core::wire::pb::PROTOCOL_MAJOR,
+        blit_core::wire::pb::PROTOCOL_MINOR
+    );
     assert!(
-        line.contains("modules: scanned") && line.contains("token") && line.contains("1.0"),
+        line.contains("modules: scanned") && line.contains("token") && line.contains(&protocol),
         "{line}"
     );
     assert!(agent.terminate().success());

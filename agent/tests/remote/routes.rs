@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blit_test_support::agent::{Agent, binary};
-use blit_test_support::{Fixture, assert_same_tree};
+use blit_test_support::{self as support, Fixture, assert_same_tree};
 
 use crate::*;
 
@@ -404,4 +404,89 @@ fn more_files_than_the_in_flight_limit_in_one_directory() {
     let back = fx.path("back");
     ok(&blit(&fx, &[&"copy", &agent.url("default", "d/"), &back]));
     assert_same_tree(&fx.src, &back, FULL);
+}
+
+#[test]
+fn extended_attributes_travel_every_route_with_x() {
+    let fx = Fixture::new();
+    let f = fx.file("f", b"x");
+    let d = fx.file("d/inner", b"y");
+    if !support::set_xattr(&f, "user.blit.test", b"value\0with nul") {
+        eprintln!(
+            "skipped: the filesystem under {} does not support user xattrs",
+            fx.src.display()
+        );
+        return;
+    }
+    let big = vec![7u8; 4000];
+    assert!(support::set_xattr(&d, "user.blit.big", &big));
+    assert!(support::set_xattr(
+        &fx.src.join("d"),
+        "user.blit.dir",
+        b"dir value"
+    ));
+    assert!(support::set_xattr(&fx.src, "user.blit.root", b"root value"));
+    let with = support::Compare {
+        xattrs: true,
+        ..FULL
+    };
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    let agent = Agent::start(&[&"--module", &format!("m={}", module.display())]);
+    let pushed = module.join("pushed");
+    ok(&blit(
+        &fx,
+        &[
+            &"copy",
+            &"-X",
+            &fx.src_contents(),
+            &agent.url("m", "pushed"),
+        ],
+    ));
+    assert_same_tree(&fx.src, &pushed, with);
+
+    // Only the attributes changed: the file is not copied again, its attributes are.
+    assert!(support::set_xattr(&f, "user.blit.test", b"new value"));
+    rustix::fs::lremovexattr(&d, "user.blit.big").unwrap();
+    let err = ok(&blit(
+        &fx,
+        &[
+            &"copy",
+            &"-X",
+            &fx.src_contents(),
+            &agent.url("m", "pushed"),
+        ],
+    ));
+    assert!(err.contains("copied 0 files"), "{err}");
+    assert_same_tree(&fx.src, &pushed, with);
+
+    let pulled = fx.path("pulled");
+    ok(&blit(
+        &fx,
+        &[&"copy", &"-X", &agent.url("m", "pushed/"), &pulled],
+    ));
+    assert_same_tree(&fx.src, &pulled, with);
+
+    let other = fx.path("other");
+    fs::create_dir(&other).unwrap();
+    let agent_b = Agent::start(&[&"--module", &format!("n={}", other.display())]);
+    ok(&blit(
+        &fx,
+        &[
+            &"copy",
+            &"-X",
+            &agent.url("m", "pushed/"),
+            &agent_b.url("n", "copied"),
+        ],
+    ));
+    assert_same_tree(&fx.src, &other.join("copied"), with);
+
+    // Without -X nothing is carried.
+    let plain = fx.path("plain");
+    ok(&blit(&fx, &[&"copy", &agent.url("m", "pushed/"), &plain]));
+    assert!(
+        support::snapshot(&plain, with)[std::path::Path::new("f")]
+            .xattrs
+            .is_empty()
+    );
 }

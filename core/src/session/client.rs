@@ -26,7 +26,10 @@ use crate::tls::ClientTls;
 use crate::wire::{self, pb};
 
 /// Capabilities this build offers.
-pub const CAPABILITIES: &[&str] = &["tcp-data", "sparse", "hard-links", "checksum"];
+pub const CAPABILITIES: &[&str] = &["tcp-data", "sparse", "hard-links", "checksum", "xattrs"];
+
+/// The protocol minor version (of major 1) that carries extended attributes.
+pub const XATTRS_SINCE: u32 = 1;
 
 /// The metadata key carrying the protocol version on every call.
 pub const PROTOCOL_HEADER: &str = "blit-protocol";
@@ -177,6 +180,7 @@ async fn open_session(
     )
     .max_decoding_message_size(64 << 20)
     .max_encoding_message_size(64 << 20);
+    let wants_xattrs = open.options.as_ref().is_some_and(|o| o.xattrs);
     let (tx, out_rx) = mpsc::channel(super::LINK_DEPTH);
     tx.send(frame(pb::frame::Kind::Open(open)))
         .await
@@ -196,6 +200,15 @@ async fn open_session(
         Some(pb::frame::Kind::Abort(a)) => return Err(SessionError::Aborted(a.message)),
         _ => return Err(SessionError::unexpected(&first, "opening the session")),
     };
+    if wants_xattrs
+        && accept.protocol_major == pb::PROTOCOL_MAJOR
+        && accept.protocol_minor < XATTRS_SINCE
+    {
+        return Err(SessionError::Protocol(format!(
+            "the agent speaks protocol {}.{}, which does not carry extended attributes (-X)",
+            accept.protocol_major, accept.protocol_minor
+        )));
+    }
     if accept.protocol_major != pb::PROTOCOL_MAJOR {
         return Err(SessionError::Protocol(format!(
             "the agent speaks protocol {}.{}, this client {}.{}",
@@ -297,6 +310,7 @@ pub async fn push(
         only,
         filter,
         hashes: spec.compare == crate::spec::Compare::Checksum,
+        xattrs: spec.preserve.xattrs,
         workers: spec.limits.workers,
         throttle: spec
             .limits

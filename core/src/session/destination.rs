@@ -53,8 +53,8 @@ enum Inbound {
         rel: PathBuf,
         entries: Vec<Entry>,
         partial: bool,
-        /// The source root's own metadata (root batch only).
-        root_meta: Option<Meta>,
+        /// The source root's own entry (root batch only).
+        root: Option<Entry>,
     },
     Done,
     SourceFailure(pb::Failure),
@@ -150,15 +150,15 @@ async fn dispatch(
                     .into_iter()
                     .map(wire::entry_from_wire)
                     .collect::<Result<Vec<_>, _>>()?;
-                let root_meta = match b.dir {
-                    Some(d) if rel.as_os_str().is_empty() => Some(wire::entry_from_wire(d)?.meta),
+                let root = match b.dir {
+                    Some(d) if rel.as_os_str().is_empty() => Some(wire::entry_from_wire(d)?),
                     _ => None,
                 };
                 Inbound::Dir {
                     rel,
                     entries,
                     partial: b.partial,
-                    root_meta,
+                    root,
                 }
             }
             Some(Kind::SourceFailure(failure)) => Inbound::SourceFailure(failure),
@@ -319,6 +319,7 @@ fn root_state(job: &DestinationJob) -> Result<DirState, SessionError> {
         dst,
         // Replaced by the root batch's own metadata when it arrives (see `Planner::arrive`).
         src_meta: Meta::default(),
+        src_xattrs: None,
         finalize: false,
         rename: job.rename.clone(),
     })
@@ -370,10 +371,10 @@ impl<'c> Planner<'c> {
                         rel,
                         entries,
                         partial,
-                        root_meta,
+                        root,
                     }) => {
-                        if let Some(meta) = root_meta {
-                            self.root_meta(meta);
+                        if let Some(root) = root {
+                            self.root_entry(root);
                         }
                         let entries = match parts.take() {
                             Some((r, mut earlier)) if r == rel => {
@@ -405,11 +406,12 @@ impl<'c> Planner<'c> {
         })
     }
 
-    /// The source root's metadata: the destination root gets it at the end (a single
+    /// The source root's metadata (and xattrs): the destination root gets them at the end (a single
     /// file's directory is not part of the transfer and keeps its own).
-    fn root_meta(&self, meta: Meta) {
+    fn root_entry(&self, root: Entry) {
         if let Some(Slot::State(state)) = lock(&self.slots).waiting.get_mut(Path::new("")) {
-            state.src_meta = meta;
+            state.src_meta = root.meta;
+            state.src_xattrs = root.xattrs;
             state.finalize = state.rename.is_none();
         }
     }

@@ -23,7 +23,7 @@ use crate::checksum;
 use crate::entry::{EntryKind, Timestamp};
 use crate::filter::Filter;
 use crate::report::{Report, Stats};
-use crate::sys::{dir, file, io_err};
+use crate::sys::{dir, file, io_err, xattr};
 use crate::walk::{Listed, Subdirs, Visitor, Walk};
 use crate::wire::record::Header;
 use crate::wire::{self, pb};
@@ -47,6 +47,8 @@ pub struct SourceJob {
     pub filter: Filter,
     /// Send BLAKE3 hashes with the entries (`--checksum`).
     pub hashes: bool,
+    /// Send the extended attributes of files and directories (`-X`).
+    pub xattrs: bool,
     pub workers: usize,
     /// A bandwidth limit on the bytes sent.
     pub throttle: Option<Arc<super::throttle::Throttle>>,
@@ -208,6 +210,7 @@ fn walk_and_send(
     let visitor = Manifest {
         tx,
         hashes: job.hashes,
+        xattrs: job.xattrs,
         dirs: AtomicU64::new(0),
         visited,
     };
@@ -238,6 +241,7 @@ fn walk_and_send(
 struct Manifest {
     tx: mpsc::Sender<pb::Frame>,
     hashes: bool,
+    xattrs: bool,
     dirs: AtomicU64,
     /// A move's record of the directories walked (emptied ones are removed at the end).
     visited: Option<Arc<Mutex<Vec<PathBuf>>>>,
@@ -255,6 +259,12 @@ impl Visitor for Manifest {
                 match checksum::hash_file_at(dir.fd.as_fd(), &e.name) {
                     Ok(h) => w.hash = Some(h.to_vec()),
                     Err(err) => self.failed(&dir.rel, &e.name, "checksum", &err),
+                }
+            }
+            if self.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+                match xattr::read_at(dir.fd.as_fd(), &e.name) {
+                    Ok(x) => w.xattrs = Some(wire::xattrs_to_wire(&x)),
+                    Err(err) => self.failed(&dir.rel, &e.name, "read extended attributes", &err),
                 }
             }
             entries.push(w);
@@ -277,6 +287,9 @@ impl Visitor for Manifest {
                 partial: part + 1 < parts,
                 dir: own.map(|mut e| {
                     e.name = ".".into();
+                    if self.xattrs {
+                        e.xattrs = xattr::read(dir.fd.as_fd()).ok();
+                    }
                     let mut w = wire::entry_to_wire(&e);
                     w.name = b"root".to_vec();
                     w

@@ -161,6 +161,7 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Entry> {
         nlink: st.stx_nlink,
         rdev: rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
         link_target,
+        xattrs: None,
         hash: None,
     })
 }

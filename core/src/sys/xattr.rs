@@ -1,13 +1,13 @@
-//! Extended attributes (`-X`): read the full set from one open file and make another
-//! file's set equal to it.
+//! Extended attributes (`-X`): read the full set from one open file (or a set that came
+//! over the network) and make another file's set equal to it.
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use rustix::fd::BorrowedFd;
-use rustix::fs::XattrFlags;
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{Mode, OFlags, XattrFlags};
 
 use super::io_err;
 
@@ -66,19 +66,41 @@ fn write(dst: BorrowedFd<'_>, wanted: &Xattrs, current: &Xattrs) -> io::Result<(
     Ok(())
 }
 
+/// Reads the attributes of file or directory `name` in `dir` (not following a symlink).
+pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Xattrs> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(io_err)?;
+    read(fd.as_fd())
+}
+
+/// The part of `set` this process may set.
+fn settable_part(set: &Xattrs) -> Xattrs {
+    set.iter()
+        .filter(|(name, _)| settable(name.as_bytes()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
 /// Gives a file this run just created the attributes of `src` (it has none to remove).
 pub fn copy_to_new(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
-    for (name, value) in read(src)? {
-        rustix::fs::fsetxattr(dst, name.as_os_str(), &value, XattrFlags::empty())
-            .map_err(io_err)?;
-    }
-    Ok(())
+    set_new(&read(src)?, dst)
+}
+
+/// Gives a file this run just created the attributes in `wanted`.
+pub fn set_new(wanted: &Xattrs, dst: BorrowedFd<'_>) -> io::Result<()> {
+    write(dst, &settable_part(wanted), &Xattrs::new())
 }
 
 /// Makes the attributes of an existing `dst` equal to those of `src`. Returns whether
 /// anything changed.
 pub fn sync(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<bool> {
-    let wanted = read(src)?;
+    sync_to(&read(src)?, dst)
+}
+
+/// Makes the attributes of an existing `dst` equal to `wanted`. Returns whether anything
+/// changed.
+pub fn sync_to(wanted: &Xattrs, dst: BorrowedFd<'_>) -> io::Result<bool> {
+    let wanted = settable_part(wanted);
     let current = read(dst)?;
     if wanted == current {
         return Ok(false);

@@ -194,8 +194,12 @@ fn finish_meta(
         mode: created_mode != src.meta.mode,
     };
     meta::set_owner_mode(fd, &src.meta, policy)?;
-    if let (true, Some(src_fd)) = (ctx.spec.preserve.xattrs, src_fd) {
-        xattr::copy_to_new(src_fd, fd)?;
+    if ctx.spec.preserve.xattrs {
+        match (&src.xattrs, src_fd) {
+            (Some(wanted), _) => xattr::set_new(wanted, fd)?,
+            (None, Some(src_fd)) => xattr::copy_to_new(src_fd, fd)?,
+            (None, None) => {}
+        }
     }
     meta::set_mtime(fd, &src.meta)
 }
@@ -314,8 +318,7 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
             };
             meta::set_owner_mode(fd.as_fd(), &src.meta, policy)?;
             if ctx.spec.preserve.xattrs {
-                let src_fd = file::open_source(at.src()?, at.names.src)?;
-                xattr::sync(src_fd.as_fd(), fd.as_fd())?;
+                sync_xattrs_of(at, src, fd.as_fd())?;
             }
             meta::set_mtime(fd.as_fd(), &src.meta)
         }
@@ -324,10 +327,21 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
 
 /// `-X` on an up-to-date file: makes its extended attributes equal to the source's.
 /// Returns whether anything changed.
-pub fn sync_xattrs(at: Place<'_>) -> io::Result<bool> {
-    let src_fd = file::open_source(at.src()?, at.names.src)?;
+pub fn sync_xattrs(at: Place<'_>, src: &Entry) -> io::Result<bool> {
     let dst_fd = file::open_read(at.dst, at.names.dst)?;
-    xattr::sync(src_fd.as_fd(), dst_fd.as_fd())
+    sync_xattrs_of(at, src, dst_fd.as_fd())
+}
+
+/// Makes `dst`'s extended attributes those of `src`: the set it carries (a remote
+/// source), or read from the local source file.
+fn sync_xattrs_of(at: Place<'_>, src: &Entry, dst: BorrowedFd<'_>) -> io::Result<bool> {
+    match &src.xattrs {
+        Some(wanted) => xattr::sync_to(wanted, dst),
+        None => {
+            let src_fd = file::open_source(at.src()?, at.names.src)?;
+            xattr::sync(src_fd.as_fd(), dst)
+        }
+    }
 }
 
 /// For a move: confirms the destination holds the source's content and that the source

@@ -11,7 +11,7 @@ use rustix::fd::OwnedFd;
 
 use super::{Fetch, Landing};
 use crate::copy::Copier;
-use crate::entry::{Entry, InodeId, Meta};
+use crate::entry::{Entry, InodeId, Meta, Xattrs};
 use crate::filter::Filter;
 use crate::plan::DiffOptions;
 use crate::report::{Change, Event, Failure, Observer, Report, Stats};
@@ -48,6 +48,8 @@ pub struct PendingDelete {
 pub struct PendingDir {
     pub rel: PathBuf,
     pub meta: Meta,
+    /// The source directory's extended attributes when they came over the network.
+    pub xattrs: Option<Xattrs>,
 }
 
 /// A hard link to create once the first member of its group has been written.

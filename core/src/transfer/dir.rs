@@ -17,7 +17,7 @@ use super::act;
 use super::apply::{Place, RESUMABLE_MIN};
 use super::context::{Ctx, PendingDir, Rename, lock, names};
 use crate::checksum;
-use crate::entry::{Entry, EntryKind, Meta, sort_by_name};
+use crate::entry::{Entry, EntryKind, Meta, Xattrs, sort_by_name};
 use crate::plan::{self, Action};
 use crate::report::Change;
 use crate::spec::Mode;
@@ -46,6 +46,8 @@ pub enum DstDir {
 pub struct DirState {
     pub dst: DstDir,
     pub src_meta: Meta,
+    /// The source directory's extended attributes, when they came over the network.
+    pub src_xattrs: Option<Xattrs>,
     /// Set metadata of this directory at the end (false for the parent of a single file).
     pub finalize: bool,
     /// Single-file transfers: the source name and the destination name it gets.
@@ -56,14 +58,15 @@ impl DirState {
     /// The state of a subdirectory's visit. Its destination side is opened from `parent`
     /// when the visit starts (no parent: it does not exist, in a dry run); `existing` is its
     /// metadata if it existed before this run.
-    fn subdir(parent: Option<&Arc<OwnedFd>>, existing: Option<Meta>, src_meta: Meta) -> DirState {
+    fn subdir(parent: Option<&Arc<OwnedFd>>, existing: Option<Meta>, src: Entry) -> DirState {
         let dst = parent.map_or(DstDir::Absent, |parent| DstDir::Child {
             parent: parent.clone(),
             meta: existing,
         });
         DirState {
             dst,
-            src_meta,
+            src_meta: src.meta,
+            src_xattrs: src.xattrs,
             finalize: true,
             rename: None,
         }
@@ -217,10 +220,10 @@ fn descend(
                 *changed = true;
                 make_subdir(ctx, subdirs, rel, dst_fd, src, replaces);
             }
-            Action::Enter { src, dst } => subdirs.descend(
-                &src.name,
-                DirState::subdir(dst_fd, Some(dst.meta), src.meta),
-            ),
+            Action::Enter { src, dst } => {
+                let name = src.name.clone();
+                subdirs.descend(&name, DirState::subdir(dst_fd, Some(dst.meta), src));
+            }
             other => rest.push(other),
         }
     }
@@ -410,7 +413,8 @@ fn make_subdir(
         }
         _ => None,
     };
-    subdirs.descend(&src.name, DirState::subdir(parent, None, src.meta));
+    let name = src.name.clone();
+    subdirs.descend(&name, DirState::subdir(parent, None, src));
 }
 
 /// Queues the directory's own metadata for the end of the run, and remembers it for a
@@ -436,6 +440,7 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
         lock(&ctx.dirs).push(PendingDir {
             rel: rel.to_owned(),
             meta: state.src_meta,
+            xattrs: state.src_xattrs.clone(),
         });
     }
 }

@@ -153,6 +153,7 @@ impl Transfer {
         let state = DirState {
             dst: dst_state,
             src_meta,
+            src_xattrs: None,
             // A single file's directory is not part of the transfer: leave its metadata.
             finalize: single.is_none(),
             rename: single,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use blit_proto::v1 as pb;
 
-use crate::entry::{Entry, EntryKind, InodeId, Meta, Timestamp};
+use crate::entry::{Entry, EntryKind, InodeId, Meta, Timestamp, Xattrs};
 use crate::filter::{Filter, RuleKind};
 use crate::report::{Failure, Report};
 use crate::spec::{Compare, Endpoint, Limits, Mode, Preserve, TransferSpec};
@@ -23,6 +23,10 @@ pub enum WireError {
     Enum { what: &'static str, value: i32 },
     #[error("missing {0}")]
     Missing(&'static str),
+    #[error(
+        "invalid extended attribute {0:?}: a namespaced name of 1-255 bytes, a value of at most 64 KiB"
+    )]
+    Xattr(String),
     #[error(transparent)]
     Filter(#[from] crate::error::Error),
 }
@@ -72,7 +76,43 @@ pub fn entry_to_wire(e: &Entry) -> pb::Entry {
         rdev: e.rdev,
         link_target: e.link_target.as_ref().map(|t| t.as_bytes().to_vec()),
         hash: e.hash.map(|h| h.to_vec()),
+        xattrs: e.xattrs.as_ref().map(xattrs_to_wire),
     }
+}
+
+pub fn xattrs_to_wire(x: &Xattrs) -> pb::XattrSet {
+    pb::XattrSet {
+        attrs: x
+            .iter()
+            .map(|(name, value)| pb::Xattr {
+                name: name.as_bytes().to_vec(),
+                value: value.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Longest extended attribute name and value Linux accepts.
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: usize = 64 << 10;
+
+fn xattrs_from_wire(set: pb::XattrSet) -> Result<Xattrs, WireError> {
+    set.attrs
+        .into_iter()
+        .map(|a| {
+            let ok = !a.name.is_empty()
+                && a.name.len() <= XATTR_NAME_MAX
+                && !a.name.contains(&0)
+                && a.name.contains(&b'.')
+                && a.value.len() <= XATTR_SIZE_MAX;
+            if !ok {
+                return Err(WireError::Xattr(
+                    String::from_utf8_lossy(&a.name).into_owned(),
+                ));
+            }
+            Ok((OsString::from_vec(a.name), a.value))
+        })
+        .collect()
 }
 
 /// An entry from the network, checked.
@@ -118,6 +158,7 @@ pub fn entry_from_wire(e: pb::Entry) -> Result<Entry, WireError> {
         rdev: e.rdev,
         link_target: e.link_target.map(OsString::from_vec),
         hash,
+        xattrs: e.xattrs.map(xattrs_from_wire).transpose()?,
     })
 }
 
@@ -323,11 +364,30 @@ mod tests {
             rdev: 0,
             link_target: Some(OsString::from_vec(b"../t\xfe".to_vec())),
             hash: Some([3; 32]),
+            xattrs: Some([("user.a".into(), b"v\0".to_vec())].into()),
         };
         assert_eq!(entry_from_wire(entry_to_wire(&e)).unwrap(), e);
         let mut bad = entry_to_wire(&e);
         bad.name = b"../x".to_vec();
         assert!(entry_from_wire(bad).is_err());
+        for (name, len) in [
+            (&b"user.a\0b"[..], 1),
+            (b"", 1),
+            (b"noprefix", 1),
+            (b"user.a", 65537),
+        ] {
+            let mut bad = entry_to_wire(&e);
+            bad.xattrs = Some(pb::XattrSet {
+                attrs: vec![pb::Xattr {
+                    name: name.to_vec(),
+                    value: vec![0; len],
+                }],
+            });
+            assert!(
+                matches!(entry_from_wire(bad), Err(WireError::Xattr(_))),
+                "{name:?}"
+            );
+        }
         let mut bad = entry_to_wire(&e);
         bad.kind = 42;
         assert!(entry_from_wire(bad).is_err());
