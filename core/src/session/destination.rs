@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::io::{self, BufReader, Read};
+use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use std::time::Instant;
 use rustix::fd::{AsFd, OwnedFd};
 use tokio::sync::mpsc;
 
-use super::data::{DataPlane, FrameReader};
+use super::data::{DataPlane, FrameReader, Incoming};
 use super::{Link, SessionError, frame};
 use crate::entry::{Entry, Meta};
 use crate::filter::Filter;
@@ -28,7 +28,7 @@ use crate::transfer::apply::{self, Place, Staged};
 use crate::transfer::context::{Ctx, Names, Rename, lock};
 use crate::transfer::dir::{Batch, Descend, DirState, DstDir, visit};
 use crate::transfer::{Fetch, act, finish_run};
-use crate::wire::record::{Kind, RecordReader};
+use crate::wire::record::{Header, Kind};
 use crate::wire::{self, pb};
 
 /// Files asked for and not yet written, at most: bounds memory and open files however
@@ -72,11 +72,11 @@ pub async fn run(
     let Link { tx, mut rx } = link;
     let (plane, streams) = data.describe();
     let (in_tx, in_rx) = mpsc::channel(super::LINK_DEPTH);
-    let (data_tx, readers): (_, Vec<Box<dyn Read + Send>>) = match data {
-        DataPlane::Tcp(s) => (None, s.into_iter().map(|s| Box::new(s) as _).collect()),
+    let (data_tx, readers) = match data {
+        DataPlane::Tcp(s) => (None, s.into_iter().map(Incoming::stream).collect()),
         DataPlane::Grpc => {
             let (dtx, drx) = mpsc::channel(super::LINK_DEPTH);
-            (Some(dtx), vec![Box::new(FrameReader::new(drx)) as _])
+            (Some(dtx), vec![Incoming::frames(FrameReader::new(drx))])
         }
     };
     let planner = {
@@ -232,7 +232,7 @@ async fn forward_data(
 fn receive(
     job: DestinationJob,
     mut inbound: mpsc::Receiver<Inbound>,
-    readers: Vec<Box<dyn Read + Send>>,
+    readers: Vec<Incoming>,
     tx: mpsc::Sender<pb::Frame>,
     stats: &Stats,
     observer: &dyn Observer,
@@ -710,9 +710,8 @@ impl Fetcher {
     }
 
     /// One data stream's receiver: applies its records until the end record.
-    fn receive(&self, ctx: &Ctx<'_>, stream: Box<dyn Read + Send>) -> io::Result<()> {
-        let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, stream));
-        while let Some((header, payload)) = reader.next_record()? {
+    fn receive(&self, ctx: &Ctx<'_>, mut stream: Incoming) -> io::Result<()> {
+        while let Some(header) = stream.next_header()? {
             let file = lock(&self.pending).get(&header.id).cloned();
             if file.is_none() && lock(&self.failed).contains(&header.id) {
                 continue;
@@ -724,11 +723,9 @@ impl Fetcher {
                 ));
             };
             match header.kind {
-                Kind::Data => {
-                    self.write(ctx, &file, header.id, header.offset, header.total, payload)
-                }
+                Kind::Data => self.write(ctx, &file, header, &mut stream)?,
                 Kind::Fail => {
-                    let message = String::from_utf8_lossy(payload);
+                    let message = String::from_utf8_lossy(stream.payload()?).into_owned();
                     self.fail(ctx, header.id, &file, &message);
                 }
                 Kind::End => unreachable!("the reader returns None at the end"),
@@ -737,24 +734,27 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Writes one data record; publishes the file when its last byte is in.
+    /// Writes one data record from `stream`; publishes the file when its last byte is
+    /// in. Only a broken stream is an error; a file that cannot be written fails alone
+    /// (a payload not taken is skipped by the stream's next read).
     fn write(
         &self,
         ctx: &Ctx<'_>,
         file: &PendingFile,
-        id: u64,
-        offset: u64,
-        total: u64,
-        payload: &[u8],
-    ) {
+        header: Header,
+        stream: &mut Incoming,
+    ) -> io::Result<()> {
+        let (id, offset, total, len) = (header.id, header.offset, header.total, header.len);
+        let len = u64::from(len);
         let size = file.entry.size;
-        if total > size || offset + payload.len() as u64 > size {
-            return self.fail(
+        if total > size || offset + len > size {
+            self.fail(
                 ctx,
                 id,
                 file,
                 "the source sent bytes past the end of the file",
             );
+            return Ok(());
         }
         let staged = {
             let mut state = lock(&file.state);
@@ -788,23 +788,25 @@ impl Fetcher {
                         }
                         Err(e) => {
                             drop(state);
-                            return self.fail(ctx, id, file, &format!("create: {e}"));
+                            self.fail(ctx, id, file, &format!("create: {e}"));
+                            return Ok(());
                         }
                     }
                 }
                 FileState::Writing { staged, .. } => staged.clone(),
-                FileState::Done => return,
+                FileState::Done => return Ok(()),
             }
         };
-        if let Err(e) = write_all_at(staged.fd.as_fd(), payload, offset) {
-            return self.fail(ctx, id, file, &format!("write: {e}"));
+        if let Err(e) = stream.write_to(staged.fd.as_fd(), offset, len)? {
+            self.fail(ctx, id, file, &format!("write: {e}"));
+            return Ok(());
         }
-        Stats::add(&ctx.stats.bytes_done, payload.len() as u64);
+        Stats::add(&ctx.stats.bytes_done, len);
         let complete = {
             let mut state = lock(&file.state);
             match &mut *state {
                 FileState::Writing { received, .. } => {
-                    *received += payload.len() as u64;
+                    *received += len;
                     let done = *received == total;
                     if done {
                         *state = FileState::Done;
@@ -815,7 +817,7 @@ impl Fetcher {
             }
         };
         if !complete {
-            return;
+            return Ok(());
         }
         self.finish(id);
         // Holes at the end (sparse), or a resumed file longer than the source.
@@ -858,6 +860,7 @@ impl Fetcher {
                 ctx.fail(&file.rel, &file.name, "copy", &e);
             }
         }
+        Ok(())
     }
 
     /// Forgets a written file and lets the planner go on.
@@ -882,20 +885,4 @@ impl Fetcher {
             &io::Error::other(message.to_owned()),
         );
     }
-}
-
-/// `pwrite` until all of `buf` is written at `offset`.
-fn write_all_at(fd: rustix::fd::BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::pwrite(fd, buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf = &buf[n..];
-                offset += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(crate::sys::io_err(e)),
-        }
-    }
-    Ok(())
 }

@@ -121,10 +121,21 @@ impl Header {
     }
 }
 
-/// Reads records from a stream.
+/// Reads records from a stream: a header, then its payload (read, skipped, or taken
+/// by the caller straight from the stream, see [`RecordReader::take`]). A payload left
+/// unread is skipped before the next header, so the stream never loses its framing.
 pub struct RecordReader<R> {
     inner: R,
     payload: Vec<u8>,
+    /// Payload bytes of the current record still in the stream.
+    left: u64,
+}
+
+fn cut(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => RecordError::Cut.into(),
+        _ => e,
+    }
 }
 
 impl<R: Read> RecordReader<R> {
@@ -132,30 +143,60 @@ impl<R: Read> RecordReader<R> {
         RecordReader {
             inner,
             payload: Vec::new(),
+            left: 0,
         }
     }
 
-    /// The next record and its payload; `None` after the end record.
-    pub fn next_record(&mut self) -> io::Result<Option<(Header, &[u8])>> {
+    /// The next record's header; `None` after the end record.
+    pub fn next_header(&mut self) -> io::Result<Option<Header>> {
+        self.skip()?;
         let mut head = [0u8; HEADER_LEN];
-        match self.inner.read_exact(&mut head) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(RecordError::Cut.into());
-            }
-            other => other?,
-        }
+        self.inner.read_exact(&mut head).map_err(cut)?;
         let header = Header::decode(&head)?;
         if header.kind == Kind::End {
             return Ok(None);
         }
-        self.payload.resize(header.len as usize, 0);
-        match self.inner.read_exact(&mut self.payload) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(RecordError::Cut.into());
-            }
-            other => other?,
+        self.left = u64::from(header.len);
+        Ok(Some(header))
+    }
+
+    /// The current record's whole payload.
+    pub fn payload(&mut self) -> io::Result<&[u8]> {
+        let len = usize::try_from(self.left).expect("at most MAX_PAYLOAD");
+        self.payload.resize(len, 0);
+        self.inner.read_exact(&mut self.payload).map_err(cut)?;
+        self.left = 0;
+        Ok(&self.payload)
+    }
+
+    /// Discards what is left of the current record's payload.
+    pub fn skip(&mut self) -> io::Result<()> {
+        let want = self.left;
+        let n = io::copy(&mut (&mut self.inner).take(want), &mut io::sink())?;
+        self.left = 0;
+        if n < want {
+            return Err(RecordError::Cut.into());
         }
-        Ok(Some((header, &self.payload)))
+        Ok(())
+    }
+
+    /// Lets `f` consume up to the rest of the current payload directly from the stream;
+    /// `f` returns how many bytes it consumed.
+    pub fn take<T>(
+        &mut self,
+        f: impl FnOnce(&mut R, u64) -> io::Result<(u64, T)>,
+    ) -> io::Result<T> {
+        let (n, out) = f(&mut self.inner, self.left)?;
+        self.left -= n.min(self.left);
+        Ok(out)
+    }
+
+    /// The next record and its payload; `None` after the end record.
+    pub fn next_record(&mut self) -> io::Result<Option<(Header, &[u8])>> {
+        match self.next_header()? {
+            Some(header) => Ok(Some((header, self.payload()?))),
+            None => Ok(None),
+        }
     }
 }
 
