@@ -208,7 +208,7 @@ impl pb::jobs_server::Jobs for JobsService {
             tls: self.tls.clone(),
         };
         let data = DataOptions {
-            streams: if req.streams == 0 { 4 } else { req.streams },
+            streams: (req.streams != 0).then_some(req.streams),
             force_grpc: req.force_grpc,
         };
         let (modules, slots, metrics, mut shutdown) = (

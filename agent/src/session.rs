@@ -85,7 +85,10 @@ impl pb::session_server::Session for SessionService {
             capabilities: client::CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             data_port: grant.as_ref().map_or(0, |_| u32::from(self.data.port)),
             data_token: grant.as_ref().map_or(Vec::new(), |g| g.token.to_vec()),
-            streams: open.streams.clamp(1, MAX_STREAMS),
+            streams: match open.streams {
+                0 => MAX_STREAMS,
+                n => n.min(MAX_STREAMS),
+            },
             source: match &prepared {
                 Prepared::Source { shape, .. } => Some(shape.to_wire()),
                 Prepared::Destination { .. } => None,

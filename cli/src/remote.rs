@@ -132,7 +132,7 @@ impl RemoteTransfer<'_> {
                 }),
                 destination: Some(dst.location()),
                 options: Some(blit_core::wire::options_to_wire(self.spec)),
-                streams: self.data.streams,
+                streams: self.data.streams.unwrap_or(0),
                 force_grpc: self.data.force_grpc,
             };
             // A start that got lost in transit is retried with the same key: one job.

@@ -46,19 +46,11 @@ pub struct Remote {
 }
 
 /// How the client wants the data plane.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct DataOptions {
-    pub streams: u32,
+    /// Data streams; `None`: adapted to the link (`data::auto_streams`).
+    pub streams: Option<u32>,
     pub force_grpc: bool,
-}
-
-impl Default for DataOptions {
-    fn default() -> DataOptions {
-        DataOptions {
-            streams: 4,
-            force_grpc: false,
-        }
-    }
 }
 
 /// Adds the protocol version and the token to every call.
@@ -248,7 +240,12 @@ async fn negotiate_data(
     } else {
         let addr = SocketAddr::new(conn.addr.ip(), accept.data_port as u16);
         let token = accept.data_token.clone();
-        let streams = accept.streams.max(1);
+        let streams = match options.streams {
+            Some(n) => data::Streams::Fixed(n.min(accept.streams)),
+            None => data::Streams::Auto {
+                max: accept.streams,
+            },
+        };
         let tls = conn.data_tls.clone();
         let connect = move || data::connect(addr, tls.as_ref(), &token, streams);
         match tokio::task::spawn_blocking(connect).await {
@@ -282,7 +279,7 @@ fn open_frame(
         location: Some(location),
         options: Some(wire::options_to_wire(spec)),
         source: source.map(Shape::to_wire),
-        streams: options.streams,
+        streams: options.streams.unwrap_or(0),
         force_grpc: options.force_grpc,
     }
 }

@@ -187,23 +187,58 @@ fn handshake<S: rustls::SideData>(
     sock.set_read_timeout(None)
 }
 
-/// Opens `n` data connections to `addr`, presenting `token` on each. All or nothing: an
+/// How many data streams to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    Fixed(u32),
+    /// Adapted to the link's round trip, at most `max` (what the agent granted).
+    Auto {
+        max: u32,
+    },
+}
+
+/// Streams on a link with no real delay (loopback, a LAN): there the CPUs of both ends
+/// are the limit, and more streams than this only add contention.
+pub const NEAR_STREAMS: u32 = 4;
+
+/// Streams for a link whose round trip is `rtt`. One TCP stream carries at most its
+/// window per round trip (Linux grows a window to a few MiB by default), so a long link
+/// needs more streams in flight to fill: one more per 5 ms of round trip, up to
+/// [`MAX_STREAMS`].
+pub fn auto_streams(rtt: Duration) -> u32 {
+    let extra = rtt.as_micros() / 5_000;
+    (NEAR_STREAMS + u32::try_from(extra).unwrap_or(MAX_STREAMS)).min(MAX_STREAMS)
+}
+
+/// Opens data connections to `addr`, presenting `token` on each: a fixed number, or as
+/// many as suit the round trip measured while connecting the first. All or nothing: an
 /// error means the caller falls back to the gRPC stream.
 pub fn connect(
     addr: SocketAddr,
     tls: Option<&(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     token: &[u8],
-    n: u32,
+    streams: Streams,
 ) -> io::Result<Vec<Stream>> {
-    (0..n.clamp(1, MAX_STREAMS))
-        .map(|_| {
-            let mut s = Stream::connect(addr, tls)?;
-            s.write_all(PREFACE)?;
-            s.write_all(token)?;
-            s.flush()?;
-            Ok(s)
-        })
-        .collect()
+    let open = || -> io::Result<Stream> {
+        let mut s = Stream::connect(addr, tls)?;
+        s.write_all(PREFACE)?;
+        s.write_all(token)?;
+        s.flush()?;
+        Ok(s)
+    };
+    let started = std::time::Instant::now();
+    let first = open()?;
+    let n = match streams {
+        Streams::Fixed(n) => n,
+        // The TCP handshake took one round trip (the TLS one more, counted too: a
+        // generous estimate only adds streams).
+        Streams::Auto { max } => auto_streams(started.elapsed()).min(max),
+    };
+    let mut all = vec![first];
+    for _ in 1..n.clamp(1, MAX_STREAMS) {
+        all.push(open()?);
+    }
+    Ok(all)
 }
 
 /// Reads a data connection's preface; returns the token it presents.
@@ -606,6 +641,15 @@ mod tests {
         assert!(incoming.next_header().unwrap().is_none());
         let big = sender.join().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), big);
+    }
+
+    #[test]
+    fn more_streams_for_longer_round_trips() {
+        let ms = Duration::from_millis;
+        assert_eq!(auto_streams(Duration::from_micros(40)), NEAR_STREAMS);
+        assert_eq!(auto_streams(ms(4)), NEAR_STREAMS);
+        assert_eq!(auto_streams(ms(20)), NEAR_STREAMS + 4);
+        assert_eq!(auto_streams(ms(300)), MAX_STREAMS);
     }
 
     #[test]
