@@ -1,0 +1,326 @@
+//! The HTTP API: one handler turns a request into a store operation and the store's
+//! answer (or error `Status`) into a response. The same router is the in-process tower
+//! front and the loopback server's service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderMap, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::patch::{self, PatchKind};
+use crate::route::{self, Route, Target};
+use crate::select::{FieldSelector, LabelSelector};
+use crate::store::{Part, Propagation};
+use crate::watch::{self, WatchRequest};
+use crate::{Emulator, apply, discovery};
+
+/// Largest request body accepted (the real server's limit is 3 MiB per object).
+const MAX_BODY: usize = 16 << 20;
+
+/// The router of both fronts.
+pub fn router(emu: Arc<Emulator>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(emu)
+}
+
+fn json_response(code: u16, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).expect("a JSON value serializes");
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("a valid response")
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.status())
+}
+
+async fn handle(State(emu): State<Arc<Emulator>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let latency = emu.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let forced = emu.faults.forced(&parts.method, &path);
+    let response = match forced {
+        Some(410)
+            if route::query(Some(&raw_query))
+                .get("watch")
+                .is_some_and(|w| w == "true" || w == "1") =>
+        {
+            match route::parse(&emu.store, &path) {
+                Ok(Route::Object(t)) => gone_watch(&emu, *t),
+                Ok(_) => error_response(&ApiError::injected(410)),
+                Err(e) => error_response(&e),
+            }
+        }
+        Some(code) => error_response(&ApiError::injected(code)),
+        None => match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => serve(
+                &emu,
+                &parts.method,
+                &path,
+                &raw_query,
+                &parts.headers,
+                bytes,
+            )
+            .unwrap_or_else(|e| error_response(&e)),
+            Err(e) => error_response(&ApiError::bad_request(format!("reading the body: {e}"))),
+        },
+    };
+    emu.faults.record(crate::faults::Logged {
+        method: parts.method,
+        path,
+        query: raw_query,
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn gone_watch(emu: &Arc<Emulator>, t: Target) -> Response {
+    let mut req = WatchRequest::from_query(t.resource, t.namespace, &HashMap::new())
+        .expect("an empty query is valid");
+    req.forced_gone = true;
+    stream(watch::start(emu.clone(), req))
+}
+
+fn stream(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Response {
+    let body = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |b| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(b))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Transfer-Encoding", "chunked")
+        .body(Body::from_stream(body))
+        .expect("a valid response")
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+fn serve(
+    emu: &Arc<Emulator>,
+    method: &Method,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let store = &emu.store;
+    let not_allowed = || ApiError::method_not_allowed(format!("{method} is not allowed on {path}"));
+    let ok = |v: Value| Ok(json_response(200, &v));
+    let route = route::parse(store, path)?;
+    let t = match route {
+        Route::Version if method == Method::GET => return ok(discovery::version()),
+        Route::CoreVersions if method == Method::GET => return ok(discovery::core_versions()),
+        Route::GroupList if method == Method::GET => {
+            return ok(discovery::group_list(&store.resources()));
+        }
+        Route::Group(g) if method == Method::GET => {
+            return discovery::group(&store.resources(), &g)
+                .map(|v| json_response(200, &v))
+                .ok_or_else(|| ApiError::no_route(path));
+        }
+        Route::ResourceList { group, version } if method == Method::GET => {
+            return discovery::resource_list(&store.resources(), &group, &version)
+                .map(|v| json_response(200, &v))
+                .ok_or_else(|| ApiError::no_route(path));
+        }
+        Route::Object(t) => *t,
+        _ => return Err(not_allowed()),
+    };
+    let q = route::query(Some(raw_query));
+    if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the emulator",
+        ));
+    }
+    let manager = q.get("fieldManager").map_or("unknown", String::as_str);
+    let res = &t.resource;
+    let ns = t.namespace.clone().unwrap_or_default();
+    let part = if t.subresource.is_some() {
+        Part::Status
+    } else {
+        Part::Main
+    };
+    match (method, &t.name) {
+        (&Method::GET, None) => {
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                let req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
+                return Ok(stream(watch::start(emu.clone(), req)));
+            }
+            list(emu, &t, &q)
+        }
+        (&Method::GET, Some(name)) => ok(store.get(res, &ns, name)?),
+        (&Method::POST, None) => {
+            if res.namespaced && t.namespace.is_none() {
+                return Err(not_allowed());
+            }
+            let created = store.create(res, &ns, parse_json(&body)?, manager, None)?;
+            Ok(json_response(201, &created))
+        }
+        (&Method::PUT, Some(name)) => {
+            let new = parse_json(&body)?;
+            ok(store.update(res, &ns, name, part, manager, None, |_| Ok(new))?)
+        }
+        (&Method::PATCH, Some(name)) => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let kind = PatchKind::from_content_type(content_type)?;
+            if kind == PatchKind::Apply {
+                let force = q.get("force").is_some_and(|f| f == "true");
+                if !q.contains_key("fieldManager") {
+                    return Err(ApiError::bad_request(
+                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    ));
+                }
+                let (code, object) =
+                    apply::apply(store, res, &ns, name, part, manager, force, &body)?;
+                return Ok(json_response(code, &object));
+            }
+            if kind == PatchKind::Strategic && res.schema.is_some() {
+                return Err(ApiError::unsupported_media_type(
+                    "application/strategic-merge-patch+json (not supported for custom resources)",
+                ));
+            }
+            ok(
+                store.update(res, &ns, name, part, manager, None, |current| {
+                    let mut patched = patch::json_or_merge(kind, current, &body)?;
+                    // A patch never carries a stale resourceVersion unless it sets one.
+                    if current["metadata"]["resourceVersion"]
+                        == patched["metadata"]["resourceVersion"]
+                    {
+                        if let Some(m) = patched["metadata"].as_object_mut() {
+                            m.remove("resourceVersion");
+                        }
+                    }
+                    Ok(patched)
+                })?,
+            )
+        }
+        (&Method::DELETE, Some(name)) => {
+            let (propagation, uid) = delete_options(&q, &body)?;
+            ok(store.delete(res, &ns, name, propagation, uid.as_deref())?)
+        }
+        (&Method::DELETE, None) => {
+            let (propagation, _) = delete_options(&q, &body)?;
+            let labels = labels(&q)?;
+            let fields = fields(&q)?;
+            let listed = store.list(res, t.namespace.as_deref(), &labels, &fields, None, None);
+            for object in &listed.items {
+                let name = object["metadata"]["name"].as_str().unwrap_or("");
+                let ns = object["metadata"]["namespace"].as_str().unwrap_or("");
+                // Gone meanwhile is fine: the collection is being emptied.
+                let _ = store.delete(res, ns, name, propagation, None);
+            }
+            ok(list_object(
+                res,
+                listed.items,
+                store.resource_version(),
+                None,
+            ))
+        }
+        _ => Err(not_allowed()),
+    }
+}
+
+fn labels(q: &HashMap<String, String>) -> Result<LabelSelector, ApiError> {
+    LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)
+}
+
+fn fields(q: &HashMap<String, String>) -> Result<FieldSelector, ApiError> {
+    FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)
+}
+
+fn delete_options(
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(Propagation, Option<String>), ApiError> {
+    let options = if body.is_empty() {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    let policy = options["propagationPolicy"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| q.get("propagationPolicy").cloned());
+    let propagation = match policy.as_deref() {
+        None | Some("Background") => Propagation::Background,
+        Some("Foreground") => Propagation::Foreground,
+        Some("Orphan") => Propagation::Orphan,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown propagationPolicy {other:?}"
+            )));
+        }
+    };
+    let uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
+    Ok((propagation, uid))
+}
+
+fn list_object(
+    res: &crate::resources::Resource,
+    items: Vec<Value>,
+    rv: u64,
+    next: Option<String>,
+) -> Value {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(next) = next {
+        meta["continue"] = json!(next);
+    }
+    json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": meta,
+        "items": items,
+    })
+}
+
+fn list(emu: &Emulator, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let limit = match q.get("limit") {
+        Some(l) if l != "0" => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request("limit is not a number"))?,
+        ),
+        _ => None,
+    };
+    let after = q.get("continue").filter(|c| !c.is_empty()).map(|c| {
+        let (ns, name) = c.split_once('/').unwrap_or(("", c));
+        (ns.to_owned(), name.to_owned())
+    });
+    // An exact resourceVersion in the past cannot be served from memory.
+    if q.get("resourceVersionMatch").map(String::as_str) == Some("Exact") {
+        let rv = q.get("resourceVersion").and_then(|v| v.parse::<u64>().ok());
+        if rv != Some(emu.store.resource_version()) {
+            return Err(ApiError::gone(
+                "too old resource version: the emulator serves only the latest state",
+            ));
+        }
+    }
+    let listed = emu.store.list(
+        &t.resource,
+        t.namespace.as_deref(),
+        &labels(q)?,
+        &fields(q)?,
+        limit,
+        after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+    );
+    Ok(json_response(
+        200,
+        &list_object(&t.resource, listed.items, listed.rv, listed.next),
+    ))
+}
