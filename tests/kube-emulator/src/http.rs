@@ -138,6 +138,15 @@ fn serve(
         Route::Object(t) => *t,
         _ => return Err(not_allowed()),
     };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Protobuf and CBOR bodies are not understood: 415, which clients answer by
+    // falling back to JSON (as they do with servers that lack those encodings).
+    if !body.is_empty() && (content_type.contains("protobuf") || content_type.contains("cbor")) {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
     let q = route::query(Some(raw_query));
     if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
         return Err(ApiError::bad_request(
@@ -173,10 +182,6 @@ fn serve(
             ok(store.update(res, &ns, name, part, manager, None, |_| Ok(new))?)
         }
         (&Method::PATCH, Some(name)) => {
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
             let kind = PatchKind::from_content_type(content_type)?;
             if kind == PatchKind::Apply {
                 let force = q.get("force").is_some_and(|f| f == "true");

@@ -1,0 +1,406 @@
+//! The real `kubectl` against the emulator's loopback front: CRDs, custom resources,
+//! get/patch/apply/delete/wait/watch behave as against a real API server.
+//!
+//! `kubectl` must be installed (`.ci/run` installs it); OpenAPI is not served, so
+//! client-side validation is off (`--validate=false`), as the crate README says.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use blit_kube_emulator::{Emulator, Server};
+
+/// A running emulator and a scratch directory with its kubeconfig.
+struct Cluster {
+    dir: tempfile::TempDir,
+    _server: Server,
+    kubeconfig: PathBuf,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let emulator = Emulator::new();
+        let server = runtime.block_on(emulator.serve(&kubeconfig)).unwrap();
+        Cluster {
+            dir,
+            _server: server,
+            kubeconfig,
+            _runtime: runtime,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .output()
+            .expect("kubectl is installed (see .ci/run)")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("kubectl prints JSON")
+    }
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+const WIDGET: &str = "apiVersion: example.dev/v1
+kind: Widget
+metadata:
+  name: w1
+  labels: {app: demo}
+spec:
+  size: 3
+";
+
+fn with_crd() -> Cluster {
+    let c = Cluster::start();
+    let out = c.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &fixture("widget-crd.yaml"),
+    ]);
+    assert!(out.contains("created"), "{out}");
+    c
+}
+
+#[test]
+fn crds_register_and_custom_resources_round_trip() {
+    let c = with_crd();
+    let crd = c.json(&["get", "crd", "widgets.example.dev"]);
+    let established = crd["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["type"] == "Established" && x["status"] == "True");
+    assert!(established, "{crd}");
+    let resources = c.ok(&["api-resources", "--api-group=example.dev"]);
+    assert!(
+        resources.contains("widgets") && resources.contains("wd"),
+        "{resources}"
+    );
+
+    let w = c.file("w.yaml", WIDGET);
+    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    let yaml = c.ok(&["get", "wd", "w1", "-o", "yaml"]);
+    assert!(
+        yaml.contains("size: 3") && yaml.contains("generation: 1"),
+        "{yaml}"
+    );
+    let obj = c.json(&["get", "widgets", "w1"]);
+    assert_eq!(obj["metadata"]["namespace"], "default");
+    assert!(
+        obj["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+
+    // Label selectors reach the server.
+    assert!(
+        c.ok(&["get", "wd", "-l", "app=demo", "-o", "name"])
+            .contains("w1")
+    );
+    assert!(
+        !c.ok(&["get", "wd", "-l", "app=other", "-o", "name"])
+            .contains("w1")
+    );
+
+    // JSON Patch (with a failing test op) and merge patch; generation follows spec.
+    let failed = c.run(&[
+        "patch", "wd", "w1", "--type=json",
+        "-p", r#"[{"op":"test","path":"/spec/size","value":99},{"op":"replace","path":"/spec/size","value":4}]"#,
+    ]);
+    assert!(!failed.status.success());
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/size","value":5}]"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":6}}"#,
+    ]);
+    let obj = c.json(&["get", "wd", "w1"]);
+    assert_eq!(
+        (
+            obj["spec"]["size"].as_i64(),
+            obj["metadata"]["generation"].as_i64()
+        ),
+        (Some(6), Some(3))
+    );
+    c.ok(&["label", "wd", "w1", "tier=x"]);
+    assert_eq!(
+        c.json(&["get", "wd", "w1"])["metadata"]["generation"],
+        3,
+        "labels are not spec"
+    );
+
+    // Deleting the CRD removes the resource and its objects.
+    c.ok(&["delete", "crd", "widgets.example.dev"]);
+    let gone = c.run(&["get", "wd", "w1"]);
+    assert!(!gone.status.success());
+}
+
+#[test]
+fn server_side_apply_owns_fields_and_reports_conflicts() {
+    let c = with_crd();
+    let w = c.file(
+        "w2.yaml",
+        "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  size: 1\n",
+    );
+    let path = w.to_str().unwrap();
+    assert!(
+        c.ok(&["apply", "--server-side", "--validate=false", "-f", path])
+            .contains("serverside-applied")
+    );
+    c.ok(&[
+        "patch",
+        "wd",
+        "w2",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":2}}"#,
+        "--field-manager=other",
+    ]);
+    std::fs::write(
+        &w,
+        "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  size: 7\n",
+    )
+    .unwrap();
+    let conflict = c.run(&["apply", "--server-side", "--validate=false", "-f", path]);
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        !conflict.status.success()
+            && err.contains("conflict with \"other\"")
+            && err.contains(".spec.size"),
+        "{err}"
+    );
+    assert_eq!(
+        c.json(&["get", "wd", "w2"])["spec"]["size"],
+        2,
+        "nothing applied"
+    );
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--validate=false",
+        "-f",
+        path,
+    ]);
+    let obj = c.json(&["get", "wd", "w2", "--show-managed-fields"]);
+    assert_eq!(obj["spec"]["size"], 7);
+    let managers: Vec<&str> = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:spec"]["f:size"].is_object())
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        managers,
+        ["kubectl"],
+        "forcing took the field from \"other\""
+    );
+}
+
+/// Runs `kubectl get -w` in the background, returning what it printed when stopped.
+fn watch_output(mut child: Child, settle: Duration) -> String {
+    std::thread::sleep(settle);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn delete_waits_for_finalizers_and_wait_and_watch_see_changes() {
+    let c = with_crd();
+    let w = c.file("w.yaml", WIDGET);
+    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    let watcher = c
+        .command(&[
+            "get",
+            "wd",
+            "-w",
+            "-o",
+            "custom-columns=NAME:.metadata.name,SIZE:.spec.size",
+            "--no-headers",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":42}}"#,
+    ]);
+    let seen = watch_output(watcher, Duration::from_millis(700));
+    assert!(
+        seen.contains("w1") && seen.contains("42"),
+        "get -w printed: {seen:?}"
+    );
+
+    // A finalizer holds the object: delete marks it and waits until it is removed.
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.dev/keep"]}}"#,
+    ]);
+    let mut delete = c
+        .command(&["delete", "wd", "w1", "--timeout=30s"])
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        delete.try_wait().unwrap().is_none(),
+        "delete returned before the finalizer went"
+    );
+    let marked = c.json(&["get", "wd", "w1"]);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(delete.wait().unwrap().success());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        !c.run(&["get", "wd", "w1"]).status.success(),
+        "gone once unfinalized"
+    );
+
+    // wait --for=condition sees a status written through the status subresource.
+    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    let mut wait = c
+        .command(&["wait", "--for=condition=Ready", "wd/w1", "--timeout=20s"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]},"spec":{"size":1}}"#,
+    ]);
+    assert!(wait.wait().unwrap().success());
+    assert_eq!(
+        c.json(&["get", "wd", "w1"])["spec"]["size"],
+        3,
+        "a status write leaves spec alone"
+    );
+}
+
+/// Built-in kinds go through `kubectl apply` (JSON): imperative `kubectl create
+/// configmap|secret|namespace …` sends protobuf, which the emulator answers with 415.
+const BUILTINS: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: blit
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+  namespace: blit
+data:
+  k: v
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: s
+  namespace: blit
+stringData:
+  t: x
+";
+
+#[test]
+fn built_in_kinds_and_namespaces() {
+    let c = Cluster::start();
+    let f = c.file("builtins.yaml", BUILTINS);
+    c.ok(&["apply", "--validate=false", "-f", f.to_str().unwrap()]);
+    assert_eq!(
+        c.json(&["get", "cm", "cfg", "-n", "blit"])["data"]["k"],
+        "v"
+    );
+    let elsewhere = c.file(
+        "elsewhere.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nope\n",
+    );
+    let missing_ns = c.run(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&missing_ns.stderr).contains("not found"));
+    let protobuf = c.run(&["create", "configmap", "y", "-n", "blit"]);
+    let err = String::from_utf8_lossy(&protobuf.stderr);
+    assert!(err.contains("unknown format"), "{err}");
+    c.ok(&["delete", "namespace", "blit"]);
+    assert!(!c.run(&["get", "cm", "cfg", "-n", "blit"]).status.success());
+}
