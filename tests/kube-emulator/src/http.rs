@@ -205,10 +205,9 @@ fn serve(
                     // A patch never carries a stale resourceVersion unless it sets one.
                     if current["metadata"]["resourceVersion"]
                         == patched["metadata"]["resourceVersion"]
+                        && let Some(m) = patched["metadata"].as_object_mut()
                     {
-                        if let Some(m) = patched["metadata"].as_object_mut() {
-                            m.remove("resourceVersion");
-                        }
+                        m.remove("resourceVersion");
                     }
                     Ok(patched)
                 })?,

@@ -33,8 +33,16 @@ pub fn json_or_merge(kind: PatchKind, doc: &Value, body: &[u8]) -> Result<Value,
     let mut doc = doc.clone();
     match kind {
         PatchKind::Json => {
-            let patch: json_patch::Patch = serde_json::from_slice(body)
+            let mut patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON Patch: {e}")))?;
+            // The API server's JSON Patch library lets `test` of a missing path against
+            // null pass (clients rely on it, e.g. kube-rs's finalizer helper).
+            patch.0.retain(|op| match op {
+                json_patch::PatchOperation::Test(t) => {
+                    !(t.value.is_null() && doc.pointer(t.path.as_str()).is_none())
+                }
+                _ => true,
+            });
             json_patch::patch(&mut doc, &patch).map_err(|e| {
                 // A failed `test` or a missing path: the server answers 422.
                 ApiError::invalid_patch(e.to_string())
@@ -132,6 +140,12 @@ mod tests {
         assert_eq!(
             json_or_merge(PatchKind::Json, &doc, ok).unwrap()["spec"]["a"],
             2
+        );
+        let absent = br#"[{"op":"test","path":"/metadata/finalizers","value":null},
+                          {"op":"add","path":"/metadata","value":{"finalizers":["f"]}}]"#;
+        assert_eq!(
+            json_or_merge(PatchKind::Json, &doc, absent).unwrap()["metadata"]["finalizers"][0],
+            "f"
         );
         let failed = br#"[{"op":"test","path":"/spec/a","value":9}]"#;
         assert_eq!(

@@ -317,10 +317,10 @@ impl Store {
         }
         object["apiVersion"] = json!(res.api_version());
         object["kind"] = json!(res.kind);
-        if res.status {
-            if let Some(map) = object.as_object_mut() {
-                map.remove("status");
-            }
+        if res.status
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
         }
         defaults_on_create(res, &mut object);
         let meta = &mut object["metadata"];
@@ -375,17 +375,18 @@ impl Store {
         if !new.is_object() {
             return Err(ApiError::bad_request("the body is not an object"));
         }
-        if let Some(rv) = new["metadata"]["resourceVersion"].as_str() {
-            if !rv.is_empty() && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") {
-                return Err(ApiError::stale(&res.group, &res.plural, name));
-            }
+        if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("")
+        {
+            return Err(ApiError::stale(&res.group, &res.plural, name));
         }
-        if let Some(n) = new["metadata"]["name"].as_str() {
-            if n != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(n) = new["metadata"]["name"].as_str()
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         let mut next = match (part, res.status) {
             (Part::Status, _) => {
@@ -395,10 +396,10 @@ impl Store {
             }
             (Part::Main, true) => {
                 new["status"] = old["status"].clone();
-                if new["status"].is_null() {
-                    if let Some(map) = new.as_object_mut() {
-                        map.remove("status");
-                    }
+                if new["status"].is_null()
+                    && let Some(map) = new.as_object_mut()
+                {
+                    map.remove("status");
                 }
                 new
             }
@@ -600,18 +601,18 @@ fn delete_locked(
     let Some(mut object) = s.objects.get(&k).cloned() else {
         return Err(ApiError::not_found(&res.group, &res.plural, name));
     };
-    if let Some(uid) = precondition_uid {
-        if object["metadata"]["uid"].as_str() != Some(uid) {
-            return Err(ApiError::conflict(
-                &res.group,
-                &res.plural,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    object["metadata"]["uid"].as_str().unwrap_or("")
-                ),
-            ));
-        }
+    if let Some(uid) = precondition_uid
+        && object["metadata"]["uid"].as_str() != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            &res.group,
+            &res.plural,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                object["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
     }
     if propagation == Propagation::Orphan {
         orphan_dependents(s, events, object["metadata"]["uid"].as_str().unwrap_or(""));
