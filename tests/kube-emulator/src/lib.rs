@@ -16,7 +16,8 @@
 //!
 //! What it does not emulate: authentication and authorization, admission webhooks,
 //! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI documents
-//! (use `kubectl --validate=false`).
+//! (use `kubectl --validate=false`). Custom resources are admitted against their CRD's
+//! schema (`schema`: pruning, defaults, structural checks, CEL rules).
 
 pub mod apply;
 pub mod discovery;
@@ -29,6 +30,7 @@ pub mod meta;
 pub mod patch;
 pub mod resources;
 pub mod route;
+pub mod schema;
 pub mod select;
 pub mod store;
 pub mod watch;

@@ -15,6 +15,7 @@ use crate::error::{ApiError, Cause};
 use crate::managed::{self, Claim, FieldSet};
 use crate::meta;
 use crate::resources::{self, Resource};
+use crate::schema;
 use crate::select::{FieldSelector, LabelSelector};
 
 /// What happened to an object.
@@ -323,6 +324,7 @@ impl Store {
             map.remove("status");
         }
         defaults_on_create(res, &mut object);
+        let mut object = schema::admit(res, object, None)?;
         let meta = &mut object["metadata"];
         meta["uid"] = json!(meta::uid());
         meta["creationTimestamp"] = json!(meta::now());
@@ -430,6 +432,7 @@ impl Store {
         }
         // Only the server writes managed fields (from the write's claim, below).
         next["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+        let mut next = schema::admit(res, next, Some(&old))?;
         if meta::spec_changed(&old, &next) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
             next["metadata"]["generation"] = json!(g + 1);

@@ -193,6 +193,67 @@ fn crds_register_and_custom_resources_round_trip() {
 }
 
 #[test]
+fn the_crd_schema_prunes_defaults_and_rejects() {
+    let c = with_crd();
+    let w = c.file(
+        "w.yaml",
+        "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 1\n  unknown: x\n",
+    );
+    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    let obj = c.json(&["get", "wd", "w"]);
+    assert_eq!(
+        obj["spec"],
+        serde_json::json!({"size": 1, "mode": "safe"}),
+        "pruned, defaulted"
+    );
+
+    let bad = |name: &str, spec: &str| {
+        let f = c.file(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n{spec}"
+            ),
+        );
+        let out = c.run(&["apply", "--validate=false", "-f", f.to_str().unwrap()]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = bad("typed", "  size: many\n");
+    assert!(
+        err.contains("spec.size in body must be of type integer"),
+        "{err}"
+    );
+    let err = bad("missing", "  mode: fast\n");
+    assert!(err.contains("spec.size: Required value"), "{err}");
+    let err = bad("enum", "  size: 1\n  mode: slow\n");
+    assert!(err.contains("Unsupported value: \"slow\""), "{err}");
+    let err = bad("cel", "  size: 101\n");
+    assert!(err.contains("size must be at most 100"), "{err}");
+    // A transition rule: mode may not change once set.
+    let out = c.run(&[
+        "patch",
+        "wd",
+        "w",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"mode":"fast"}}"#,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("mode is immutable"),
+        "{err}"
+    );
+    c.ok(&[
+        "patch",
+        "wd",
+        "w",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ]);
+}
+
+#[test]
 fn server_side_apply_owns_fields_and_reports_conflicts() {
     let c = with_crd();
     let w = c.file(
