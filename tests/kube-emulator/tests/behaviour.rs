@@ -511,6 +511,46 @@ async fn finalizers_and_garbage_collection() {
     let (code, k) = call(&emu, Method::GET, &format!("{CMS}/kept"), JSON, Value::Null).await;
     assert_eq!(code, 200);
     assert_eq!(k["metadata"]["ownerReferences"], json!([]));
+
+    // Foreground: the owner stays, with the foregroundDeletion finalizer, until its
+    // dependents are gone (here a dependent held by its own finalizer).
+    let (_, o) = call(&emu, Method::POST, CMS, JSON, cm("o3")).await;
+    let uid = o["metadata"]["uid"].as_str().unwrap().to_owned();
+    let mut held = cm("held");
+    held["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "o3", "uid": uid}]);
+    held["metadata"]["finalizers"] = json!(["blit.dev/keep"]);
+    call(&emu, Method::POST, CMS, JSON, held).await;
+    let (_, o) = call(
+        &emu,
+        Method::DELETE,
+        &format!("{CMS}/o3"),
+        JSON,
+        json!({"propagationPolicy": "Foreground"}),
+    )
+    .await;
+    assert_eq!(o["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    let (code, _) = call(&emu, Method::GET, &format!("{CMS}/o3"), JSON, Value::Null).await;
+    assert_eq!(code, 200, "the owner waits for its dependent");
+    call(
+        &emu,
+        Method::PATCH,
+        &format!("{CMS}/held"),
+        "application/merge-patch+json",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    for name in ["held", "o3"] {
+        let (code, _) = call(
+            &emu,
+            Method::GET,
+            &format!("{CMS}/{name}"),
+            JSON,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(code, 404, "{name} is gone");
+    }
 }
 
 #[tokio::test]
