@@ -277,12 +277,11 @@ fn walk(
         if let Visit::Stop = f(&path, e, depth) {
             return false;
         }
-        if e.is_dir() {
-            if let Ok(sub) = dir::open_dir_at(fd.as_fd(), &e.name) {
-                if !walk(&sub, &path, depth + 1, f) {
-                    return false;
-                }
-            }
+        if e.is_dir()
+            && let Ok(sub) = dir::open_dir_at(fd.as_fd(), &e.name)
+            && !walk(&sub, &path, depth + 1, f)
+        {
+            return false;
         }
     }
     true

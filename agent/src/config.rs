@@ -156,10 +156,10 @@ impl Config {
                 );
             }
         }
-        if let Some((lo, hi)) = self.data_ports {
-            if lo > hi || lo == 0 {
-                bail!("data_ports [{lo}, {hi}] is not a valid range");
-            }
+        if let Some((lo, hi)) = self.data_ports
+            && (lo > hi || lo == 0)
+        {
+            bail!("data_ports [{lo}, {hi}] is not a valid range");
         }
         if self.tokens.iter().any(|t| t.is_empty() || !t.is_ascii()) {
             bail!("tokens must be non-empty ASCII strings");

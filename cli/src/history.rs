@@ -69,10 +69,10 @@ pub fn record(rec: &Record) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path) {
-        if let Ok(line) = serde_json::to_string(rec) {
-            let _ = writeln!(f, "{line}");
-        }
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&path)
+        && let Ok(line) = serde_json::to_string(rec)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 

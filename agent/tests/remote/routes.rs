@@ -253,10 +253,10 @@ fn a_killed_agent_leaves_no_partial_file_and_resume_completes() {
                 .map(|e| e.path())
                 .find(|p| p.to_string_lossy().ends_with(".part"))
         });
-        if let Some(p) = found {
-            if fs::metadata(&p).map(|m| m.len()).unwrap_or(0) > 0 {
-                break p;
-            }
+        if let Some(p) = found
+            && fs::metadata(&p).map(|m| m.len()).unwrap_or(0) > 0
+        {
+            break p;
         }
         assert!(Instant::now() < deadline, "no .part file appeared");
         std::thread::sleep(Duration::from_millis(5));

@@ -110,10 +110,10 @@ pub async fn run(
     let result = serve_needs(&mut rx, &queue, &stats, remover.as_mut()).await;
     queue.close();
     for sender in senders {
-        if let Ok(Err(e)) = sender.await {
-            if result.is_ok() {
-                return Err(super::abort(&tx, SessionError::Data(e)).await);
-            }
+        if let Ok(Err(e)) = sender.await
+            && result.is_ok()
+        {
+            return Err(super::abort(&tx, SessionError::Data(e)).await);
         }
     }
     let _ = walk.await;
@@ -653,12 +653,12 @@ fn remove_landed(root: BorrowedFd<'_>, path: &Path, landed: &pb::Landed) -> io::
             "source changed during the move; left in place",
         ));
     }
-    if let Some(expected) = &landed.hash {
-        if checksum::hash_file_at(dir.as_fd(), name)?.as_slice() != expected.as_slice() {
-            return Err(io::Error::other(
-                "destination content differs from the source; source left in place",
-            ));
-        }
+    if let Some(expected) = &landed.hash
+        && checksum::hash_file_at(dir.as_fd(), name)?.as_slice() != expected.as_slice()
+    {
+        return Err(io::Error::other(
+            "destination content differs from the source; source left in place",
+        ));
     }
     dir::unlink_at(dir.as_fd(), name)
 }

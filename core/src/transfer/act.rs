@@ -60,10 +60,9 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
     // A remote source learns what landed; fetched files are reported once written.
     if let (Mode::Move, false, Some(landing), Some(at), Some(src)) =
         (ctx.spec.mode, ctx.dry_run(), ctx.landing, at, moved(action))
+        && !matches!(action, Action::Copy { .. } | Action::Resume { .. })
     {
-        if !matches!(action, Action::Copy { .. } | Action::Resume { .. }) {
-            land(ctx, landing, at, src, false);
-        }
+        land(ctx, landing, at, src, false);
     }
 }
 

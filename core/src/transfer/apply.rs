@@ -112,10 +112,10 @@ pub fn publish_file(
 /// Drops a file that failed. A partial large file is kept for `--resume`; anything else
 /// is garbage.
 pub fn discard(at: Place<'_>, staged: &Staged, src: &Entry) {
-    if let Staging::Named(tmp) = &staged.staging {
-        if src.size < RESUMABLE_MIN {
-            let _ = dir::unlink_at(at.dst, tmp);
-        }
+    if let Staging::Named(tmp) = &staged.staging
+        && src.size < RESUMABLE_MIN
+    {
+        let _ = dir::unlink_at(at.dst, tmp);
     }
 }
 

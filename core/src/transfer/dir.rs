@@ -149,18 +149,18 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
         return;
     };
     let src_fd = src.as_deref().map(|fd| fd.as_fd());
-    if ctx.checksum() {
-        if let Some(dst) = &dst_fd {
-            hash_candidates(
-                ctx,
-                &rel,
-                src_fd,
-                dst.as_fd(),
-                rename,
-                &mut src_entries,
-                &mut dst_entries,
-            );
-        }
+    if ctx.checksum()
+        && let Some(dst) = &dst_fd
+    {
+        hash_candidates(
+            ctx,
+            &rel,
+            src_fd,
+            dst.as_fd(),
+            rename,
+            &mut src_entries,
+            &mut dst_entries,
+        );
     }
     let resumable = resumable_names(ctx, &temps);
     let is_resumable = |e: &Entry| {
