@@ -24,17 +24,20 @@ fn every_route_gives_the_same_tree() {
     ok(&blit(&fx, &[&"copy", &"-H", &fx.src_contents(), &local]));
     assert_same_tree(&fx.src, &local, FULL);
 
-    // local → agent.
+    // local → agent, with more streams than a near link gets: the 40 MiB file is cut
+    // into chunks that several streams carry.
     let err = ok(&blit(
         &fx,
         &[
             &"copy",
             &"-H",
+            &"--streams",
+            &"8",
             &fx.src_contents(),
             &agent.url("m", "pushed"),
         ],
     ));
-    assert!(err.contains("tcp stream"), "data plane used: {err}");
+    assert!(err.contains("over 8 tcp streams"), "data plane used: {err}");
     assert_same_tree(&fx.src, &module.join("pushed"), FULL);
     assert_sparse(&module.join("pushed/sparse.img"));
 

@@ -1,7 +1,8 @@
 //! The source role: walk the tree and stream its manifest, then send the bytes of every
 //! file the destination asks for, over all data streams at once.
 //!
-//! Large files are cut into chunks that any stream can carry; sparse files send only
+//! On long links (more streams than a near link gets), large files are cut into chunks
+//! that any stream can carry; sparse files send only
 //! their data extents; a file that changed since it was listed is refused (`Fail`
 //! record), never sent torn.
 
@@ -86,7 +87,10 @@ pub async fn run(
         DataPlane::Tcp(streams) => streams.into_iter().map(Sink::tcp).collect(),
         DataPlane::Grpc => vec![Sink::frames(tx.clone())],
     };
-    let splits = sinks.len() > 1;
+    // Chunks of one file on several streams mean several writers of one file at the
+    // destination, which contend on its inode lock: worth it only where one stream's
+    // window is the limit (a long link, which gets more streams than a near one).
+    let splits = sinks.len() > super::data::NEAR_STREAMS as usize;
     let senders: Vec<_> = sinks
         .into_iter()
         .map(|sink| {
@@ -402,7 +406,7 @@ struct Sender<'a> {
     queue: &'a WorkQueue,
     root: BorrowedFd<'a>,
     sink: Sink,
-    /// More than one stream: large files are cut into chunks.
+    /// A long link: large files are cut into chunks.
     splits: bool,
     stats: &'a Stats,
     throttle: Option<&'a super::throttle::Throttle>,
