@@ -865,8 +865,15 @@ impl Fetcher {
 
     /// Forgets a written file and lets the planner go on.
     fn finish(&self, id: u64) {
-        lock(&self.pending).remove(&id);
-        self.drained.notify_all();
+        let mut pending = lock(&self.pending);
+        // Planners wait only while the map is full, so only then can one be waiting
+        // (and a notification is a system call whether or not anyone waits).
+        let full = pending.len() >= MAX_PENDING;
+        pending.remove(&id);
+        drop(pending);
+        if full {
+            self.drained.notify_all();
+        }
     }
 
     /// Drops a file that cannot be written (its remaining records are ignored), removes

@@ -91,11 +91,12 @@ pub async fn run(
     // destination, which contend on its inode lock: worth it only where one stream's
     // window is the limit (a long link, which gets more streams than a near one).
     let splits = sinks.len() > super::data::NEAR_STREAMS as usize;
+    let open_dir = Arc::new(DirSlot::default());
     let senders: Vec<_> = sinks
         .into_iter()
         .map(|sink| {
             let (queue, root, stats) = (queue.clone(), root.clone(), stats.clone());
-            let throttle = throttle.clone();
+            let (throttle, open_dir) = (throttle.clone(), open_dir.clone());
             tokio::task::spawn_blocking(move || {
                 let sender = Sender {
                     queue: &queue,
@@ -105,7 +106,7 @@ pub async fn run(
                     stats: &stats,
                     throttle: throttle.as_deref(),
                     buf: vec![0u8; READ_BUFFER],
-                    last_dir: None,
+                    dirs: &open_dir,
                 };
                 sender.run()
             })
@@ -411,8 +412,8 @@ struct Sender<'a> {
     stats: &'a Stats,
     throttle: Option<&'a super::throttle::Throttle>,
     buf: Vec<u8>,
-    /// The directory of the last file sent, still open.
-    last_dir: Option<(PathBuf, OwnedFd)>,
+    /// The directory of the last file sent, open, shared by all senders.
+    dirs: &'a DirSlot,
 }
 
 impl Sender<'_> {
@@ -446,11 +447,11 @@ impl Sender<'_> {
 
     /// Sends one needed file (or its first chunk, queueing the others).
     fn send_file(&mut self, need: FileNeed) -> io::Result<()> {
-        let fd = match open_checked(self.root, &need, &mut self.last_dir) {
-            Ok(fd) => fd,
+        let (fd, st) = match open_checked(self.root, &need, self.dirs) {
+            Ok(opened) => opened,
             Err(e) => return self.sink.fail(need.id, &e.to_string()),
         };
-        let allocated = rustix::fs::fstat(&fd).map_or(need.size, |st| st.st_blocks as u64 * 512);
+        let allocated = st.st_blocks as u64 * 512;
         let ranges = if !need.blocks.is_empty() {
             match crate::resume::missing_ranges(fd.as_fd(), need.size, &need.blocks) {
                 Ok(r) => r,
@@ -518,27 +519,44 @@ impl Sender<'_> {
     }
 }
 
+/// The directory needs are being served from, open. Needs arrive grouped by directory,
+/// so the senders share one slot: a directory is opened once, not once per sender.
+#[derive(Default)]
+struct DirSlot(Mutex<Option<(PathBuf, Arc<OwnedFd>)>>);
+
+impl DirSlot {
+    /// `parent` (relative to `root`), opened beneath it or taken from the slot.
+    fn open(&self, root: BorrowedFd<'_>, parent: &Path) -> io::Result<Arc<OwnedFd>> {
+        if let Some((path, fd)) = &*lock(&self.0)
+            && path == parent
+        {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(dir::open_beneath(root, parent)?);
+        *lock(&self.0) = Some((parent.to_owned(), fd.clone()));
+        Ok(fd)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Opens a needed file beneath the root (no symlink followed, no escape) and checks it is
-/// still the file that was listed.
-/// Needs arrive grouped by directory, so each sender keeps its last directory open.
+/// still the file that was listed; returns it with its status.
 fn open_checked(
     root: BorrowedFd<'_>,
     need: &FileNeed,
-    last_dir: &mut Option<(PathBuf, OwnedFd)>,
-) -> io::Result<OwnedFd> {
+    dirs: &DirSlot,
+) -> io::Result<(OwnedFd, rustix::fs::Stat)> {
     let (Some(parent), Some(name)) = (need.path.parent(), need.path.file_name()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a file path",
         ));
     };
-    let dir = match last_dir.take() {
-        Some((path, fd)) if path == parent => fd,
-        _ => dir::open_beneath(root, parent)?,
-    };
-    let opened = file::open_source(dir.as_fd(), name);
-    *last_dir = Some((parent.to_owned(), dir));
-    let fd = opened?;
+    let dir = dirs.open(root, parent)?;
+    let fd = file::open_source(dir.as_fd(), name)?;
     let st = rustix::fs::fstat(&fd).map_err(io_err)?;
     let mtime = Timestamp {
         sec: st.st_mtime,
@@ -549,7 +567,7 @@ fn open_checked(
             "the file changed since it was listed; not sent",
         ));
     }
-    Ok(fd)
+    Ok((fd, st))
 }
 
 /// The data extents of a sparse file (`SEEK_DATA`/`SEEK_HOLE`), within `size`.
