@@ -260,7 +260,7 @@ pub struct TransferArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
     /// Data-plane streams for transfers with an agent (default: adapted to the link's
-    /// round trip, 4 on a LAN up to 16 on long links).
+    /// round trip, 8 on a LAN up to 16 on long links).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     pub streams: Option<u32>,
     /// Send the bytes inside the gRPC control stream instead of data-plane connections.

@@ -48,7 +48,7 @@ pub fn fails(o: &Output, code: i32, needle: &str) {
 
 /// A tree with everything the engine must carry: odd names, links of every kind, empty
 /// directories, hard links, a sparse file, a file large enough to be cut into chunks
-/// across streams (when more than 4 carry it), an empty file, modes and nanosecond mtimes.
+/// across streams (when more than 8 carry it), an empty file, modes and nanosecond mtimes.
 pub fn rich_tree(fx: &Fixture) {
     fx.file("plain.txt", b"hello");
     fx.file("empty", b"");

@@ -32,21 +32,26 @@ fn every_route_gives_the_same_tree() {
             &"copy",
             &"-H",
             &"--streams",
-            &"8",
+            &"12",
             &fx.src_contents(),
             &agent.url("m", "pushed"),
         ],
     ));
-    assert!(err.contains("over 8 tcp streams"), "data plane used: {err}");
+    assert!(
+        err.contains("over 12 tcp streams"),
+        "data plane used: {err}"
+    );
     assert_same_tree(&fx.src, &module.join("pushed"), FULL);
     assert_sparse(&module.join("pushed/sparse.img"));
 
-    // agent → local (from what was pushed).
+    // agent → local (from what was pushed), with the stream count a near link gets.
     let pulled = fx.path("pulled");
-    ok(&blit(
+    let err = ok(&blit(
         &fx,
         &[&"copy", &"-H", &agent.url("m", "pushed/"), &pulled],
     ));
+    let near = blit_core::session::data::NEAR_STREAMS;
+    assert!(err.contains(&format!("over {near} tcp streams")), "{err}");
     assert_same_tree(&fx.src, &pulled, FULL);
     assert_sparse(&pulled.join("sparse.img"));
 
