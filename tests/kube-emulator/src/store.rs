@@ -663,6 +663,15 @@ fn has_dependents(s: &State, uid: &str) -> bool {
     s.objects.values().any(|o| owned_by(o, uid))
 }
 
+/// The keys of the objects that name `uid` as an owner.
+fn dependents_of(s: &State, uid: &str) -> Vec<Key> {
+    s.objects
+        .iter()
+        .filter(|(_, o)| owned_by(o, uid))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 fn resource_by_key(s: &State, key: &str) -> Option<Resource> {
     s.resources
         .iter()
@@ -679,12 +688,7 @@ fn delete_dependents(
     uid: &str,
     propagation: Propagation,
 ) {
-    let dependents: Vec<Key> = s
-        .objects
-        .iter()
-        .filter(|(_, o)| owned_by(o, uid))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let dependents = dependents_of(s, uid);
     for (r, ns, name) in dependents {
         if let Some(res) = resource_by_key(s, &r) {
             let _ = delete_locked(s, events, &res, &ns, &name, propagation, None);
@@ -729,12 +733,7 @@ fn finish_foreground(s: &mut State, events: &broadcast::Sender<Arc<Event>>) {
 }
 
 fn orphan_dependents(s: &mut State, events: &broadcast::Sender<Arc<Event>>, uid: &str) {
-    let dependents: Vec<Key> = s
-        .objects
-        .iter()
-        .filter(|(_, o)| owned_by(o, uid))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let dependents = dependents_of(s, uid);
     for k in dependents {
         let Some(res) = resource_by_key(s, &k.0) else {
             continue;
