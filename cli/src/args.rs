@@ -1,5 +1,7 @@
 //! The command line, as clap definitions. Parsing only: turning these into a
 //! `TransferSpec` (and checking combinations) happens in `options`.
+// Doc comments here are clap's help text (`host[:port]`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 
