@@ -56,6 +56,13 @@ impl Resource {
         }
     }
 
+    /// An object as served at this version (stored objects keep their own).
+    pub fn serve(&self, object: &Value) -> Value {
+        let mut o = object.clone();
+        o["apiVersion"] = json!(self.api_version());
+        o
+    }
+
     /// The entry of an `APIResourceList`.
     pub fn discovery(&self) -> Vec<Value> {
         let mut main = json!({

@@ -183,7 +183,7 @@ impl Store {
         let s = self.lock();
         s.objects
             .get(&key(res, namespace, name))
-            .map(|o| served(o, res))
+            .map(|o| res.serve(o))
             .ok_or_else(|| ApiError::not_found(&res.group, &res.plural, name))
     }
 
@@ -222,7 +222,7 @@ impl Store {
                 });
                 break;
             }
-            items.push(served(object, res));
+            items.push(res.serve(object));
         }
         Listed {
             items,
@@ -349,7 +349,7 @@ impl Store {
             register_crd(&mut s, &mut object)?;
         }
         let stored = commit(&mut s, &self.events, res, k, object, EventType::Added);
-        Ok(served(&stored, res))
+        Ok(res.serve(&stored))
     }
 
     /// Replaces `part` of an object with what `change` makes of the current one; the new
@@ -373,7 +373,7 @@ impl Store {
             .get(&k)
             .cloned()
             .ok_or_else(|| ApiError::not_found(&res.group, &res.plural, name))?;
-        let mut new = change(&served(&old, res))?;
+        let mut new = change(&res.serve(&old))?;
         if !new.is_object() {
             return Err(ApiError::bad_request("the body is not an object"));
         }
@@ -441,7 +441,7 @@ impl Store {
         probe["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         if probe == old && applied.is_none() {
             // A no-op write changes nothing, not even the resourceVersion.
-            return Ok(served(&old, res));
+            return Ok(res.serve(&old));
         }
         let subresource = if part == Part::Status { "status" } else { "" };
         let claim = match applied {
@@ -460,10 +460,10 @@ impl Store {
             .is_some_and(|f| !f.is_empty());
         if deleting && !finalizers_left {
             let gone = remove(&mut s, &self.events, res, k, Some(next));
-            return Ok(served(&gone, res));
+            return Ok(res.serve(&gone));
         }
         let stored = commit(&mut s, &self.events, res, k, next, EventType::Modified);
-        Ok(served(&stored, res))
+        Ok(res.serve(&stored))
     }
 
     /// Deletes an object: at once when it has no finalizers, otherwise it gets a
@@ -507,13 +507,6 @@ fn name_problem(name: &str) -> Option<String> {
             "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
         )
     })
-}
-
-/// The object as served at `res`'s version (stored objects keep their own).
-fn served(object: &Value, res: &Resource) -> Value {
-    let mut o = object.clone();
-    o["apiVersion"] = json!(res.api_version());
-    o
 }
 
 /// What the server fills in on create for the kinds that need it.
@@ -631,7 +624,7 @@ fn delete_locked(
         finalizers.push(json!("foregroundDeletion"));
     }
     if finalizers.is_empty() {
-        return Ok(served(&remove(s, events, res, k, None), res));
+        return Ok(res.serve(&remove(s, events, res, k, None)));
     }
     if object["metadata"]["deletionTimestamp"].is_null() {
         object["metadata"]["deletionTimestamp"] = json!(meta::now());
@@ -647,9 +640,9 @@ fn delete_locked(
             );
             finish_foreground(s, events);
         }
-        return Ok(served(&stored, res));
+        return Ok(res.serve(&stored));
     }
-    Ok(served(&object, res))
+    Ok(res.serve(&object))
 }
 
 fn owned_by(object: &Value, uid: &str) -> bool {

@@ -97,12 +97,6 @@ fn bookmark(res: &Resource, rv: u64, initial_end: bool) -> Vec<u8> {
     )
 }
 
-fn served(object: &Value, res: &Resource) -> Value {
-    let mut o = object.clone();
-    o["apiVersion"] = json!(res.api_version());
-    o
-}
-
 /// Starts the stream; its lines arrive on the returned channel, which closes when the
 /// watch ends (timeout, a dropped stream, or the client going away).
 pub fn start(emu: Arc<Emulator>, req: WatchRequest) -> mpsc::Receiver<Vec<u8>> {
@@ -147,7 +141,7 @@ async fn run(emu: &Emulator, req: WatchRequest, tx: &mpsc::Sender<Vec<u8>>) -> R
     }
     for e in backlog.iter().filter(|e| req.wants(e)) {
         rv = e.rv;
-        send(line(e.kind.name(), served(&e.object, res))).await?;
+        send(line(e.kind.name(), res.serve(&e.object))).await?;
     }
     let mut drops = emu.faults.watch_drops();
     let deadline = tokio::time::sleep(req.timeout);
@@ -159,7 +153,7 @@ async fn run(emu: &Emulator, req: WatchRequest, tx: &mpsc::Sender<Vec<u8>>) -> R
             event = live.recv() => match event {
                 Ok(e) if e.rv > rv && req.wants(&e) => {
                     rv = e.rv;
-                    send(line(e.kind.name(), served(&e.object, res))).await?;
+                    send(line(e.kind.name(), res.serve(&e.object))).await?;
                 }
                 // Already sent from the backlog, or not this watch's: bookmarks move on.
                 Ok(e) => rv = rv.max(e.rv),
