@@ -11,6 +11,9 @@
 //!                ◀────────── Summary            end of run (transfer::finish_run) → Report
 //! ```
 //!
+//! The destination's half that talks to the data plane (needs out, records in, files
+//! staged and published) is `fetcher`.
+//!
 //! Nothing here is named push or pull: whichever end is the source runs `source::run`,
 //! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way
 //! round) and a [`data::DataPlane`] (raw TCP streams, or the same records inside `Data`
@@ -20,6 +23,7 @@
 pub mod client;
 pub mod data;
 pub mod destination;
+mod fetcher;
 pub mod shape;
 pub mod source;
 pub mod throttle;

@@ -1,0 +1,398 @@
+//! The destination's fetcher: it turns the planner's Copy/Resume actions into needs for
+//! the source (batched, with at most [`MAX_PENDING`] files in flight), and each data
+//! stream's receiver writes the records that arrive through the one staging path
+//! (temp file, then publish), reporting every file's outcome.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rustix::fd::{AsFd, OwnedFd};
+use tokio::sync::mpsc;
+
+use super::data::Incoming;
+use super::frame;
+use crate::entry::Entry;
+use crate::report::Stats;
+use crate::sys::file;
+use crate::transfer::apply::{self, Place, Staged};
+use crate::transfer::context::{Ctx, Names, lock};
+use crate::transfer::{Fetch, act};
+use crate::wire::record::{Header, Kind};
+use crate::wire::{self, pb};
+
+/// Files asked for and not yet written, at most: bounds memory and open files however
+/// far the planner runs ahead of the data.
+const MAX_PENDING: usize = 8192;
+/// Needs per `NeedBatch` frame.
+const NEED_BATCH: usize = 1024;
+
+/// A file asked for and not yet written.
+struct PendingFile {
+    rel: PathBuf,
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    /// The name on the source side (differs for a renamed single file).
+    src_name: OsString,
+    entry: Entry,
+    replaces: Option<Entry>,
+    setgid: bool,
+    /// Continue the partial file left by an earlier run (`--resume`), whose first this
+    /// many bytes the source trusts (its block hashes were sent).
+    resume: Option<u64>,
+    state: Mutex<FileState>,
+}
+
+enum FileState {
+    Waiting,
+    Writing { staged: Arc<Staged>, received: u64 },
+    Done,
+}
+
+impl PendingFile {
+    fn place(&self) -> Place<'_> {
+        Place {
+            rel: &self.rel,
+            src: None,
+            dst: self.dir.as_fd(),
+            dst_dir: &self.dir,
+            names: Names {
+                src: &self.src_name,
+                dst: &self.name,
+            },
+            dst_setgid: self.setgid,
+        }
+    }
+}
+
+/// The destination's `Fetch`: turns Copy actions into needs, and writes what arrives.
+pub(super) struct Fetcher {
+    tx: mpsc::Sender<pb::Frame>,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, Arc<PendingFile>>>,
+    /// Files that failed before all their records arrived: the rest are dropped.
+    failed: Mutex<HashSet<u64>>,
+    /// A data stream broke: nothing more will be written.
+    stopped: std::sync::atomic::AtomicBool,
+    drained: Condvar,
+    batch: Mutex<Vec<pb::Need>>,
+    landed: Mutex<Vec<pb::Landed>>,
+}
+
+impl crate::transfer::Landing for Fetcher {
+    fn landed(&self, path: PathBuf, src: &Entry, hash: Option<[u8; 32]>) {
+        use std::os::unix::ffi::OsStrExt;
+        let landed = pb::Landed {
+            path: path.as_os_str().as_bytes().to_vec(),
+            kind: wire::entry_to_wire(src).kind,
+            size: src.size,
+            mtime_sec: src.meta.mtime.sec,
+            mtime_nsec: src.meta.mtime.nsec,
+            hash: hash.map(|h| h.to_vec()),
+        };
+        let full = {
+            let mut batch = lock(&self.landed);
+            batch.push(landed);
+            batch.len() >= NEED_BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
+}
+
+impl Fetch for Fetcher {
+    fn fetch(
+        &self,
+        _: &Ctx<'_>,
+        at: Place<'_>,
+        src: &Entry,
+        replaces: Option<&Entry>,
+        resume: bool,
+    ) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let block_hashes = if resume {
+            let part = file::temp_name(at.names.dst, file::TempSuffix::Part);
+            let fd = file::open_read(at.dst, &part)?;
+            crate::resume::block_hashes(fd.as_fd(), src.size)?
+        } else {
+            Vec::new()
+        };
+        let trusted = resume.then(|| block_hashes.len() as u64 * crate::resume::BLOCK);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let file = PendingFile {
+            rel: at.rel.to_owned(),
+            dir: at.dst_dir.clone(),
+            name: at.names.dst.to_owned(),
+            src_name: at.names.src.to_owned(),
+            entry: src.clone(),
+            replaces: replaces.cloned(),
+            setgid: at.dst_setgid,
+            resume: trusted,
+            state: Mutex::new(FileState::Waiting),
+        };
+        lock(&self.pending).insert(id, Arc::new(file));
+        let need = pb::Need {
+            id,
+            path: at.rel.join(at.names.src).as_os_str().as_bytes().to_vec(),
+            size: src.size,
+            mtime_sec: src.meta.mtime.sec,
+            mtime_nsec: src.meta.mtime.nsec,
+            block_size: if resume { crate::resume::BLOCK } else { 0 },
+            block_hashes: block_hashes.iter().map(|h| h.to_vec()).collect(),
+        };
+        let full = {
+            let mut batch = lock(&self.batch);
+            batch.push(need);
+            batch.len() >= NEED_BATCH
+        };
+        if full {
+            self.flush();
+        }
+        if lock(&self.pending).len() >= MAX_PENDING {
+            self.flush();
+            let mut pending = lock(&self.pending);
+            while pending.len() >= MAX_PENDING {
+                pending = self
+                    .drained
+                    .wait(pending)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fetcher {
+    pub(super) fn new(tx: mpsc::Sender<pb::Frame>) -> Fetcher {
+        Fetcher {
+            tx,
+            next_id: AtomicU64::new(0),
+            pending: Mutex::default(),
+            failed: Mutex::default(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            drained: Condvar::new(),
+            batch: Mutex::default(),
+            landed: Mutex::default(),
+        }
+    }
+
+    /// Wakes planners waiting for room, for good: the data streams are gone.
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let _guard = lock(&self.pending);
+        self.drained.notify_all();
+    }
+
+    /// Sends the needs (and, for a move, the landed entries) gathered so far.
+    pub(super) fn flush(&self) {
+        let needs = std::mem::take(&mut *lock(&self.batch));
+        if !needs.is_empty() {
+            let _ = self
+                .tx
+                .blocking_send(frame(pb::frame::Kind::Need(pb::NeedBatch { needs })));
+        }
+        let entries = std::mem::take(&mut *lock(&self.landed));
+        if !entries.is_empty() {
+            let _ = self
+                .tx
+                .blocking_send(frame(pb::frame::Kind::Landed(pb::LandedBatch { entries })));
+        }
+    }
+
+    /// Fails every file still pending (the source ended without sending them).
+    pub(super) fn cancel(&self, ctx: &Ctx<'_>) {
+        let pending: Vec<_> = lock(&self.pending).drain().collect();
+        self.drained.notify_all();
+        for (id, f) in pending {
+            self.fail(ctx, id, &f, "the source did not send this file");
+        }
+    }
+
+    /// One data stream's receiver: applies its records until the end record.
+    pub(super) fn receive(&self, ctx: &Ctx<'_>, mut stream: Incoming) -> io::Result<()> {
+        while let Some(header) = stream.next_header()? {
+            let file = lock(&self.pending).get(&header.id).cloned();
+            if file.is_none() && lock(&self.failed).contains(&header.id) {
+                continue;
+            }
+            let Some(file) = file else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a record for file {} that was not asked for", header.id),
+                ));
+            };
+            match header.kind {
+                Kind::Data => self.write(ctx, &file, header, &mut stream)?,
+                Kind::Fail => {
+                    let message = String::from_utf8_lossy(stream.payload()?).into_owned();
+                    self.fail(ctx, header.id, &file, &message);
+                }
+                Kind::End => unreachable!("the reader returns None at the end"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one data record from `stream`; publishes the file when its last byte is
+    /// in. Only a broken stream is an error; a file that cannot be written fails alone
+    /// (a payload not taken is skipped by the stream's next read).
+    fn write(
+        &self,
+        ctx: &Ctx<'_>,
+        file: &PendingFile,
+        header: Header,
+        stream: &mut Incoming,
+    ) -> io::Result<()> {
+        let (id, offset, total, len) = (header.id, header.offset, header.total, header.len);
+        let len = u64::from(len);
+        let size = file.entry.size;
+        if total > size || offset + len > size {
+            self.fail(
+                ctx,
+                id,
+                file,
+                "the source sent bytes past the end of the file",
+            );
+            return Ok(());
+        }
+        let staged = {
+            let mut state = lock(&file.state);
+            match &*state {
+                FileState::Waiting => {
+                    let replacing = file.replaces.is_some();
+                    let staged = apply::stage(
+                        ctx,
+                        file.place(),
+                        &file.entry,
+                        replacing,
+                        file.resume.is_some(),
+                    )
+                    .and_then(|staged| {
+                        // The kept blocks must still be there, or the file would be wrong.
+                        match file.resume {
+                            Some(trusted) if file::len(staged.fd.as_fd())? < trusted => {
+                                Err(io::Error::other("the partial file changed while resuming"))
+                            }
+                            _ => Ok(staged),
+                        }
+                    });
+                    match staged {
+                        Ok(staged) => {
+                            let staged = Arc::new(staged);
+                            *state = FileState::Writing {
+                                staged: staged.clone(),
+                                received: 0,
+                            };
+                            staged
+                        }
+                        Err(e) => {
+                            drop(state);
+                            self.fail(ctx, id, file, &format!("create: {e}"));
+                            return Ok(());
+                        }
+                    }
+                }
+                FileState::Writing { staged, .. } => staged.clone(),
+                FileState::Done => return Ok(()),
+            }
+        };
+        if let Err(e) = stream.write_to(staged.fd.as_fd(), offset, len)? {
+            self.fail(ctx, id, file, &format!("write: {e}"));
+            return Ok(());
+        }
+        Stats::add(&ctx.stats.bytes_done, len);
+        let complete = {
+            let mut state = lock(&file.state);
+            match &mut *state {
+                FileState::Writing { received, .. } => {
+                    *received += len;
+                    let done = *received == total;
+                    if done {
+                        *state = FileState::Done;
+                    }
+                    done
+                }
+                _ => false,
+            }
+        };
+        if !complete {
+            return Ok(());
+        }
+        self.finish(id);
+        // Holes at the end (sparse), or a resumed file longer than the source.
+        let published = (if total < size || file.resume.is_some() {
+            file::set_len(staged.fd.as_fd(), size)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| {
+            apply::publish_file(
+                ctx,
+                file.place(),
+                &file.entry,
+                &staged,
+                None,
+                file.replaces.as_ref(),
+            )
+        });
+        match published {
+            Ok(()) => {
+                let reused = if file.resume.is_some() {
+                    size - total
+                } else {
+                    0
+                };
+                act::file_done(
+                    ctx,
+                    &file.rel,
+                    &file.name,
+                    file.replaces.as_ref(),
+                    size - reused,
+                    reused,
+                );
+                if ctx.spec.mode == crate::spec::Mode::Move {
+                    act::land(ctx, self, file.place(), &file.entry, true);
+                }
+            }
+            Err(e) => {
+                apply::discard(file.place(), &staged, &file.entry);
+                ctx.fail(&file.rel, &file.name, "copy", &e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a written file and lets the planner go on.
+    fn finish(&self, id: u64) {
+        let mut pending = lock(&self.pending);
+        // Planners wait only while the map is full, so only then can one be waiting
+        // (and a notification is a system call whether or not anyone waits).
+        let full = pending.len() >= MAX_PENDING;
+        pending.remove(&id);
+        drop(pending);
+        if full {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Drops a file that cannot be written (its remaining records are ignored), removes
+    /// its temp file, and reports it.
+    fn fail(&self, ctx: &Ctx<'_>, id: u64, file: &PendingFile, message: &str) {
+        lock(&self.failed).insert(id);
+        self.finish(id);
+        let state = std::mem::replace(&mut *lock(&file.state), FileState::Done);
+        if let FileState::Writing { staged, .. } = state {
+            apply::discard(file.place(), &staged, &file.entry);
+        }
+        ctx.fail(
+            &file.rel,
+            &file.name,
+            "copy",
+            &io::Error::other(message.to_owned()),
+        );
+    }
+}
