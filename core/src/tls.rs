@@ -39,33 +39,30 @@ pub enum TlsError {
     ServerName(String),
 }
 
-/// A certificate chain and its key, as PEM bytes and parsed.
+/// A certificate chain and its key as PEM bytes (what tonic takes).
 #[derive(Clone)]
 struct KeyPair {
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
 }
 
+/// A chain and key parsed for rustls.
+type Parsed = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
 impl KeyPair {
-    fn load(cert: &Path, key: &Path) -> Result<KeyPair, TlsError> {
+    /// Reads both files and parses them once: the PEM for tonic, the DER for rustls.
+    fn load(cert: &Path, key: &Path) -> Result<(KeyPair, Parsed), TlsError> {
         let pair = KeyPair {
             cert_pem: read(cert)?,
             key_pem: read(key)?,
         };
-        pair.chain(cert)?;
-        pair.key(key)?;
-        Ok(pair)
-    }
-
-    fn chain(&self, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-        certificates(&self.cert_pem, path)
-    }
-
-    fn key(&self, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-        PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|_| TlsError::Pem {
-            path: path.to_owned(),
-            what: "private key",
-        })
+        let chain = certificates(&pair.cert_pem, cert)?;
+        let parsed_key =
+            PrivateKeyDer::from_pem_slice(&pair.key_pem).map_err(|_| TlsError::Pem {
+                path: key.to_owned(),
+                what: "private key",
+            })?;
+        Ok((pair, (chain, parsed_key)))
     }
 
     fn identity(&self) -> Identity {
@@ -105,6 +102,10 @@ fn roots_from(pem: &[u8], path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// What a data stream's client side needs: the rustls settings and the name the agent's
+/// certificate must carry.
+pub type DataTls = (Arc<ClientConfig>, ServerName<'static>);
+
 /// What a client (the CLI, or an agent pulling from another) uses to reach agents.
 #[derive(Clone)]
 pub struct ClientTls {
@@ -141,21 +142,19 @@ impl ClientTls {
                 (None, roots)
             }
         };
-        let identity = identity
-            .map(|(cert, key)| KeyPair::load(cert, key).map(|p| (p, cert, key)))
-            .transpose()?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
-        let data = match &identity {
-            Some((pair, cert, key)) => {
-                builder.with_client_auth_cert(pair.chain(cert)?, pair.key(key)?)?
+        let (data, identity) = match identity {
+            Some((cert, key)) => {
+                let (pair, (chain, key)) = KeyPair::load(cert, key)?;
+                (builder.with_client_auth_cert(chain, key)?, Some(pair))
             }
-            None => builder.with_no_client_auth(),
+            None => (builder.with_no_client_auth(), None),
         };
         Ok(ClientTls {
             ca_pem,
-            identity: identity.map(|(p, _, _)| p),
+            identity,
             data: Arc::new(data),
         })
     }
@@ -174,7 +173,7 @@ impl ClientTls {
     }
 
     /// The data streams' settings and the name the agent's certificate must carry.
-    pub fn data(&self, host: &str) -> Result<(Arc<ClientConfig>, ServerName<'static>), TlsError> {
+    pub fn data(&self, host: &str) -> Result<DataTls, TlsError> {
         let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
             .map_err(|_| TlsError::ServerName(host.to_owned()))?
             .to_owned();
@@ -194,12 +193,12 @@ impl ServerTls {
     /// The agent's certificate chain and key; with `client_ca`, clients must present a
     /// certificate that CA signed.
     pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
-        let identity = KeyPair::load(cert, key)?;
+        let (identity, (chain, parsed_key)) = KeyPair::load(cert, key)?;
         let client_ca_pem = client_ca.map(read).transpose()?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?;
-        let builder = match (&client_ca_pem, client_ca) {
-            (Some(pem), Some(path)) => {
+        let builder = match client_ca.zip(client_ca_pem.as_ref()) {
+            Some((path, pem)) => {
                 let roots = Arc::new(roots_from(pem, path)?);
                 let verifier =
                     rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
@@ -207,9 +206,9 @@ impl ServerTls {
                         .map_err(|e| TlsError::Verifier(e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
-            _ => builder.with_no_client_auth(),
+            None => builder.with_no_client_auth(),
         };
-        let mut data = builder.with_single_cert(identity.chain(cert)?, identity.key(key)?)?;
+        let mut data = builder.with_single_cert(chain, parsed_key)?;
         // A data stream's writer never reads: a session ticket left unread in its socket
         // would turn its close into a reset that can cut off the last records.
         data.send_tls13_tickets = 0;

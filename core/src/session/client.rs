@@ -5,7 +5,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,7 +21,7 @@ use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
 use crate::spec::TransferSpec;
 use crate::sys::dir as sysdir;
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, DataTls};
 use crate::wire::{self, pb};
 
 /// Capabilities this build offers.
@@ -101,7 +100,7 @@ pub struct Connection {
     /// The agent's address as resolved for the control channel.
     pub addr: SocketAddr,
     /// The data streams' TLS settings and the agent's expected name.
-    data_tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    data_tls: Option<DataTls>,
 }
 
 impl Remote {

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::fd::{AsFd, BorrowedFd};
-use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use tokio::sync::mpsc;
 
+use crate::tls::DataTls;
 use crate::wire::pb;
 use crate::wire::record::{self, Header, RecordReader};
 
@@ -80,10 +80,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 impl Stream {
     /// Connects to `addr`, with TLS when `tls` gives a client configuration and the name
     /// the agent's certificate must carry.
-    pub fn connect(
-        addr: SocketAddr,
-        tls: Option<&(Arc<rustls::ClientConfig>, ServerName<'static>)>,
-    ) -> io::Result<Stream> {
+    pub fn connect(addr: SocketAddr, tls: Option<&DataTls>) -> io::Result<Stream> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_nodelay(true)?;
         let Some((config, name)) = tls else {
@@ -133,14 +130,8 @@ impl Stream {
     fn close_write(&mut self) {
         match self {
             Stream::Plain(_) => {}
-            Stream::TlsClient(t) => {
-                t.conn.send_close_notify();
-                let _ = t.flush();
-            }
-            Stream::TlsServer(t) => {
-                t.conn.send_close_notify();
-                let _ = t.flush();
-            }
+            Stream::TlsClient(t) => close_notify(&mut t.conn, &mut t.sock),
+            Stream::TlsServer(t) => close_notify(&mut t.conn, &mut t.sock),
         }
         let _ = self.socket().shutdown(std::net::Shutdown::Write);
     }
@@ -172,6 +163,16 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner().flush()
+    }
+}
+
+/// Sends a TLS close_notify (best effort: the stream is ending anyway).
+fn close_notify<S: rustls::SideData>(conn: &mut rustls::ConnectionCommon<S>, sock: &mut TcpStream) {
+    conn.send_close_notify();
+    while conn.wants_write() {
+        if conn.write_tls(sock).is_err() {
+            break;
+        }
     }
 }
 
@@ -217,7 +218,7 @@ pub fn auto_streams(rtt: Duration) -> u32 {
 /// error means the caller falls back to the gRPC stream.
 pub fn connect(
     addr: SocketAddr,
-    tls: Option<&(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    tls: Option<&DataTls>,
     token: &[u8],
     streams: Streams,
 ) -> io::Result<Vec<Stream>> {
