@@ -25,6 +25,7 @@ use crate::entry::{EntryKind, Timestamp};
 use crate::filter::Filter;
 use crate::report::{Report, Stats};
 use crate::sys::{dir, file, io_err, xattr};
+use crate::transfer::context::lock;
 use crate::walk::{Listed, Subdirs, Visitor, Walk};
 use crate::wire::record::Header;
 use crate::wire::{self, pb};
@@ -127,7 +128,7 @@ pub async fn run(
         Err(e) => return Err(super::abort(&tx, e).await),
     };
     if let Some(remover) = remover {
-        let dirs = std::mem::take(&mut *dirs.lock().unwrap_or_else(|p| p.into_inner()));
+        let dirs = std::mem::take(&mut *lock(&dirs));
         let (removed, failures) = tokio::task::spawn_blocking(move || remover.finish(dirs))
             .await
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
@@ -276,9 +277,7 @@ impl Visitor for Manifest {
         }
         self.dirs.fetch_add(1, Ordering::Relaxed);
         if let Some(v) = &self.visited {
-            v.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(dir.rel.clone());
+            lock(v).push(dir.rel.clone());
         }
         let parts = entries.len().div_ceil(BATCH_ENTRIES).max(1);
         let mut entries = entries.into_iter();
@@ -360,13 +359,13 @@ struct WorkQueue {
 
 impl WorkQueue {
     fn push_back(&self, works: Vec<Work>) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.state);
         s.0.extend(works);
         self.ready.notify_all();
     }
 
     fn push_front(&self, works: Vec<Work>) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.state);
         for w in works.into_iter().rev() {
             s.0.push_front(w);
         }
@@ -374,22 +373,18 @@ impl WorkQueue {
     }
 
     fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        lock(&self.state).1 = true;
         self.ready.notify_all();
     }
 
     /// The next work if there is one now.
     fn try_pop(&self) -> Option<Work> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .pop_front()
+        lock(&self.state).0.pop_front()
     }
 
     /// The next work, or `None` once closed and empty.
     fn pop(&self) -> Option<Work> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.state);
         loop {
             if let Some(w) = s.0.pop_front() {
                 return Some(w);
@@ -536,10 +531,6 @@ impl DirSlot {
         *lock(&self.0) = Some((parent.to_owned(), fd.clone()));
         Ok(fd)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Opens a needed file beneath the root (no symlink followed, no escape) and checks it is
