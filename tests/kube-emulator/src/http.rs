@@ -50,11 +50,7 @@ async fn handle(State(emu): State<Arc<Emulator>>, req: Request) -> Response {
     }
     let forced = emu.faults.forced(&parts.method, &path);
     let response = match forced {
-        Some(410)
-            if route::query(Some(&raw_query))
-                .get("watch")
-                .is_some_and(|w| w == "true" || w == "1") =>
-        {
+        Some(410) if route::flag(&route::query(&raw_query), "watch") => {
             match route::parse(&emu.store, &path) {
                 Ok(Route::Object(t)) => gone_watch(&emu, *t),
                 Ok(_) => error_response(&ApiError::injected(410)),
@@ -147,7 +143,7 @@ fn serve(
     if !body.is_empty() && (content_type.contains("protobuf") || content_type.contains("cbor")) {
         return Err(ApiError::unsupported_media_type(content_type));
     }
-    let q = route::query(Some(raw_query));
+    let q = route::query(raw_query);
     if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
         return Err(ApiError::bad_request(
             "dryRun is not supported by the emulator",
@@ -163,7 +159,7 @@ fn serve(
     };
     match (method, &t.name) {
         (&Method::GET, None) => {
-            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+            if route::flag(&q, "watch") {
                 let req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
                 return Ok(stream(watch::start(emu.clone(), req)));
             }

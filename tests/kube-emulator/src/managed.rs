@@ -52,8 +52,8 @@ pub fn leaves(object: &Value) -> FieldSet {
 }
 
 /// The value at `path`.
-pub fn get<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |v, k| v.get(k))
+pub fn get<'a, K: AsRef<str>>(object: &'a Value, path: &[K]) -> Option<&'a Value> {
+    path.iter().try_fold(object, |v, k| v.get(k.as_ref()))
 }
 
 /// Removes the field at `path` (and parents it leaves empty).

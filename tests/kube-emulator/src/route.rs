@@ -87,9 +87,14 @@ pub fn parse(store: &Store, path: &str) -> Result<Route, ApiError> {
     })))
 }
 
+/// Whether boolean query parameter `key` is set (`true` or `1`, as the server accepts).
+pub fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+    q.get(key).is_some_and(|v| v == "true" || v == "1")
+}
+
 /// Query parameters, decoded.
-pub fn query(raw: Option<&str>) -> HashMap<String, String> {
-    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+pub fn query(raw: &str) -> HashMap<String, String> {
+    form_urlencoded::parse(raw.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Cause};
+use crate::managed;
 use crate::resources::Resource;
 
 /// Checks and completes `object` (with `old`, its previous state, on updates).
@@ -28,7 +29,8 @@ pub fn admit(res: &Resource, object: Value, old: Option<&Value>) -> Result<Value
             } else {
                 e.field_path.clone()
             };
-            let shown = kind_name(managed_get(&object, &e.field_path));
+            let path: Vec<&str> = e.field_path.split('.').filter(|k| !k.is_empty()).collect();
+            let shown = kind_name(managed::get(&object, &path));
             causes.push(Cause {
                 reason: "FieldValueInvalid",
                 field,
@@ -41,13 +43,6 @@ pub fn admit(res: &Resource, object: Value, old: Option<&Value>) -> Result<Value
     }
     let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
     Err(ApiError::invalid(&res.group, &res.kind, &name, causes))
-}
-
-fn managed_get<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
-    if path.is_empty() {
-        return Some(object);
-    }
-    path.split('.').try_fold(object, |v, k| v.get(k))
 }
 
 /// The schema type name of a value, as the server's messages give it.

@@ -41,7 +41,7 @@ impl WatchRequest {
         namespace: Option<String>,
         q: &HashMap<String, String>,
     ) -> Result<WatchRequest, ApiError> {
-        let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+        let flag = |k: &str| crate::route::flag(q, k);
         let since = match q.get("resourceVersion").map(String::as_str) {
             None | Some("") => None,
             Some(v) => Some(
