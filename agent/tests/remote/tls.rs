@@ -12,6 +12,14 @@ use blit_test_support::{Fixture, assert_same_tree};
 
 use crate::*;
 
+/// An agent serving TLS with the test PKI's agent certificate, plus `args`.
+fn tls_agent(pki: &Pki, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Agent {
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"--tls-cert", &pki.agent_cert, &"--tls-key", &pki.agent_key];
+    all.extend_from_slice(args);
+    Agent::start(&all)
+}
+
 #[test]
 fn tls_carries_every_route_and_refuses_strangers() {
     let fx = Fixture::new();
@@ -19,14 +27,7 @@ fn tls_carries_every_route_and_refuses_strangers() {
     let pki = Pki::new(&fx.path("pki"));
     let module = fx.path("module");
     fs::create_dir(&module).unwrap();
-    let agent = Agent::start(&[
-        &"--module",
-        &format!("m={}", module.display()),
-        &"--tls-cert",
-        &pki.agent_cert,
-        &"--tls-key",
-        &pki.agent_key,
-    ]);
+    let agent = tls_agent(&pki, &[&"--module", &format!("m={}", module.display())]);
 
     // local → agent and back, encrypted on both planes.
     let err = ok(&blit(
@@ -99,16 +100,15 @@ fn tls_carries_every_route_and_refuses_strangers() {
     // The agent still serves, and agent → agent works over TLS too.
     let other = fx.path("other");
     fs::create_dir(&other).unwrap();
-    let agent_b = Agent::start(&[
-        &"--module",
-        &format!("n={}", other.display()),
-        &"--tls-cert",
-        &pki.agent_cert,
-        &"--tls-key",
-        &pki.agent_key,
-        &"--tls-ca",
-        &pki.ca,
-    ]);
+    let agent_b = tls_agent(
+        &pki,
+        &[
+            &"--module",
+            &format!("n={}", other.display()),
+            &"--tls-ca",
+            &pki.ca,
+        ],
+    );
     ok(&blit(
         &fx,
         &[
@@ -130,16 +130,7 @@ fn mutual_tls_requires_a_client_certificate() {
     let pki = Pki::new(&fx.path("pki"));
     let module = fx.path("module");
     fs::create_dir(&module).unwrap();
-    let agent = Agent::start(&[
-        &"--root",
-        &module,
-        &"--tls-cert",
-        &pki.agent_cert,
-        &"--tls-key",
-        &pki.agent_key,
-        &"--tls-client-ca",
-        &pki.ca,
-    ]);
+    let agent = tls_agent(&pki, &[&"--root", &module, &"--tls-client-ca", &pki.ca]);
     let anonymous = blit(
         &fx,
         &[
