@@ -9,7 +9,7 @@
 //! (handshake first, then the preface inside it) and bytes go out through rustls instead
 //! of `sendfile`.
 
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -268,17 +268,17 @@ pub fn same_token(a: &[u8], b: &[u8]) -> bool {
 
 /// The writing end of one data stream (source role).
 pub enum Sink {
-    Tcp(BufWriter<Stream>),
-    Frames(BufWriter<FrameWriter>),
+    Tcp(Outgoing<Stream>),
+    Frames(Outgoing<FrameWriter>),
 }
 
 impl Sink {
     pub fn tcp(s: Stream) -> Sink {
-        Sink::Tcp(BufWriter::with_capacity(STREAM_BUFFER, s))
+        Sink::Tcp(Outgoing::new(s))
     }
 
     pub fn frames(tx: mpsc::Sender<pb::Frame>) -> Sink {
-        Sink::Frames(BufWriter::with_capacity(STREAM_BUFFER, FrameWriter { tx }))
+        Sink::Frames(Outgoing::new(FrameWriter { tx }))
     }
 
     fn writer(&mut self) -> &mut dyn Write {
@@ -288,15 +288,25 @@ impl Sink {
         }
     }
 
+    /// Reads up to `want` bytes of `file` at `offset` straight into the send buffer.
+    fn read_in(&mut self, file: BorrowedFd<'_>, offset: u64, want: usize) -> io::Result<usize> {
+        let pread = |buf: &mut [u8]| loop {
+            match rustix::io::pread(file, &mut *buf, offset) {
+                Ok(n) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(crate::sys::io_err(e)),
+            }
+        };
+        match self {
+            Sink::Tcp(w) => w.read_in(want, pread),
+            Sink::Frames(w) => w.read_in(want, pread),
+        }
+    }
+
     /// Sends `len` bytes of `file` from `offset` as one `Data` record of file `id`. If
     /// the file turns out shorter, the record is padded and `Ok(false)` returned: the
     /// caller then sends a `Fail` for it, and the stream stays well-formed.
-    pub fn send_range(
-        &mut self,
-        file: BorrowedFd<'_>,
-        header: Header,
-        buf: &mut [u8],
-    ) -> io::Result<bool> {
+    pub fn send_range(&mut self, file: BorrowedFd<'_>, header: Header) -> io::Result<bool> {
         let (mut offset, len) = (header.offset, u64::from(header.len));
         self.writer().write_all(&header.encode())?;
         let end = offset + len;
@@ -318,17 +328,10 @@ impl Sink {
             return Ok(true);
         }
         while offset < end {
-            let want = buf
-                .len()
-                .min(usize::try_from(end - offset).unwrap_or(usize::MAX));
-            match rustix::io::pread(file, &mut buf[..want], offset) {
-                Ok(0) => return self.pad(end - offset).map(|()| false),
-                Ok(n) => {
-                    self.writer().write_all(&buf[..n])?;
-                    offset += n as u64;
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(crate::sys::io_err(e)),
+            let want = usize::try_from(end - offset).unwrap_or(usize::MAX);
+            match self.read_in(file, offset, want)? {
+                0 => return self.pad(end - offset).map(|()| false),
+                n => offset += n as u64,
             }
         }
         Ok(true)
@@ -361,6 +364,72 @@ impl Sink {
             w.get_mut().close_write();
         }
         Ok(())
+    }
+}
+
+/// A write buffer that file bytes are read straight into (a `BufWriter` takes bytes only
+/// as a copy of another buffer): many small files' records leave in one write.
+pub struct Outgoing<W: Write> {
+    inner: W,
+    buf: Box<[u8]>,
+    filled: usize,
+}
+
+impl<W: Write> Outgoing<W> {
+    fn new(inner: W) -> Outgoing<W> {
+        Outgoing {
+            inner,
+            buf: vec![0; STREAM_BUFFER].into_boxed_slice(),
+            filled: 0,
+        }
+    }
+
+    fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Lets `read` fill up to `want` bytes at the end of the buffer (sending what is
+    /// buffered first if that leaves too little room); returns how many it filled.
+    fn read_in(
+        &mut self,
+        want: usize,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.buf.len() - self.filled < want.min(self.buf.len()) {
+            self.send_buffered()?;
+        }
+        let end = self.buf.len().min(self.filled.saturating_add(want));
+        let n = read(&mut self.buf[self.filled..end])?;
+        self.filled += n;
+        Ok(n)
+    }
+
+    fn send_buffered(&mut self) -> io::Result<()> {
+        let filled = std::mem::take(&mut self.filled);
+        self.inner.write_all(&self.buf[..filled])
+    }
+}
+
+impl<W: Write> Write for Outgoing<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() - self.filled < data.len() {
+            self.send_buffered()?;
+            if data.len() >= self.buf.len() {
+                return self.inner.write(data);
+            }
+        }
+        self.buf[self.filled..self.filled + data.len()].copy_from_slice(data);
+        self.filled += data.len();
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffered()?;
+        self.inner.flush()
     }
 }
 

@@ -27,6 +27,10 @@ use crate::wire::{self, pb};
 /// Files asked for and not yet written, at most: bounds memory and open files however
 /// far the planner runs ahead of the data.
 const MAX_PENDING: usize = 8192;
+/// A planner that found the map full waits until it is down to this many: planners run
+/// far ahead of the data, so without this gap every written file would wake them all
+/// (a system call and a context switch each) for one more need.
+const RESUME_PENDING: usize = MAX_PENDING - 2 * NEED_BATCH;
 /// Needs per `NeedBatch` frame.
 const NEED_BATCH: usize = 1024;
 
@@ -155,7 +159,7 @@ impl Fetch for Fetcher {
         if lock(&self.pending).len() >= MAX_PENDING {
             self.flush();
             let mut pending = lock(&self.pending);
-            while pending.len() >= MAX_PENDING {
+            while pending.len() > RESUME_PENDING && !self.stopped.load(Ordering::Relaxed) {
                 pending = self
                     .drained
                     .wait(pending)
@@ -366,15 +370,14 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Forgets a written file and lets the planner go on.
+    /// Forgets a written file, and lets waiting planners go on once the map has drained
+    /// to [`RESUME_PENDING`] (only then can one be waiting, and a notification is a system
+    /// call whether or not anyone waits).
     fn finish(&self, id: u64) {
         let mut pending = lock(&self.pending);
-        // Planners wait only while the map is full, so only then can one be waiting
-        // (and a notification is a system call whether or not anyone waits).
-        let full = pending.len() >= MAX_PENDING;
-        pending.remove(&id);
+        let drained = pending.remove(&id).is_some() && pending.len() == RESUME_PENDING;
         drop(pending);
-        if full {
+        if drained {
             self.drained.notify_all();
         }
     }

@@ -34,8 +34,6 @@ use crate::wire::{self, pb};
 const BATCH_ENTRIES: usize = 2000;
 /// Files larger than this are cut into chunks that several streams carry at once.
 const CHUNK: u64 = 16 << 20;
-/// Read buffer of each sender (records on the copying path are at most this large).
-const READ_BUFFER: usize = 1 << 20;
 /// Largest record sent: the receiver holds one record's payload per stream.
 const RECORD: u64 = 4 << 20;
 
@@ -106,7 +104,6 @@ pub async fn run(
                     splits,
                     stats: &stats,
                     throttle: throttle.as_deref(),
-                    buf: vec![0u8; READ_BUFFER],
                     dirs: &open_dir,
                 };
                 sender.run()
@@ -406,7 +403,6 @@ struct Sender<'a> {
     splits: bool,
     stats: &'a Stats,
     throttle: Option<&'a super::throttle::Throttle>,
-    buf: Vec<u8>,
     /// The directory of the last file sent, open, shared by all senders.
     dirs: &'a DirSlot,
 }
@@ -489,8 +485,7 @@ impl Sender<'_> {
         total: u64,
     ) -> io::Result<()> {
         if total == 0 {
-            self.sink
-                .send_range(fd, Header::data(id, 0, 0, 0), &mut self.buf)?;
+            self.sink.send_range(fd, Header::data(id, 0, 0, 0))?;
             return Ok(());
         }
         for &(start, len) in ranges {
@@ -501,7 +496,7 @@ impl Sender<'_> {
                     t.take(n);
                 }
                 let header = Header::data(id, offset, n as u32, total);
-                if !self.sink.send_range(fd, header, &mut self.buf)? {
+                if !self.sink.send_range(fd, header)? {
                     return self
                         .sink
                         .fail(id, "the file shrank while it was being sent");

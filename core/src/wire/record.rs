@@ -16,7 +16,7 @@
 //! could not read file `id`. `End` closes the stream; a stream that ends without it was
 //! cut. Every length is capped; anything else is a `RecordError` that ends the session.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Largest payload of one record.
 pub const MAX_PAYLOAD: u32 = 16 << 20;
@@ -126,9 +126,13 @@ impl Header {
 /// unread is skipped before the next header, so the stream never loses its framing.
 pub struct RecordReader<R> {
     inner: R,
+    /// A payload that did not fit in what the reader had buffered.
     payload: Vec<u8>,
     /// Payload bytes of the current record still in the stream.
     left: u64,
+    /// Bytes of the reader's buffer handed out as the last payload, consumed on the
+    /// next call (a payload already buffered is lent, not copied).
+    lent: usize,
 }
 
 fn cut(e: io::Error) -> io::Error {
@@ -138,13 +142,19 @@ fn cut(e: io::Error) -> io::Error {
     }
 }
 
-impl<R: Read> RecordReader<R> {
+impl<R: BufRead> RecordReader<R> {
     pub fn new(inner: R) -> RecordReader<R> {
         RecordReader {
             inner,
             payload: Vec::new(),
             left: 0,
+            lent: 0,
         }
+    }
+
+    /// Gives back the buffer lent as the last payload.
+    fn settle(&mut self) {
+        self.inner.consume(std::mem::take(&mut self.lent));
     }
 
     /// The next record's header; `None` after the end record.
@@ -160,17 +170,28 @@ impl<R: Read> RecordReader<R> {
         Ok(Some(header))
     }
 
-    /// The current record's whole payload.
+    /// The current record's whole payload: lent from the reader's buffer when it is all
+    /// there (the common case for small files), copied out otherwise.
     pub fn payload(&mut self) -> io::Result<&[u8]> {
+        self.settle();
         let len = usize::try_from(self.left).expect("at most MAX_PAYLOAD");
+        self.left = 0;
+        if len == 0 {
+            // Never wait for more bytes that are not part of this record.
+            return Ok(&[]);
+        }
+        if self.inner.fill_buf().map_err(cut)?.len() >= len {
+            self.lent = len;
+            return Ok(&self.inner.fill_buf()?[..len]);
+        }
         self.payload.resize(len, 0);
         self.inner.read_exact(&mut self.payload).map_err(cut)?;
-        self.left = 0;
         Ok(&self.payload)
     }
 
     /// Discards what is left of the current record's payload.
     pub fn skip(&mut self) -> io::Result<()> {
+        self.settle();
         let want = self.left;
         let n = io::copy(&mut (&mut self.inner).take(want), &mut io::sink())?;
         self.left = 0;
@@ -186,6 +207,7 @@ impl<R: Read> RecordReader<R> {
         &mut self,
         f: impl FnOnce(&mut R, u64) -> io::Result<(u64, T)>,
     ) -> io::Result<T> {
+        self.settle();
         let (n, out) = f(&mut self.inner, self.left)?;
         self.left -= n.min(self.left);
         Ok(out)
