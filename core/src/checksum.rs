@@ -5,7 +5,7 @@ use std::io;
 
 use rustix::fd::BorrowedFd;
 
-use crate::sys::{file, io_err};
+use crate::sys::file;
 
 /// Read size: large enough for BLAKE3's SIMD and multi-threaded paths to pay off.
 const CHUNK: usize = 1 << 20;
@@ -26,16 +26,14 @@ pub fn hash_range(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<[u8; 
         let want = buf
             .len()
             .min(usize::try_from(end - pos).unwrap_or(usize::MAX));
-        let n = match rustix::io::pread(fd, &mut buf[..want], pos) {
-            Ok(0) => {
+        let n = match file::read_at(fd, &mut buf[..want], pos)? {
+            0 => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "file shorter than expected",
                 ));
             }
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(io_err(e)),
+            n => n,
         };
         if n >= 128 * 1024 {
             hasher.update_rayon(&buf[..n]);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use rustix::fd::BorrowedFd;
 use rustix::fs::SeekFrom;
 
+use crate::sys::file::{read_at, write_all_at};
 use crate::sys::io_err;
 
 /// Whether to try copy-on-write clones.
@@ -196,29 +197,12 @@ fn buffered_range(
         let want = buf
             .len()
             .min(usize::try_from(end - pos).unwrap_or(usize::MAX));
-        let n = match rustix::io::pread(src, &mut buf[..want], pos) {
-            Ok(0) => return Err(shrank()),
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(io_err(e)),
+        let n = match read_at(src, &mut buf[..want], pos)? {
+            0 => return Err(shrank()),
+            n => n,
         };
         write_all_at(dst, &buf[..n], pos)?;
         pos += n as u64;
-    }
-    Ok(())
-}
-
-/// Writes all of `data` at `offset`.
-fn write_all_at(dst: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        match rustix::io::pwrite(dst, data, offset) {
-            Ok(n) => {
-                data = &data[n..];
-                offset += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(io_err(e)),
-        }
     }
     Ok(())
 }

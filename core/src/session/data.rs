@@ -18,6 +18,7 @@ use rustix::fd::{AsFd, BorrowedFd};
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use tokio::sync::mpsc;
 
+use crate::sys::file::{read_at, write_all_at};
 use crate::tls::DataTls;
 use crate::wire::pb;
 use crate::wire::record::{self, Header, RecordReader};
@@ -290,13 +291,7 @@ impl Sink {
 
     /// Reads up to `want` bytes of `file` at `offset` straight into the send buffer.
     fn read_in(&mut self, file: BorrowedFd<'_>, offset: u64, want: usize) -> io::Result<usize> {
-        let pread = |buf: &mut [u8]| loop {
-            match rustix::io::pread(file, &mut *buf, offset) {
-                Ok(n) => return Ok(n),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(crate::sys::io_err(e)),
-            }
-        };
+        let pread = |buf: &mut [u8]| read_at(file, buf, offset);
         match self {
             Sink::Tcp(w) => w.read_in(want, pread),
             Sink::Frames(w) => w.read_in(want, pread),
@@ -593,22 +588,6 @@ impl Splice {
         }
         Ok((done, file_error.map_or(Ok(()), Err)))
     }
-}
-
-/// `pwrite` until all of `buf` is written at `offset`.
-pub fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::pwrite(fd, buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf = &buf[n..];
-                offset += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(crate::sys::io_err(e)),
-        }
-    }
-    Ok(())
 }
 
 /// Bytes written become `Data` frames of the session stream.

@@ -108,6 +108,33 @@ pub fn make_special(dir: BorrowedFd<'_>, name: &OsStr, raw_mode: u32, rdev: u64)
     .map_err(io_err)
 }
 
+/// `pread` into `buf` at `offset`, retried when interrupted: how many bytes were read
+/// (0 at the end of the file).
+pub fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => return other.map_err(io_err),
+        }
+    }
+}
+
+/// `pwrite` until all of `buf` is written at `offset`.
+pub fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(fd, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Sets the length of a file (used to keep trailing holes of sparse files).
 pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(io_err)

@@ -180,6 +180,8 @@ impl<R: BufRead> RecordReader<R> {
             // Never wait for more bytes that are not part of this record.
             return Ok(&[]);
         }
+        // Asked twice (the second time without I/O): a borrow returned on one branch
+        // would hold `inner` on the other too.
         if self.inner.fill_buf().map_err(cut)?.len() >= len {
             self.lent = len;
             return Ok(&self.inner.fill_buf()?[..len]);
