@@ -33,6 +33,7 @@ pub mod entry;
 pub mod error;
 pub mod filter;
 pub mod plan;
+pub mod prefault;
 pub mod report;
 pub mod resume;
 pub mod roots;

@@ -19,10 +19,25 @@ pub const BLOCK: u64 = 4 << 20;
 /// BLAKE3 of each whole block of the partial file `part`, up to `len` bytes (what a
 /// remote source compares its blocks with).
 pub fn block_hashes(part: BorrowedFd<'_>, len: u64) -> io::Result<Vec<[u8; 32]>> {
-    let have = file::len(part)?.min(len);
+    let have = written_len(part, len)?;
     (0..have / BLOCK)
         .map(|i| hash_range(part, i * BLOCK, BLOCK))
         .collect()
+}
+
+/// How much of the partial file `part` (of a `len`-byte source) an earlier run may have
+/// written: up to its first hole. A run that warmed the page cache ahead of its writes
+/// (`prefault`) gave the file its final length first, and what it never wrote is a hole;
+/// hashing those zeroes on both ends would be wasted. Holes written by a sparse copy are
+/// merely copied again.
+fn written_len(part: BorrowedFd<'_>, len: u64) -> io::Result<u64> {
+    let have = file::len(part)?.min(len);
+    Ok(
+        match rustix::fs::seek(part, rustix::fs::SeekFrom::Hole(0)) {
+            Ok(hole) => have.min(hole),
+            Err(_) => have,
+        },
+    )
 }
 
 /// The ranges of `src` a remote destination still needs, given the hashes of its
@@ -56,7 +71,7 @@ pub fn complete(
     part: BorrowedFd<'_>,
     len: u64,
 ) -> io::Result<u64> {
-    let have = file::len(part)?.min(len);
+    let have = written_len(part, len)?;
     let verified_end = have - have % BLOCK;
     let mut kept = 0;
     let mut offset = 0;
@@ -73,4 +88,41 @@ pub fn complete(
     }
     file::set_len(part, len)?;
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::AsFd;
+
+    #[test]
+    fn a_partial_file_is_trusted_up_to_its_first_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let data = vec![7u8; 2 * BLOCK as usize];
+        file::write_all_at(f.as_fd(), &data, 0).unwrap();
+        // An earlier run gave the file its final length before writing it all.
+        file::set_len(f.as_fd(), 5 * BLOCK).unwrap();
+        let hashes = block_hashes(f.as_fd(), 5 * BLOCK).unwrap();
+        let holes = rustix::fs::seek(f.as_fd(), rustix::fs::SeekFrom::Hole(0)).unwrap();
+        if holes < 5 * BLOCK {
+            assert_eq!(
+                hashes.len(),
+                2,
+                "the blocks written, not the hole after them"
+            );
+        } else {
+            // A filesystem without holes (or without SEEK_HOLE) trusts the whole length,
+            // and the hashes still decide.
+            assert_eq!(hashes.len(), 5);
+        }
+        let first = crate::checksum::hash_range(f.as_fd(), 0, BLOCK).unwrap();
+        assert_eq!(hashes[0], first);
+    }
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::data::Incoming;
 use super::frame;
 use crate::entry::Entry;
+use crate::prefault::Prefault;
 use crate::report::Stats;
 use crate::sys::file;
 use crate::transfer::apply::{self, Place, Staged};
@@ -52,7 +53,12 @@ struct PendingFile {
 
 enum FileState {
     Waiting,
-    Writing { staged: Arc<Staged>, received: u64 },
+    Writing {
+        staged: Arc<Staged>,
+        received: u64,
+        /// Warms the page cache ahead of a large file's records.
+        prefault: Option<Prefault>,
+    },
     Done,
 }
 
@@ -286,10 +292,15 @@ impl Fetcher {
                     });
                     match staged {
                         Ok(staged) => {
+                            // Only a file sent whole, from the start, is written in order.
+                            let prefault = (file.resume.is_none() && total == size)
+                                .then(|| Prefault::start(staged.fd.as_fd(), size))
+                                .flatten();
                             let staged = Arc::new(staged);
                             *state = FileState::Writing {
                                 staged: staged.clone(),
                                 received: 0,
+                                prefault,
                             };
                             staged
                         }
@@ -312,20 +323,23 @@ impl Fetcher {
         let complete = {
             let mut state = lock(&file.state);
             match &mut *state {
-                FileState::Writing { received, .. } => {
+                FileState::Writing {
+                    received, prefault, ..
+                } => {
                     *received += len;
-                    let done = *received == total;
-                    if done {
-                        *state = FileState::Done;
+                    if let Some(prefault) = prefault {
+                        prefault.written(offset + len);
                     }
-                    done
+                    (*received == total).then(|| std::mem::replace(&mut *state, FileState::Done))
                 }
-                _ => false,
+                _ => None,
             }
         };
-        if !complete {
+        // Dropped outside the lock: stopping a prefault helper waits for its thread.
+        if complete.is_none() {
             return Ok(());
         }
+        drop(complete);
         self.finish(id);
         // Holes at the end (sparse), or a resumed file longer than the source.
         let published = (if total < size || file.resume.is_some() {
