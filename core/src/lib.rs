@@ -14,6 +14,7 @@
 //!        Mkdir/Enter ─▶ subdirectory visits queued to the pool          │
 //!        Copy/Resume ─▶ copy::Copier (reflink | copy_file_range | sparse | buffered)
 //!                       into an O_TMPFILE or temp name, metadata, then linkat/rename
+//!                       (a large file: prefault warms the page cache ahead of the copy)
 //!        Symlink/Special/SetMeta/HardLink/Delete ─▶ applied or deferred
 //!                                                                       ▼
 //!  end of run: hard links → mirror deletes (bounded) → directory metadata → Report
