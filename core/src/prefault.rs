@@ -137,7 +137,7 @@ impl Drop for Prefault {
 fn run(fd: &OwnedFd, len: u64, warm: Duration, shared: &Shared) {
     let mut next = 0;
     let mut rest_until = 0;
-    while next < len && !shared.stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
         let written = shared.written.load(Ordering::Relaxed);
         next = next.max(written.saturating_add(LEAD));
         if next >= len {

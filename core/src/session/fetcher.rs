@@ -320,7 +320,7 @@ impl Fetcher {
             return Ok(());
         }
         Stats::add(&ctx.stats.bytes_done, len);
-        let complete = {
+        let finished = {
             let mut state = lock(&file.state);
             match &mut *state {
                 FileState::Writing {
@@ -335,11 +335,11 @@ impl Fetcher {
                 _ => None,
             }
         };
-        // Dropped outside the lock: stopping a prefault helper waits for its thread.
-        if complete.is_none() {
+        let Some(finished) = finished else {
             return Ok(());
-        }
-        drop(complete);
+        };
+        // Dropped outside the lock: stopping a prefault helper waits for its thread.
+        drop(finished);
         self.finish(id);
         // Holes at the end (sparse), or a resumed file longer than the source.
         let published = (if total < size || file.resume.is_some() {
