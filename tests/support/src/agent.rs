@@ -126,6 +126,12 @@ impl Agent {
         self.child.wait().expect("blitd exits")
     }
 
+    /// What the process holds now (read from `/proc`): the bound attacks are checked
+    /// against.
+    pub fn usage(&self) -> Usage {
+        Usage::of(self.child.id())
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -137,4 +143,59 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What a process holds: resident memory, threads and open file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub rss_bytes: u64,
+    pub threads: u64,
+    pub fds: u64,
+}
+
+impl Usage {
+    /// Reads `/proc/PID/status` and counts `/proc/PID/fd`.
+    pub fn of(pid: u32) -> Usage {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("the process is running");
+        let field = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count() as u64)
+            .expect("/proc/PID/fd is readable");
+        Usage {
+            rss_bytes: field("VmRSS:") * 1024,
+            threads: field("Threads:"),
+            fds,
+        }
+    }
+
+    /// Panics unless `self` stays within `limit` (each field checked), naming `what`.
+    pub fn assert_within(&self, limit: Usage, what: &str) {
+        assert!(
+            self.rss_bytes <= limit.rss_bytes
+                && self.threads <= limit.threads
+                && self.fds <= limit.fds,
+            "{what}: the agent holds {self:?}, more than {limit:?}"
+        );
+    }
+}
+
+/// Panics unless a transfer under attack (`loaded`) took at most twice its unloaded time
+/// (`unloaded`), with `slack` added for a shared, noisy machine.
+pub fn assert_not_starved(
+    unloaded: std::time::Duration,
+    loaded: std::time::Duration,
+    slack: std::time::Duration,
+) {
+    assert!(
+        loaded <= unloaded * 2 + slack,
+        "a legitimate transfer took {loaded:?} under attack, {unloaded:?} without"
+    );
 }
