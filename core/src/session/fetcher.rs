@@ -19,6 +19,7 @@ use crate::entry::Entry;
 use crate::prefault::Prefault;
 use crate::report::Stats;
 use crate::sys::file;
+use crate::sys::temp;
 use crate::transfer::apply::{self, Place, Staged};
 use crate::transfer::context::{Ctx, Names, lock};
 use crate::transfer::{Fetch, act};
@@ -48,6 +49,9 @@ struct PendingFile {
     /// Continue the partial file left by an earlier run (`--resume`), whose first this
     /// many bytes the source trusts (its block hashes were sent).
     resume: Option<u64>,
+    /// That partial file, claimed (locked) from the moment its blocks were hashed until
+    /// it is written: no other run may change what the source was told.
+    part: Mutex<Option<temp::Owned>>,
     state: Mutex<FileState>,
 }
 
@@ -73,6 +77,7 @@ impl PendingFile {
                 src: &self.src_name,
                 dst: &self.name,
             },
+            part: None,
             dst_setgid: self.setgid,
         }
     }
@@ -121,15 +126,13 @@ impl Fetch for Fetcher {
         at: Place<'_>,
         src: &Entry,
         replaces: Option<&Entry>,
-        resume: bool,
+        part: Option<temp::Owned>,
     ) -> io::Result<()> {
         use std::os::unix::ffi::OsStrExt;
-        let block_hashes = if resume {
-            let part = file::temp_name(at.names.dst, file::TempSuffix::Part);
-            let fd = file::open_read(at.dst, &part)?;
-            crate::resume::block_hashes(fd.as_fd(), src.size)?
-        } else {
-            Vec::new()
+        let resume = part.is_some();
+        let block_hashes = match &part {
+            Some(part) => crate::resume::block_hashes(part.fd.as_fd(), src.size)?,
+            None => Vec::new(),
         };
         let trusted = resume.then(|| block_hashes.len() as u64 * crate::resume::BLOCK);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -142,6 +145,7 @@ impl Fetch for Fetcher {
             replaces: replaces.cloned(),
             setgid: at.dst_setgid,
             resume: trusted,
+            part: Mutex::new(part),
             state: Mutex::new(FileState::Waiting),
         };
         lock(&self.pending).insert(id, Arc::new(file));
@@ -279,7 +283,7 @@ impl Fetcher {
                         file.place(),
                         &file.entry,
                         replacing,
-                        file.resume.is_some(),
+                        lock(&file.part).take(),
                     )
                     .and_then(|staged| {
                         // The kept blocks must still be there, or the file would be wrong.

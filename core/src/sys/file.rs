@@ -3,9 +3,10 @@
 //! New files are written as unnamed `O_TMPFILE` inodes and linked into place with
 //! `linkat` once their content and metadata are final: one directory operation per file,
 //! and a killed run leaves nothing behind. Where that is unavailable, or a file replaces
-//! an existing one, a named temp file in the same directory is renamed over the target.
+//! an existing one, a named temp file in the same directory (`sys::temp`) is renamed over
+//! the target.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,17 +54,6 @@ pub fn create_unnamed(dir: BorrowedFd<'_>, mode: u32) -> io::Result<Option<Owned
         }
         Err(e) => Err(io_err(e)),
     }
-}
-
-/// Creates (or truncates, or with `keep` reopens as is) the named temp file `name` in `dir`.
-/// It is private to its owner (0600) until the final mode is set: a temp file must never
-/// carry setuid bits or someone else's permissions before its owner is set.
-pub fn create_named(dir: BorrowedFd<'_>, name: &OsStr, keep: bool) -> io::Result<OwnedFd> {
-    let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    if !keep {
-        flags |= OFlags::TRUNC;
-    }
-    rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)).map_err(io_err)
 }
 
 /// Links an unnamed file into `dir` as `name`. Fails with `AlreadyExists` if `name` exists.
@@ -135,6 +125,17 @@ pub fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::
     Ok(())
 }
 
+/// Flushes a file's data (and the metadata needed to read it back) to stable storage:
+/// what a move waits for before it lets the source go.
+pub fn sync_data(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fdatasync(fd).map_err(io_err)
+}
+
+/// Flushes a directory, so the names created or renamed in it survive a crash.
+pub fn sync_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fsync(fd).map_err(io_err)
+}
+
 /// Sets the length of a file (used to keep trailing holes of sparse files).
 pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(io_err)
@@ -143,61 +144,4 @@ pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 /// The size of an open file.
 pub fn len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd).map_err(io_err)?.st_size as u64)
-}
-
-/// A name for a temporary file standing in for `final_name`: hidden, fixed-length (so a
-/// 255-byte name still fits), and derived from the name so a later run can find the
-/// partial file of the same target to resume it.
-pub fn temp_name(final_name: &OsStr, suffix: TempSuffix) -> OsString {
-    use std::os::unix::ffi::OsStrExt;
-    let hash = blake3::hash(final_name.as_bytes());
-    let hex = hash.to_hex();
-    OsString::from(format!(".blit-{}.{}", &hex[..16], suffix.as_str()))
-}
-
-/// What a temp file is for, encoded in its suffix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TempSuffix {
-    /// Written in one go; a leftover is garbage.
-    Tmp,
-    /// A large file in progress; a leftover can be resumed with `--resume`.
-    Part,
-}
-
-impl TempSuffix {
-    fn as_str(self) -> &'static str {
-        match self {
-            TempSuffix::Tmp => "tmp",
-            TempSuffix::Part => "part",
-        }
-    }
-}
-
-/// Whether `name` looks like one of Blit's temp files (`.blit-<16 hex>.tmp|part`).
-pub fn is_temp_name(name: &OsStr) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Some(rest) = name.as_bytes().strip_prefix(b".blit-") else {
-        return false;
-    };
-    rest.len() > 17
-        && rest[..16].iter().all(u8::is_ascii_hexdigit)
-        && rest[16] == b'.'
-        && matches!(&rest[17..], b"tmp" | b"part")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_names_are_recognised_and_short() {
-        let long = OsString::from("x".repeat(255));
-        for suffix in [TempSuffix::Tmp, TempSuffix::Part] {
-            let t = temp_name(&long, suffix);
-            assert!(t.len() < 40, "{t:?}");
-            assert!(is_temp_name(&t), "{t:?}");
-        }
-        assert!(!is_temp_name(OsStr::new(".blit-notatempname.tmp")));
-        assert!(!is_temp_name(OsStr::new("file.tmp")));
-    }
 }

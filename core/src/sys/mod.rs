@@ -8,6 +8,7 @@ pub mod beneath;
 pub mod dir;
 pub mod file;
 pub mod meta;
+pub mod temp;
 pub mod xattr;
 
 use std::io;

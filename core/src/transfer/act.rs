@@ -13,6 +13,7 @@ use crate::entry::{Entry, EntryKind};
 use crate::plan::Action;
 use crate::report::Change;
 use crate::spec::Mode;
+use crate::sys::temp;
 
 /// What an action amounted to.
 enum Outcome {
@@ -72,11 +73,17 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
         Action::Copy { src, dst } | Action::Resume { src, dst } => {
             let resume = matches!(action, Action::Resume { .. });
             ctx.file_planned(src.size);
+            // The partial file is taken over only if no other run is writing it; if one
+            // is, this run starts a file of its own.
+            let part = match (resume, at.part) {
+                (true, Some(part)) => temp::claim(at.dst, part)?,
+                _ => None,
+            };
             if let Some(fetch) = ctx.fetch {
-                fetch.fetch(ctx, at, src, dst.as_ref(), resume)?;
+                fetch.fetch(ctx, at, src, dst.as_ref(), part)?;
                 return Ok(Outcome::Deferred);
             }
-            let written = apply::copy_file(ctx, at, src, dst.as_ref(), resume)?;
+            let written = apply::copy_file(ctx, at, src, dst.as_ref(), part)?;
             Outcome::Changed(match (resume, dst) {
                 (true, _) => Change::Resume {
                     bytes: written.bytes,

@@ -13,8 +13,9 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use super::context::{Ctx, Names};
 use crate::entry::{Entry, EntryKind};
 use crate::spec::{Compare, Mode};
-use crate::sys::file::{self, TempSuffix};
+use crate::sys::file;
 use crate::sys::meta::{self, MetaPolicy};
+use crate::sys::temp::{self, TempSuffix};
 use crate::sys::{dir, xattr};
 use crate::{checksum, delete, resume};
 
@@ -33,6 +34,8 @@ pub struct Place<'a> {
     /// The destination directory again, for work that outlives this call.
     pub dst_dir: &'a Arc<OwnedFd>,
     pub names: Names<'a>,
+    /// The partial file an earlier run left for this entry, which a Resume continues.
+    pub part: Option<&'a OsStr>,
     /// The destination directory has the setgid bit, so new files inherit its group.
     pub dst_setgid: bool,
 }
@@ -63,17 +66,19 @@ pub struct Written {
     pub reused: u64,
 }
 
-/// Writes `src` to the destination, replacing `replaces` if given.
+/// Writes `src` to the destination, replacing `replaces` if given; with `resume`, the
+/// claimed partial file of an earlier run is continued.
 pub fn copy_file(
     ctx: &Ctx<'_>,
     at: Place<'_>,
     src: &Entry,
     replaces: Option<&Entry>,
-    resume: bool,
+    resume: Option<temp::Owned>,
 ) -> io::Result<Written> {
     let src_fd = file::open_source(at.src()?, at.names.src)?;
+    let resuming = resume.is_some();
     let staged = stage(ctx, at, src, replaces.is_some(), resume)?;
-    let result = fill(ctx, src_fd.as_fd(), staged.fd.as_fd(), src, resume).and_then(|written| {
+    let result = fill(ctx, src_fd.as_fd(), staged.fd.as_fd(), src, resuming).and_then(|written| {
         publish_file(ctx, at, src, &staged, Some(src_fd.as_fd()), replaces)?;
         Ok(written)
     });
@@ -83,7 +88,8 @@ pub fn copy_file(
     result
 }
 
-/// A file being written: its descriptor and how it will get its final name.
+/// A file being written: its descriptor and how it will get its final name. A named one
+/// is locked by this writer (`sys::temp`) until it is dropped.
 pub struct Staged {
     pub fd: OwnedFd,
     staging: Staging,
@@ -119,26 +125,26 @@ pub fn discard(at: Place<'_>, staged: &Staged, src: &Entry) {
     }
 }
 
-/// Opens the file the content is written to: an unnamed `O_TMPFILE` for a new small file,
-/// a temp name otherwise (`.part`, kept for `--resume`, for large files).
+/// Opens the file the content is written to: the claimed partial file when resuming, an
+/// unnamed `O_TMPFILE` for a new small file, a temp file of this writer's own otherwise
+/// (`.part`, kept for `--resume`, for large files).
 pub fn stage(
     ctx: &Ctx<'_>,
     at: Place<'_>,
     src: &Entry,
     replacing: bool,
-    resume: bool,
+    resume: Option<temp::Owned>,
 ) -> io::Result<Staged> {
-    let named = |suffix, keep| {
-        let tmp = file::temp_name(at.names.dst, suffix);
-        let fd = file::create_named(at.dst, &tmp, keep)?;
-        Ok(Staged {
-            fd,
-            staging: Staging::Named(tmp),
-            created_mode: u32::MAX,
-        })
+    let named = |owned: temp::Owned| Staged {
+        fd: owned.fd,
+        staging: Staging::Named(owned.name),
+        created_mode: u32::MAX,
     };
+    if let Some(part) = resume {
+        return Ok(named(part));
+    }
     if src.size >= RESUMABLE_MIN {
-        return named(TempSuffix::Part, resume);
+        return temp::create(at.dst, at.names.dst, TempSuffix::Part).map(named);
     }
     let mode = src.meta.mode;
     if !replacing && ctx.unnamed_ok.load(Ordering::Relaxed) {
@@ -153,7 +159,7 @@ pub fn stage(
             None => ctx.unnamed_ok.store(false, Ordering::Relaxed),
         }
     }
-    named(TempSuffix::Tmp, false)
+    temp::create(at.dst, at.names.dst, TempSuffix::Tmp).map(named)
 }
 
 /// Writes the content; with `resume`, keeps the verified blocks of a partial file.
@@ -210,11 +216,14 @@ fn publish(at: Place<'_>, fd: BorrowedFd<'_>, staging: &Staging) -> io::Result<(
         Staging::Named(tmp) => dir::rename_in(at.dst, tmp, at.names.dst),
         Staging::Unnamed => match file::link_unnamed(fd, at.dst, at.names.dst) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Something appeared under the name while we copied: replace it atomically.
-                let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
-                let _ = dir::unlink_at(at.dst, &tmp);
+                // Something appeared under the name while we copied: replace it atomically,
+                // through a temp name that is visibly in use from the moment it exists.
+                temp::lock_unnamed(fd);
+                let tmp = temp::unique_name(at.names.dst, TempSuffix::Tmp);
                 file::link_unnamed(fd, at.dst, &tmp)?;
-                dir::rename_in(at.dst, &tmp, at.names.dst)
+                dir::rename_in(at.dst, &tmp, at.names.dst).inspect_err(|_| {
+                    let _ = dir::unlink_at(at.dst, &tmp);
+                })
             }
             other => other,
         },
@@ -264,16 +273,13 @@ pub fn make_node(
     src: &Entry,
     replaces: Option<&Entry>,
 ) -> io::Result<()> {
-    // With something in the way, build the node under a temp name first.
-    let tmp = file::temp_name(at.names.dst, TempSuffix::Tmp);
+    // With something in the way, build the node under a temp name of its own first.
+    let tmp = temp::unique_name(at.names.dst, TempSuffix::Tmp);
     let name: &OsStr = if replaces.is_some() {
         &tmp
     } else {
         at.names.dst
     };
-    if replaces.is_some() {
-        let _ = dir::unlink_at(at.dst, &tmp);
-    }
     match src.kind {
         EntryKind::Symlink => {
             let target = src.link_target.as_deref().unwrap_or_default();

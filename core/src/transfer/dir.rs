@@ -5,7 +5,7 @@
 //! Subdirectories are handed to the walk before this directory's files are copied, so
 //! idle workers pick them up while this one copies.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use crate::plan::{self, Action};
 use crate::report::Change;
 use crate::spec::Mode;
 use crate::sys::dir;
-use crate::sys::file::{self, TempSuffix};
 use crate::sys::meta::{self, MetaPolicy};
+use crate::sys::temp::{self, TempSuffix};
 use crate::walk::{Listed, Subdirs, Visitor};
 
 /// The destination side of a directory being visited.
@@ -145,7 +145,8 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
         DstDir::Existing(fd, _) | DstDir::Created(fd) => Some(fd.clone()),
         DstDir::Absent | DstDir::Child { .. } => None,
     };
-    let Some((mut dst_entries, temps)) = list_destination(ctx, &rel, &state, &src_entries) else {
+    let Some((mut dst_entries, leftovers)) = list_destination(ctx, &rel, &state, &src_entries)
+    else {
         return;
     };
     let src_fd = src.as_deref().map(|fd| fd.as_fd());
@@ -162,21 +163,20 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             &mut dst_entries,
         );
     }
-    let resumable = resumable_names(ctx, &temps);
-    let is_resumable = |e: &Entry| {
-        !resumable.is_empty()
-            && e.size >= RESUMABLE_MIN
-            && resumable.contains(&file::temp_name(&e.name, TempSuffix::Part))
-    };
+    let parts = leftovers.resumable(ctx.spec.resume);
+    let part_of = |name: &OsStr| parts.get(temp::key(name).as_bytes());
+    let is_resumable =
+        |e: &Entry| !parts.is_empty() && e.size >= RESUMABLE_MIN && part_of(&e.name).is_some();
     let actions = plan::diff(src_entries, dst_entries, &ctx.diff_options(), &is_resumable);
-    let resumed: HashSet<OsString> = actions
+    let actions = link_groups(ctx, &rel, actions);
+    // The partial file each Resume continues (and which this visit must not remove).
+    let resumed: HashMap<OsString, OsString> = actions
         .iter()
         .filter(|a| matches!(a, Action::Resume { .. }))
-        .map(|a| file::temp_name(a.name(), TempSuffix::Part))
+        .filter_map(|a| Some((a.name().to_owned(), part_of(a.name())?.clone())))
         .collect();
-    let actions = link_groups(ctx, &rel, actions);
 
-    let mut changed = !temps.is_empty() | lend_write_access(ctx, &state);
+    let mut changed = !leftovers.names.is_empty() | lend_write_access(ctx, &state);
     let rest = descend(ctx, subdirs, &rel, dst_fd.as_ref(), actions, &mut changed);
     let setgid = match &state.dst {
         DstDir::Existing(_, m) => m.mode & 0o2000 != 0,
@@ -190,15 +190,18 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             dst: dst.as_fd(),
             dst_dir: dst,
             names: names(rename, action.name()),
+            part: resumed.get(action.name()).map(OsString::as_os_str),
             dst_setgid: setgid,
         });
         act::act(ctx, &rel, at, &action);
     }
     if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
-        // Leftover temps go, except partial files being resumed: a local resume has
-        // renamed its part by now, a remote one still needs it for the data to come.
-        for tmp in temps.iter().filter(|t| !resumed.contains(*t)) {
-            let _ = dir::unlink_at(dst.as_fd(), tmp);
+        // Leftover temps go, except partial files chosen for a resume (a remote one still
+        // needs its part for the data to come; a failed one keeps it for the next run)
+        // and temp files another run is writing right now (`sys::temp` tells them apart).
+        let chosen: HashSet<&OsString> = resumed.values().collect();
+        for tmp in leftovers.names.iter().filter(|t| !chosen.contains(t)) {
+            let _ = temp::remove_if_abandoned(dst.as_fd(), tmp);
         }
     }
     finish_dir(ctx, &rel, &state, changed);
@@ -251,21 +254,53 @@ fn lend_write_access(ctx: &Ctx<'_>, state: &DirState) -> bool {
     meta::set_owner_mode(fd.as_fd(), &lent, policy).is_ok()
 }
 
+/// Temp files found in a destination directory: left by earlier runs, or being written
+/// by another run right now.
+#[derive(Default)]
+struct Leftovers {
+    /// Their names, with the size of each partial (`.part`) file.
+    names: Vec<OsString>,
+    parts: Vec<(OsString, u64)>,
+}
+
+impl Leftovers {
+    fn add(&mut self, name: OsString, size: u64) {
+        if temp::parse(&name).is_some_and(|p| p.suffix == TempSuffix::Part) {
+            self.parts.push((name.clone(), size));
+        }
+        self.names.push(name);
+    }
+
+    /// With `--resume`: for each target (by its temp key), the largest partial file.
+    fn resumable(&self, resume: bool) -> HashMap<Vec<u8>, OsString> {
+        let mut best: HashMap<Vec<u8>, (OsString, u64)> = HashMap::new();
+        for (name, size) in self.parts.iter().filter(|_| resume) {
+            let key = temp::parse(name).map_or(Vec::new(), |p| p.key.to_vec());
+            match best.get(&key) {
+                Some((_, have)) if have >= size => {}
+                _ => {
+                    best.insert(key, (name.clone(), *size));
+                }
+            }
+        }
+        best.into_iter().map(|(k, (name, _))| (k, name)).collect()
+    }
+}
+
 /// Lists the destination side: its entries (minus those the filter protects) and the
-/// temp files earlier runs left. `None` if it could not be read — then nothing in it may
-/// be planned, least of all deleted.
+/// temp files found there. `None` if it could not be read — then nothing in it may be
+/// planned, least of all deleted.
 fn list_destination(
     ctx: &Ctx<'_>,
     rel: &Path,
     state: &DirState,
     src_entries: &[Entry],
-) -> Option<(Vec<Entry>, Vec<OsString>)> {
+) -> Option<(Vec<Entry>, Leftovers)> {
     let DstDir::Existing(fd, _) = &state.dst else {
-        return Some((Vec::new(), Vec::new()));
+        return Some((Vec::new(), Leftovers::default()));
     };
     if let Some(r) = &state.rename {
-        let part = file::temp_name(&r.dst, TempSuffix::Part);
-        let temps = dir::stat_at(fd.as_fd(), &part).map_or(Vec::new(), |_| vec![part]);
+        let temps = single_target_temps(fd.as_fd(), &r.dst);
         return match dir::stat_at(fd.as_fd(), &r.dst) {
             Ok(e) => Some((vec![e], temps)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Some((Vec::new(), temps)),
@@ -293,26 +328,33 @@ fn list_destination(
     };
     let (temps, mut entries): (Vec<Entry>, Vec<Entry>) =
         listing.entries.into_iter().partition(|e| {
-            e.kind == EntryKind::File && file::is_temp_name(&e.name) && !in_source(&e.name)
+            e.kind == EntryKind::File && temp::is_temp_name(&e.name) && !in_source(&e.name)
         });
     if !ctx.filter.is_empty() {
         entries.retain(|e| !ctx.filter.excludes(&rel.join(&e.name), e.is_dir()));
     }
     sort_by_name(&mut entries);
-    Some((entries, temps.into_iter().map(|e| e.name).collect()))
+    let mut leftovers = Leftovers::default();
+    for t in temps {
+        leftovers.add(t.name, t.size);
+    }
+    Some((entries, leftovers))
 }
 
-/// `--resume`: the partial files present in this directory.
-fn resumable_names(ctx: &Ctx<'_>, temps: &[OsString]) -> HashSet<OsString> {
-    if ctx.spec.resume {
-        temps
-            .iter()
-            .filter(|t| t.as_encoded_bytes().ends_with(b".part"))
-            .cloned()
-            .collect()
-    } else {
-        HashSet::new()
+/// The temp files standing in for `target` in `dir` (a single-file transfer): found by
+/// the key in their names, so the directory's names are read but nothing else is stat'ed.
+fn single_target_temps(dir: BorrowedFd<'_>, target: &OsStr) -> Leftovers {
+    let key = temp::key(target);
+    let mut leftovers = Leftovers::default();
+    for name in dir::read_names(dir).unwrap_or_default() {
+        if temp::parse(&name).is_some_and(|p| p.key == key.as_bytes())
+            && let Ok(e) = dir::stat_at(dir, &name)
+            && e.kind == EntryKind::File
+        {
+            leftovers.add(name, e.size);
+        }
     }
+    leftovers
 }
 
 /// `--checksum`: hashes both sides of every equal-size file pair (a remote source sends

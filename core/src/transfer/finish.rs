@@ -14,8 +14,9 @@ use crate::delete;
 use crate::report::Change;
 use crate::spec::Mode;
 use crate::sys::dir;
-use crate::sys::file::{self, TempSuffix};
+use crate::sys::file;
 use crate::sys::meta::{self, MetaPolicy};
+use crate::sys::temp::{self, TempSuffix};
 use crate::sys::xattr;
 
 fn split(rel: &Path) -> (&Path, &OsStr) {
@@ -38,10 +39,11 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
             match dir::stat_at(dir_fd.as_fd(), name) {
                 Ok(existing) if existing.inode == target.inode => Ok(false),
                 Ok(_) => {
-                    let tmp = file::temp_name(name, TempSuffix::Tmp);
-                    let _ = dir::unlink_at(dir_fd.as_fd(), &tmp);
+                    let tmp = temp::unique_name(name, TempSuffix::Tmp);
                     file::hard_link(target_dir.as_fd(), target_name, dir_fd.as_fd(), &tmp)?;
-                    dir::rename_in(dir_fd.as_fd(), &tmp, name)?;
+                    dir::rename_in(dir_fd.as_fd(), &tmp, name).inspect_err(|_| {
+                        let _ = dir::unlink_at(dir_fd.as_fd(), &tmp);
+                    })?;
                     Ok(true)
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {

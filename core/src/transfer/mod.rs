@@ -32,7 +32,8 @@ pub use apply::RESUMABLE_MIN;
 pub use context::Rename;
 
 /// Where file content comes from when the source is on another machine: the destination
-/// side hands it each file to write (a Copy or Resume action) instead of copying on the
+/// side hands it each file to write (a Copy or Resume action, with the partial file it
+/// claimed for a Resume) instead of copying on the
 /// spot, and it writes the file later through the same staging path (`apply::stage`,
 /// `apply::publish_file`).
 pub(crate) trait Fetch: Sync {
@@ -42,7 +43,7 @@ pub(crate) trait Fetch: Sync {
         at: apply::Place<'_>,
         src: &crate::entry::Entry,
         replaces: Option<&crate::entry::Entry>,
-        resume: bool,
+        resume: Option<crate::sys::temp::Owned>,
     ) -> std::io::Result<()>;
 }
 
