@@ -13,8 +13,12 @@ const CHUNK: usize = 1 << 20;
 /// Hash of the file `name` in `dir`.
 pub fn hash_file_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<[u8; 32]> {
     let fd = file::open_source(dir, name)?;
-    let len = file::len(rustix::fd::AsFd::as_fd(&fd))?;
-    hash_range(rustix::fd::AsFd::as_fd(&fd), 0, len)
+    hash_file(rustix::fd::AsFd::as_fd(&fd))
+}
+
+/// Hash of an open file's whole content.
+pub fn hash_file(fd: BorrowedFd<'_>) -> io::Result<[u8; 32]> {
+    hash_range(fd, 0, file::len(fd)?)
 }
 
 /// Hash of `[offset, offset+len)` of an open file. Fails if the file is shorter.

@@ -903,6 +903,49 @@ fn move_with_size_only_confirms_by_content() {
 }
 
 #[test]
+fn move_confirms_every_file_it_did_not_write_by_content() {
+    // Same size, mtimes within the modify window: the comparison calls it up to date, but
+    // the bytes differ, so the source is the only copy of its data and must stay.
+    let fx = Fixture::new();
+    let f = fx.file("f", b"source data");
+    set_mtime(&f, 1_700_000_000, 0);
+    let d = support::write(&fx.dst.join("f"), b"other bytes");
+    set_mtime(&d, 1_700_000_000, 500);
+    let report = transfer(&fx.src, &fx.dst, |s| {
+        s.mode = Mode::Move;
+        s.limits.modify_window_ns = 1_000_000_000;
+    });
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.operation == "remove source"),
+        "{report:?}"
+    );
+    assert_eq!(fs::read(&f).unwrap(), b"source data");
+}
+
+#[test]
+fn a_move_with_failures_removes_no_source_directories() {
+    let fx = Fixture::new();
+    fx.file("ok/a", b"a");
+    fx.dir("empty/nested");
+    fx.file("blocked/b", b"b");
+    fs::create_dir_all(fx.dst.join("blocked")).unwrap();
+    let Some(_guard) = support::Immutable::set(&fx.dst.join("blocked")) else {
+        eprintln!("skipped: cannot set the immutable flag here");
+        return;
+    };
+    let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
+    assert!(!report.failures.is_empty());
+    assert!(!fx.src.join("ok/a").exists(), "the good file moved");
+    assert!(
+        fx.src.join("ok").is_dir() && fx.src.join("empty/nested").is_dir(),
+        "no directory is removed after a failure"
+    );
+}
+
+#[test]
 fn anchored_filters_follow_rsync_without_a_trailing_slash() {
     let fx = Fixture::new();
     fx.file("build/out", b"x");

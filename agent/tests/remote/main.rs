@@ -5,7 +5,9 @@
 
 mod admin;
 mod jobs;
+mod moves;
 mod netns;
+mod raw;
 mod routes;
 mod security;
 mod tls;

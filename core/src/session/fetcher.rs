@@ -94,11 +94,19 @@ pub(super) struct Fetcher {
     stopped: std::sync::atomic::AtomicBool,
     drained: Condvar,
     batch: Mutex<Vec<pb::Need>>,
-    landed: Mutex<Vec<pb::Landed>>,
+    landed: Mutex<Landed>,
+}
+
+/// A move's confirmations not sent yet, and the directories that hold them: synced before
+/// the source is told, so nothing it then removes exists only in the page cache here.
+#[derive(Default)]
+struct Landed {
+    entries: Vec<pb::Landed>,
+    dirs: Vec<Arc<OwnedFd>>,
 }
 
 impl crate::transfer::Landing for Fetcher {
-    fn landed(&self, path: PathBuf, src: &Entry, hash: Option<[u8; 32]>) {
+    fn landed(&self, path: PathBuf, src: &Entry, hash: Option<[u8; 32]>, dir: &Arc<OwnedFd>) {
         use std::os::unix::ffi::OsStrExt;
         let landed = pb::Landed {
             path: path.as_os_str().as_bytes().to_vec(),
@@ -110,8 +118,11 @@ impl crate::transfer::Landing for Fetcher {
         };
         let full = {
             let mut batch = lock(&self.landed);
-            batch.push(landed);
-            batch.len() >= NEED_BATCH
+            batch.entries.push(landed);
+            if !batch.dirs.last().is_some_and(|d| Arc::ptr_eq(d, dir)) {
+                batch.dirs.push(dir.clone());
+            }
+            batch.entries.len() >= NEED_BATCH
         };
         if full {
             self.flush();
@@ -209,7 +220,13 @@ impl Fetcher {
                 .tx
                 .blocking_send(frame(pb::frame::Kind::Need(pb::NeedBatch { needs })));
         }
-        let entries = std::mem::take(&mut *lock(&self.landed));
+        let Landed { entries, mut dirs } = std::mem::take(&mut *lock(&self.landed));
+        dirs.sort_by_key(|d| Arc::as_ptr(d));
+        dirs.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        // An entry whose directory cannot be synced is not confirmed: its source stays.
+        if dirs.iter().any(|d| file::sync_dir(d.as_fd()).is_err()) {
+            return;
+        }
         if !entries.is_empty() {
             let _ = self
                 .tx
@@ -350,6 +367,12 @@ impl Fetcher {
             file::set_len(staged.fd.as_fd(), size)
         } else {
             Ok(())
+        })
+        // A move confirms this file to its source, which then deletes its copy: the
+        // data must be on disk first.
+        .and_then(|()| match ctx.spec.mode {
+            crate::spec::Mode::Move => file::sync_data(staged.fd.as_fd()),
+            _ => Ok(()),
         })
         .and_then(|()| {
             apply::publish_file(

@@ -6,7 +6,7 @@
 //! their data extents; a file that changed since it was listed is refused (`Fail`
 //! record), never sent torn.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -73,9 +73,19 @@ pub async fn run(
 ) -> Result<Report, SessionError> {
     let Link { tx, mut rx } = link;
     let root = Arc::new(job.root.try_clone().map_err(SessionError::Data)?);
-    let mut remover = job.removal.take().map(|r| Remover::new(root.clone(), r));
+    let dirs: ListedDirs = Arc::default();
+    let mut remover = job.removal.take().map(|r| Remover {
+        root: root.clone(),
+        removal: r,
+        scope: Scope {
+            listed: dirs.clone(),
+            filter: job.filter.clone(),
+            only: job.only.clone(),
+        },
+        removed: 0,
+        failures: Vec::new(),
+    });
     let throttle = job.throttle.clone();
-    let dirs = Arc::new(Mutex::new(Vec::new()));
     let walk = {
         let (tx, stats) = (tx.clone(), stats.clone());
         let dirs = remover.as_ref().map(|_| dirs.clone());
@@ -125,8 +135,10 @@ pub async fn run(
         Err(e) => return Err(super::abort(&tx, e).await),
     };
     if let Some(remover) = remover {
-        let dirs = std::mem::take(&mut *lock(&dirs));
-        let (removed, failures) = tokio::task::spawn_blocking(move || remover.finish(dirs))
+        let dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&dirs)).into_iter().collect();
+        // Directories go only after a move in which nothing failed, on either end.
+        let clean = report.failures.is_empty();
+        let (removed, failures) = tokio::task::spawn_blocking(move || remover.finish(dirs, clean))
             .await
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
         report.sources_removed += removed;
@@ -208,7 +220,7 @@ fn walk_and_send(
     job: SourceJob,
     tx: mpsc::Sender<pb::Frame>,
     stats: &Stats,
-    visited: Option<Arc<Mutex<Vec<PathBuf>>>>,
+    visited: Option<ListedDirs>,
 ) {
     let visitor = Manifest {
         tx,
@@ -246,9 +258,13 @@ struct Manifest {
     hashes: bool,
     xattrs: bool,
     dirs: AtomicU64,
-    /// A move's record of the directories walked (emptied ones are removed at the end).
-    visited: Option<Arc<Mutex<Vec<PathBuf>>>>,
+    /// A move's record of the directories listed (the scope of its removals; emptied
+    /// ones are removed at the end).
+    visited: Option<ListedDirs>,
 }
+
+/// The directories a move's walk listed, relative to its root.
+type ListedDirs = Arc<Mutex<HashSet<PathBuf>>>;
 
 impl Visitor for Manifest {
     type State = ();
@@ -274,7 +290,7 @@ impl Visitor for Manifest {
         }
         self.dirs.fetch_add(1, Ordering::Relaxed);
         if let Some(v) = &self.visited {
-            lock(v).push(dir.rel.clone());
+            lock(v).insert(dir.rel.clone());
         }
         let parts = entries.len().div_ceil(BATCH_ENTRIES).max(1);
         let mut entries = entries.into_iter();
@@ -576,35 +592,64 @@ fn data_extents(fd: BorrowedFd<'_>, size: u64) -> io::Result<Vec<(u64, u64)>> {
     Ok(ranges)
 }
 
-/// A move's removals at the source: each entry the destination confirmed, if it is still
-/// what was listed (and, when the destination sent a hash, has that content); then the
-/// directories that became empty.
+/// A move's removals at the source: each entry the destination confirmed, if this
+/// session listed it and it is still what was listed (and, when the destination sent a
+/// hash, has that content); then — only if nothing failed — the directories that became
+/// empty.
 struct Remover {
     root: Arc<OwnedFd>,
     removal: Removal,
+    scope: Scope,
     removed: u64,
     failures: Vec<pb::Failure>,
 }
 
-impl Remover {
-    fn new(root: Arc<OwnedFd>, removal: Removal) -> Remover {
-        Remover {
-            root,
-            removal,
-            removed: 0,
-            failures: Vec::new(),
-        }
-    }
+/// What this session's walk listed: a destination may confirm only entries in it. It is
+/// kept per directory (not per entry, which would cost memory in proportion to the tree):
+/// an entry is in scope when its directory was listed and the walk's filter (and, for a
+/// single entry, its name) lets it through — exactly what the walk itself sent.
+#[derive(Clone)]
+struct Scope {
+    listed: ListedDirs,
+    filter: Filter,
+    only: Option<OsString>,
+}
 
+impl Scope {
+    fn check(&self, path: &Path) -> io::Result<()> {
+        let (parent, name) = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => (parent, name),
+            _ => return Err(not_listed()),
+        };
+        let listed = lock(&self.listed).contains(parent)
+            && !self.filter.excludes(path, false)
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|only| parent.as_os_str().is_empty() && only == name);
+        if listed { Ok(()) } else { Err(not_listed()) }
+    }
+}
+
+fn not_listed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "not an entry this move listed; left in place",
+    )
+}
+
+impl Remover {
     async fn remove(&mut self, batch: pb::LandedBatch) -> Result<(), SessionError> {
-        let root = self.root.clone();
+        let (root, scope) = (self.root.clone(), self.scope.clone());
         let outcomes = tokio::task::spawn_blocking(move || {
             batch
                 .entries
                 .into_iter()
                 .map(|l| {
                     let path = wire::valid_rel(&l.path)?;
-                    let result = remove_landed(root.as_fd(), &path, &l);
+                    let result = scope
+                        .check(&path)
+                        .and_then(|()| remove_landed(root.as_fd(), &path, &l));
                     Ok((l.path, result))
                 })
                 .collect::<Result<Vec<_>, SessionError>>()
@@ -625,8 +670,13 @@ impl Remover {
     }
 
     /// Removes the emptied directories, deepest first (those still holding something
-    /// stay, silently), and the tree's own directory if it was named and is empty now.
-    fn finish(self, mut dirs: Vec<PathBuf>) -> (u64, Vec<pb::Failure>) {
+    /// stay, silently), and the tree's own directory if it was named and is empty now —
+    /// only when the move was `clean` and no removal failed: after a failure, a directory
+    /// may hold what was never confirmed, or be empty only because it could not be read.
+    fn finish(self, mut dirs: Vec<PathBuf>, clean: bool) -> (u64, Vec<pb::Failure>) {
+        if !clean || !self.failures.is_empty() {
+            return (self.removed, self.failures);
+        }
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
             if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
@@ -634,7 +684,7 @@ impl Remover {
                     .and_then(|fd| dir::rmdir_at(fd.as_fd(), name));
             }
         }
-        if let (Some((parent, name)), true) = (&self.removal.root, self.failures.is_empty()) {
+        if let Some((parent, name)) = &self.removal.root {
             let _ = dir::rmdir_at(parent.as_fd(), name);
         }
         (self.removed, self.failures)

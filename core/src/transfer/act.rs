@@ -24,9 +24,24 @@ enum Outcome {
     Deferred,
 }
 
+/// A local move's source entry whose copy is in place: removed by [`remove_confirmed`]
+/// once the destination directory's names are on disk.
+pub struct Confirmed<'a> {
+    at: Place<'a>,
+    src: &'a Entry,
+    /// This run wrote the destination copy (rather than finding it up to date).
+    written: bool,
+}
+
 /// Carries out `action` at `at`; in a dry run only previews it (`at` is `None` when the
-/// destination directory does not exist yet).
-pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
+/// destination directory does not exist yet). For a local move, returns the source entry
+/// to remove once the whole directory is done.
+pub fn act<'a>(
+    ctx: &Ctx<'_>,
+    rel: &Path,
+    at: Option<Place<'a>>,
+    action: &'a Action,
+) -> Option<Confirmed<'a>> {
     let name = at.map_or(action.name(), |a| a.names.dst);
     let outcome = match at {
         _ if ctx.dry_run() => Ok(preview(ctx, rel, at.map(|a| a.dst), action)),
@@ -35,7 +50,10 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
     };
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => return ctx.fail(rel, name, operation(action), &e),
+        Err(e) => {
+            ctx.fail(rel, name, operation(action), &e);
+            return None;
+        }
     };
     if let Outcome::Changed(change) = &outcome {
         record(ctx, change);
@@ -43,27 +61,54 @@ pub fn act(ctx: &Ctx<'_>, rel: &Path, at: Option<Place<'_>>, action: &Action) {
     } else if let Outcome::UpToDate(EntryKind::File) = outcome {
         ctx.count(|t| &t.files_skipped, 1);
     }
-    // A remote source removes its own files, once told they landed.
-    let local_source = at.is_some_and(|a| a.src.is_some());
-    if let (Mode::Move, false, true, Some(at), Some(src)) = (
-        ctx.spec.mode,
-        ctx.dry_run(),
-        local_source,
-        at,
-        moved(action),
-    ) {
-        let written = matches!(action, Action::Copy { .. } | Action::Resume { .. });
-        match apply::remove_source(ctx, at, src, written) {
-            Ok(()) => ctx.emit(rel, name, Change::RemoveSource),
-            Err(e) => ctx.fail(rel, name, "remove source", &e),
-        }
-    }
     // A remote source learns what landed; fetched files are reported once written.
     if let (Mode::Move, false, Some(landing), Some(at), Some(src)) =
         (ctx.spec.mode, ctx.dry_run(), ctx.landing, at, moved(action))
         && !matches!(action, Action::Copy { .. } | Action::Resume { .. })
     {
         land(ctx, landing, at, src, false);
+    }
+    // A local source is removed here, once its directory is done.
+    let local_source = at.is_some_and(|a| a.src.is_some());
+    match (
+        ctx.spec.mode,
+        ctx.dry_run(),
+        local_source,
+        at,
+        moved(action),
+    ) {
+        (Mode::Move, false, true, Some(at), Some(src)) => Some(Confirmed {
+            at,
+            src,
+            written: matches!(action, Action::Copy { .. } | Action::Resume { .. }),
+        }),
+        _ => None,
+    }
+}
+
+/// A local move's removals for one directory: the destination directory is synced once
+/// (the new names must survive a crash before the old ones go), then each source entry is
+/// removed if its copy is confirmed (`apply::remove_source`).
+pub fn remove_confirmed(
+    ctx: &Ctx<'_>,
+    rel: &Path,
+    dst: BorrowedFd<'_>,
+    confirmed: Vec<Confirmed<'_>>,
+) {
+    if confirmed.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::sys::file::sync_dir(dst) {
+        for c in &confirmed {
+            ctx.fail(rel, c.at.names.dst, "remove source", &e);
+        }
+        return;
+    }
+    for c in confirmed {
+        match apply::remove_source(ctx, c.at, c.src, c.written) {
+            Ok(()) => ctx.emit(rel, c.at.names.dst, Change::RemoveSource),
+            Err(e) => ctx.fail(rel, c.at.names.dst, "remove source", &e),
+        }
     }
 }
 
@@ -173,17 +218,33 @@ pub fn land(
     src: &Entry,
     written: bool,
 ) {
-    let by_hash =
-        ctx.checksum() || (!written && ctx.spec.compare == crate::spec::Compare::SizeOnly);
-    let hash = if by_hash && src.kind == EntryKind::File {
-        match crate::checksum::hash_file_at(at.dst, at.names.dst) {
-            Ok(h) => Some(h),
-            Err(e) => return ctx.fail(at.rel, at.names.dst, "checksum", &e),
+    let hash = if src.kind == EntryKind::File {
+        match confirm_landed(ctx, at, written) {
+            Ok(h) => h,
+            Err(e) => return ctx.fail(at.rel, at.names.dst, "confirm", &e),
         }
     } else {
         None
     };
-    landing.landed(at.rel.join(at.names.src), src, hash);
+    landing.landed(at.rel.join(at.names.src), src, hash, at.dst_dir);
+}
+
+/// Makes a landed file's copy durable and says how it is confirmed: a file this run did
+/// not write (found up to date, by whatever comparison) is confirmed by its BLAKE3, as is
+/// every file with `--checksum`; a file this run wrote was synced before it was published.
+fn confirm_landed(
+    ctx: &Ctx<'_>,
+    at: apply::Place<'_>,
+    written: bool,
+) -> io::Result<Option<[u8; 32]>> {
+    if written && !ctx.checksum() {
+        return Ok(None);
+    }
+    let fd = crate::sys::file::open_read(at.dst, at.names.dst)?;
+    if !written {
+        crate::sys::file::sync_data(rustix::fd::AsFd::as_fd(&fd))?;
+    }
+    crate::checksum::hash_file(rustix::fd::AsFd::as_fd(&fd)).map(Some)
 }
 
 /// Records a file whose content arrived later (from a remote source) and was published.

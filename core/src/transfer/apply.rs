@@ -12,7 +12,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::context::{Ctx, Names};
 use crate::entry::{Entry, EntryKind};
-use crate::spec::{Compare, Mode};
+use crate::spec::Mode;
 use crate::sys::file;
 use crate::sys::meta::{self, MetaPolicy};
 use crate::sys::temp::{self, TempSuffix};
@@ -350,10 +350,11 @@ fn sync_xattrs_of(at: Place<'_>, src: &Entry, dst: BorrowedFd<'_>) -> io::Result
     }
 }
 
-/// For a move: confirms the destination holds the source's content and that the source
-/// has not changed since it was read, then removes the source entry. Size and mtime
-/// confirm a file this run wrote; a file it did not write (found up to date) is confirmed
-/// by BLAKE3 when the comparison was by size alone, and always with `--checksum`.
+/// For a move: confirms the destination holds the source's content, durably, and that
+/// the source has not changed since it was read, then removes the source entry. Size and
+/// mtime confirm a file this run wrote; a file it did not write (found up to date, by
+/// whatever comparison) is confirmed by BLAKE3, as is every file with `--checksum`. The
+/// copy's data is synced first (its directory was synced by the caller).
 pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -> io::Result<()> {
     let landed = dir::stat_at(at.dst, at.names.dst)?;
     let now = dir::stat_at(at.src()?, at.names.src)?;
@@ -373,7 +374,11 @@ pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -
             "destination does not match the source; source left in place",
         ));
     }
-    let by_hash = ctx.checksum() || (!written && ctx.spec.compare == Compare::SizeOnly);
+    if src.kind == EntryKind::File {
+        let copy = file::open_read(at.dst, at.names.dst)?;
+        file::sync_data(copy.as_fd())?;
+    }
+    let by_hash = ctx.checksum() || !written;
     if by_hash && src.kind == EntryKind::File {
         let a = checksum::hash_file_at(at.src()?, at.names.src)?;
         let b = checksum::hash_file_at(at.dst, at.names.dst)?;

@@ -182,7 +182,8 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
         DstDir::Existing(_, m) => m.mode & 0o2000 != 0,
         _ => state.src_meta.mode & 0o2000 != 0,
     };
-    for action in rest {
+    let mut confirmed = Vec::new();
+    for action in &rest {
         changed |= !matches!(action, Action::Skip { .. });
         let at = dst_fd.as_ref().map(|dst| Place {
             rel: &rel,
@@ -193,7 +194,10 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             part: resumed.get(action.name()).map(OsString::as_os_str),
             dst_setgid: setgid,
         });
-        act::act(ctx, &rel, at, &action);
+        confirmed.extend(act::act(ctx, &rel, at, action));
+    }
+    if let Some(dst) = &dst_fd {
+        act::remove_confirmed(ctx, &rel, dst.as_fd(), confirmed);
     }
     if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
         // Leftover temps go, except partial files chosen for a resume (a remote one still

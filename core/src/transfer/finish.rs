@@ -7,7 +7,9 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use rustix::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::context::{Ctx, PendingDelete, lock};
 use crate::delete;
@@ -31,30 +33,31 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
     let links = std::mem::take(&mut *lock(&ctx.links));
     for link in links {
         let (dir_rel, name) = split(&link.rel);
-        let result = (|| -> io::Result<bool> {
+        let result = (|| -> io::Result<(bool, Arc<OwnedFd>)> {
             let (target_rel, target_name) = split(&link.target);
-            let dir_fd = dir::open_beneath(dst_root, dir_rel)?;
+            let dir_fd = Arc::new(dir::open_beneath(dst_root, dir_rel)?);
             let target_dir = dir::open_beneath(dst_root, target_rel)?;
             let target = dir::stat_at(target_dir.as_fd(), target_name)?;
-            match dir::stat_at(dir_fd.as_fd(), name) {
-                Ok(existing) if existing.inode == target.inode => Ok(false),
+            let created = match dir::stat_at(dir_fd.as_fd(), name) {
+                Ok(existing) if existing.inode == target.inode => false,
                 Ok(_) => {
                     let tmp = temp::unique_name(name, TempSuffix::Tmp);
                     file::hard_link(target_dir.as_fd(), target_name, dir_fd.as_fd(), &tmp)?;
                     dir::rename_in(dir_fd.as_fd(), &tmp, name).inspect_err(|_| {
                         let _ = dir::unlink_at(dir_fd.as_fd(), &tmp);
                     })?;
-                    Ok(true)
+                    true
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     file::hard_link(target_dir.as_fd(), target_name, dir_fd.as_fd(), name)?;
-                    Ok(true)
+                    true
                 }
-                Err(e) => Err(e),
-            }
+                Err(e) => return Err(e),
+            };
+            Ok((created, dir_fd))
         })();
         match result {
-            Ok(created) => {
+            Ok((created, dir_fd)) => {
                 if created {
                     ctx.count(|t| &t.links_created, 1);
                     ctx.emit(
@@ -67,7 +70,7 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
                 }
                 match (ctx.spec.mode, ctx.landing) {
                     (Mode::Move, Some(landing)) => {
-                        landing.landed(link.rel.clone(), &link.src, None)
+                        landing.landed(link.rel.clone(), &link.src, None, &dir_fd)
                     }
                     (Mode::Move, None) => remove_moved_link(ctx, dir_rel, name),
                     _ => {}
@@ -178,8 +181,12 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
 }
 
 /// A move removes the source directories it emptied, deepest first. Directories that still
-/// hold something (excluded or failed entries) stay, silently.
+/// hold something (excluded or failed entries) stay, silently; after any failure, all of
+/// them stay (a directory the run could not read completely must not go).
 pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
+    if ctx.has_failures() {
+        return;
+    }
     let mut dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&ctx.src_dirs));
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {

@@ -51,8 +51,15 @@ pub(crate) trait Fetch: Sync {
 /// and the source removes it there (after checking it did not change).
 pub(crate) trait Landing: Sync {
     /// `path` is relative to the source root; `hash` is the destination copy's BLAKE3
-    /// when the comparison needs content.
-    fn landed(&self, path: PathBuf, src: &crate::entry::Entry, hash: Option<[u8; 32]>);
+    /// when the comparison needs content; `dir` is the destination directory holding the
+    /// copy, to be synced before the source is told.
+    fn landed(
+        &self,
+        path: PathBuf,
+        src: &crate::entry::Entry,
+        hash: Option<[u8; 32]>,
+        dir: &Arc<rustix::fd::OwnedFd>,
+    );
 }
 
 /// A transfer ready to run. Progress can be read from `stats()` while `run` works.
