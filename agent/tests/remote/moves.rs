@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blit_core::wire::pb;
-use blit_test_support::agent::{Agent, binary};
+use blit_test_support::agent::{Agent, Usage, binary};
 use blit_test_support::{self as support, Fixture};
 use pb::frame::Kind;
 
@@ -42,6 +42,7 @@ fn concurrent_pushes_to_one_path_leave_one_complete_file() {
     let src_a = fx.file("a/big.bin", &a);
     let src_b = fx.file("b/big.bin", &b);
     let agent = Agent::start(&[&"--root", &module]);
+    let idle = agent.usage();
     let target = agent.url("default", "");
     for round in 0..3 {
         let push = |src: &Path| {
@@ -105,6 +106,16 @@ fn concurrent_pushes_to_one_path_leave_one_complete_file() {
     ));
     assert_eq!(fs::read(module.join("big.bin")).unwrap(), b);
     assert_eq!(temps(&module), Vec::<String>::new());
+    // Every writer's temp file (and its lock) was let go.
+    std::thread::sleep(Duration::from_millis(300));
+    agent.usage().assert_within(
+        Usage {
+            rss_bytes: idle.rss_bytes + (256 << 20),
+            threads: idle.threads + 64,
+            fds: idle.fds + 4,
+        },
+        "after concurrent pushes",
+    );
 }
 
 /// A pull-move of `path` from the agent on `port` by a destination that confirms
