@@ -3,6 +3,12 @@
 //! agent to agent while the caller only watches. A retried start with the same
 //! idempotency key returns the same job; `WatchJob` streams progress until the job ends;
 //! `CancelJob` stops it at a safe point (nothing half-written is published).
+//!
+//! The agent pulls only from sources its [`SourcePolicy`] admits (`[jobs] sources`),
+//! checked before anything is looked up or dialled, and refused with one text whatever
+//! the address; a source it cannot reach fails the job with one text too, the cause going
+//! to the agent's log only. Finished jobs are kept for a while and up to a count
+//! (`[jobs] keep_finished*`); with them goes their idempotency key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,11 +24,27 @@ use tokio::sync::{Semaphore, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::config;
 use crate::metrics::{Metrics, Role};
 use crate::modules::Modules;
+use crate::peers::{AllowList, SourcePolicy};
 
 /// How often `WatchJob` reports.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Jobs queued or running at once. Each waits for a transfer slot holding little, but
+/// without a cap a caller could queue them without end; a few hundred is more than any
+/// controller runs against one agent.
+pub const MAX_UNFINISHED: usize = 256;
+
+/// The answer to a start naming a source the policy does not admit: the same for every
+/// address, so it tells the caller nothing about that address.
+pub const SOURCE_REFUSED: &str =
+    "this agent does not pull from that source (it is not among its [jobs] sources)";
+
+/// The message of a job whose source could not be reached: the same whether the port
+/// refused, timed out or spoke something else (the cause is in the agent's log).
+pub const SOURCE_UNREACHABLE: &str = "could not connect to the source agent";
 
 pub struct JobsService {
     pub modules: Arc<Modules>,
@@ -31,7 +53,44 @@ pub struct JobsService {
     pub shutdown: watch::Receiver<bool>,
     /// TLS for connecting to source agents (the agent's `[tls]`).
     tls: Option<ClientTls>,
+    settings: Settings,
     jobs: Arc<Mutex<Registry>>,
+}
+
+/// Whom jobs may pull from, and how long finished jobs are kept.
+#[derive(Clone)]
+pub struct Settings {
+    pub sources: Arc<dyn SourcePolicy>,
+    pub retention: Retention,
+}
+
+/// How many finished jobs are kept, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep: usize,
+    pub max_age: Duration,
+}
+
+impl Settings {
+    /// The `[jobs]` section (already validated by `Config::validate`).
+    pub fn from_config(c: &config::Jobs) -> anyhow::Result<Settings> {
+        let sources =
+            AllowList::parse(&c.sources).map_err(|e| anyhow::anyhow!("[jobs] sources: {e}"))?;
+        Ok(Settings {
+            sources: Arc::new(sources),
+            retention: Retention {
+                keep: c.keep_finished,
+                max_age: Duration::from_secs(c.keep_finished_secs),
+            },
+        })
+    }
+}
+
+impl Default for Settings {
+    /// No sources: every job refused.
+    fn default() -> Settings {
+        Settings::from_config(&config::Jobs::default()).expect("the defaults are valid")
+    }
 }
 
 #[derive(Default)]
@@ -40,6 +99,45 @@ struct Registry {
     by_key: HashMap<String, String>,
     /// Ids in start order, for listing.
     order: Vec<String>,
+}
+
+impl Registry {
+    fn insert(&mut self, job: Arc<JobState>) {
+        self.by_key.insert(job.key.clone(), job.id.clone());
+        self.order.push(job.id.clone());
+        self.by_id.insert(job.id.clone(), job);
+    }
+
+    fn unfinished(&self) -> usize {
+        self.by_id.values().filter(|j| !j.is_over()).count()
+    }
+
+    /// Drops finished jobs past their age, then the oldest finished ones past the count.
+    /// Jobs still queued or running are never dropped.
+    fn prune(&mut self, retention: Retention, now: Instant) {
+        let mut finished: Vec<(Instant, String)> = self
+            .by_id
+            .values()
+            .filter_map(|j| lock(&j.status).finished.map(|t| (t, j.id.clone())))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(retention.keep);
+        let gone: std::collections::HashSet<String> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (t, _))| *i < excess || now.duration_since(*t) > retention.max_age)
+            .map(|(_, (_, id))| id)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in &gone {
+            if let Some(job) = self.by_id.remove(id) {
+                self.by_key.remove(&job.key);
+            }
+        }
+        self.order.retain(|id| !gone.contains(id));
+    }
 }
 
 /// One job's live state.
@@ -116,6 +214,7 @@ impl JobState {
 }
 
 impl JobsService {
+    /// A service that refuses every job until given settings (`with_settings`).
     pub fn new(
         modules: Arc<Modules>,
         slots: Arc<Semaphore>,
@@ -129,8 +228,14 @@ impl JobsService {
             metrics,
             shutdown,
             tls,
+            settings: Settings::default(),
             jobs: Arc::default(),
         }
+    }
+
+    /// The sources jobs may pull from and the retention of finished jobs.
+    pub fn with_settings(self, settings: Settings) -> JobsService {
+        JobsService { settings, ..self }
     }
 
     fn get(&self, id: &str) -> Result<Arc<JobState>, Status> {
@@ -167,15 +272,27 @@ impl pb::jobs_server::Jobs for JobsService {
             .clone()
             .ok_or_else(|| Status::invalid_argument("no source"))?;
         let (host, port) = split_address(&source.address)?;
-        let resolved = self.modules.resolve(req.destination.as_ref())?;
-        resolved.module.writable()?;
+        let token = (!source.token.is_empty()).then(|| source.token.clone());
+        client::Credentials::new(token.as_deref())
+            .map_err(|_| Status::invalid_argument("the source token is not valid ASCII"))?;
+        // Before anything else touches the address: no lookup, no connection.
+        if !self.settings.sources.allows(&host, port) {
+            tracing::warn!(source = %source.address, "job refused: source not admitted");
+            return Err(Status::permission_denied(SOURCE_REFUSED));
+        }
         let options = req
             .options
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("no transfer options"))?;
-        let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
-        let spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let spec = {
+            let resolved = self.modules.resolve(req.destination.as_ref())?;
+            resolved.module.writable()?;
+            let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
+            let mut spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            spec.privileges = resolved.module.privileges();
+            spec
+        };
         let (cancel, mut cancelled) = watch::channel(false);
         let job = Arc::new(JobState {
             id: new_id()?,
@@ -197,14 +314,18 @@ impl pb::jobs_server::Jobs for JobsService {
                 let existing = jobs.by_id[id].clone();
                 return Ok(Response::new(existing.snapshot()));
             }
-            jobs.by_key.insert(job.key.clone(), job.id.clone());
-            jobs.by_id.insert(job.id.clone(), job.clone());
-            jobs.order.push(job.id.clone());
+            jobs.prune(self.settings.retention, Instant::now());
+            if jobs.unfinished() >= MAX_UNFINISHED {
+                return Err(Status::resource_exhausted(format!(
+                    "{MAX_UNFINISHED} jobs are queued or running already; try again later"
+                )));
+            }
+            jobs.insert(job.clone());
         }
         let remote = Remote {
             host,
             port,
-            token: (!source.token.is_empty()).then(|| source.token.clone()),
+            token,
             tls: self.tls.clone(),
         };
         let data = DataOptions {
@@ -220,6 +341,7 @@ impl pb::jobs_server::Jobs for JobsService {
         let destination = req.destination.clone();
         let src_location = source.location.clone().unwrap_or_default();
         let task_job = job.clone();
+        let (registry, retention) = (self.jobs.clone(), self.settings.retention);
         tokio::spawn(async move {
             let job = task_job;
             let Ok(_slot) = slots.acquire_owned().await else {
@@ -228,7 +350,7 @@ impl pb::jobs_server::Jobs for JobsService {
             let _active = metrics.session_started();
             job.set(pb::JobStage::Connecting, "connecting to the source agent");
             let run = async {
-                let conn = remote.connect().await?;
+                let conn = reach(&remote, &job.id).await?;
                 job.set(pb::JobStage::Transferring, "");
                 let target = |shape: &blit_core::session::Shape| {
                     modules
@@ -273,12 +395,19 @@ impl pb::jobs_server::Jobs for JobsService {
                     s.stage = pb::JobStage::Cancelled;
                     s.message = "cancelled".into();
                 }
+                Err(SessionError::Connect(_)) => {
+                    metrics.session_failed();
+                    s.stage = pb::JobStage::Failed;
+                    s.message = SOURCE_UNREACHABLE.into();
+                }
                 Err(e) => {
                     metrics.session_failed();
                     s.stage = pb::JobStage::Failed;
                     s.message = e.to_string();
                 }
             }
+            drop(s);
+            lock(&registry).prune(retention, Instant::now());
         });
         Ok(Response::new(job.snapshot()))
     }
@@ -323,7 +452,8 @@ impl pb::jobs_server::Jobs for JobsService {
         &self,
         _: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let jobs = lock(&self.jobs);
+        let mut jobs = lock(&self.jobs);
+        jobs.prune(self.settings.retention, Instant::now());
         let list = jobs
             .order
             .iter()
@@ -331,6 +461,39 @@ impl pb::jobs_server::Jobs for JobsService {
             .map(|j| j.snapshot())
             .collect();
         Ok(Response::new(pb::ListJobsResponse { jobs: list }))
+    }
+}
+
+/// How long a job's source has to answer as an agent once connected (the connection
+/// itself has its own 10 s limit): as long as a slow but live agent might need.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to a job's source and checks that it answers as an agent. Anything short of
+/// that — a refused or silent port, a TLS or HTTP/2 failure, another service — is the
+/// same error, so a job's outcome tells nothing about a port except whether an agent
+/// listens there; the cause goes to this agent's log.
+async fn reach(remote: &Remote, job: &str) -> Result<client::Connection, SessionError> {
+    let unreachable = |why: &dyn std::fmt::Display| {
+        tracing::warn!(job, "job source unreachable: {why}");
+        SessionError::Connect(SOURCE_UNREACHABLE.into())
+    };
+    let conn = remote.connect().await.map_err(|e| unreachable(&e))?;
+    let mut admin = pb::admin_client::AdminClient::with_interceptor(
+        conn.channel.clone(),
+        conn.credentials.clone(),
+    );
+    let hello = pb::HelloRequest {
+        protocol_major: pb::PROTOCOL_MAJOR,
+        protocol_minor: pb::PROTOCOL_MINOR,
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, admin.hello(hello)).await {
+        Ok(Ok(_)) => Ok(conn),
+        // An agent that wants another token is an agent: the caller should know.
+        Ok(Err(status)) if status.code() == tonic::Code::Unauthenticated => {
+            Err(SessionError::Rpc(status))
+        }
+        Ok(Err(status)) => Err(unreachable(&status)),
+        Err(_) => Err(unreachable(&"no answer")),
     }
 }
 
