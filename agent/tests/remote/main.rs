@@ -6,6 +6,7 @@
 mod admin;
 mod jobs;
 mod netns;
+mod privilege;
 mod routes;
 mod security;
 mod tls;
