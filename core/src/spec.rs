@@ -116,12 +116,6 @@ impl Privileges {
     }
 }
 
-impl Default for Privileges {
-    fn default() -> Privileges {
-        Privileges::ALL
-    }
-}
-
 /// Resource limits and safety limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

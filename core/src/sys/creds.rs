@@ -54,8 +54,13 @@ static HOME: OnceLock<Home> = OnceLock::new();
 
 /// Records the process's credentials. Call it before any thread acts (an agent does when
 /// it opens its modules); otherwise the first [`Identity::act`] does.
+///
+/// It also starts rayon's global pool (BLAKE3 hashes large buffers on it when called
+/// outside a session's pool), so that pool's threads are never born from an acting
+/// thread with its credentials.
 pub fn init() -> io::Result<()> {
     if HOME.get().is_none() {
+        let _ = rayon::current_num_threads();
         let groups = rustix::process::getgroups().map_err(io_err)?;
         let _ = HOME.set(Home {
             euid: rustix::process::geteuid(),
