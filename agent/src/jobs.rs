@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use blit_core::session::client::{DataOptions, Remote};
 use blit_core::session::{SessionError, client};
-use blit_core::spec::Endpoint;
+use blit_core::spec::{Endpoint, TransferSpec};
 use blit_core::tls::ClientTls;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Report, Stats};
@@ -169,6 +169,31 @@ impl JobState {
         s.message = message.into();
     }
 
+    /// Records how the job ended.
+    fn end(&self, outcome: Result<Report, SessionError>, metrics: &Metrics) {
+        let mut s = lock(&self.status);
+        s.finished = Some(Instant::now());
+        let (stage, message) = match &outcome {
+            Ok(report) if report.is_partial() => (
+                pb::JobStage::Failed,
+                format!("{} entries failed", report.failures.len()),
+            ),
+            Ok(_) => (pb::JobStage::Succeeded, String::new()),
+            Err(SessionError::Cancelled) => (pb::JobStage::Cancelled, "cancelled".into()),
+            Err(SessionError::Connect(_)) => (pb::JobStage::Failed, SOURCE_UNREACHABLE.into()),
+            Err(e) => (pb::JobStage::Failed, e.to_string()),
+        };
+        match outcome {
+            Ok(report) => {
+                metrics.session_finished(Role::Destination, &report);
+                s.report = Some(report);
+            }
+            Err(SessionError::Cancelled) => {}
+            Err(_) => metrics.session_failed(),
+        }
+        (s.stage, s.message) = (stage, message);
+    }
+
     fn is_over(&self) -> bool {
         matches!(
             lock(&self.status).stage,
@@ -293,7 +318,7 @@ impl pb::jobs_server::Jobs for JobsService {
             spec.privileges = resolved.module.privileges();
             spec
         };
-        let (cancel, mut cancelled) = watch::channel(false);
+        let (cancel, cancelled) = watch::channel(false);
         let job = Arc::new(JobState {
             id: new_id()?,
             key: req.idempotency_key.clone(),
@@ -322,93 +347,29 @@ impl pb::jobs_server::Jobs for JobsService {
             }
             jobs.insert(job.clone());
         }
-        let remote = Remote {
-            host,
-            port,
-            token,
-            tls: self.tls.clone(),
+        let task = Task {
+            remote: Remote {
+                host,
+                port,
+                token,
+                tls: self.tls.clone(),
+            },
+            data: DataOptions {
+                streams: (req.streams != 0).then_some(req.streams),
+                force_grpc: req.force_grpc,
+            },
+            spec,
+            source: source.location.clone().unwrap_or_default(),
+            destination: req.destination.clone(),
+            modules: self.modules.clone(),
+            slots: self.slots.clone(),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+            cancelled,
+            registry: self.jobs.clone(),
+            retention: self.settings.retention,
         };
-        let data = DataOptions {
-            streams: (req.streams != 0).then_some(req.streams),
-            force_grpc: req.force_grpc,
-        };
-        let (modules, slots, metrics, mut shutdown) = (
-            self.modules.clone(),
-            self.slots.clone(),
-            self.metrics.clone(),
-            self.shutdown.clone(),
-        );
-        let destination = req.destination.clone();
-        let src_location = source.location.clone().unwrap_or_default();
-        let task_job = job.clone();
-        let (registry, retention) = (self.jobs.clone(), self.settings.retention);
-        tokio::spawn(async move {
-            let job = task_job;
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return;
-            };
-            let _active = metrics.session_started();
-            job.set(pb::JobStage::Connecting, "connecting to the source agent");
-            let run = async {
-                let conn = reach(&remote, &job.id).await?;
-                job.set(pb::JobStage::Transferring, "");
-                let target = |shape: &blit_core::session::Shape| {
-                    modules
-                        .resolve(destination.as_ref())
-                        .and_then(|r| r.open_destination(shape, spec.dry_run))
-                        .map_err(|s| SessionError::Protocol(s.message().to_owned()))
-                };
-                client::pull_into(
-                    &conn,
-                    src_location,
-                    &spec,
-                    data,
-                    job.stats.clone(),
-                    Arc::new(Quiet),
-                    target,
-                )
-                .await
-            };
-            let outcome = tokio::select! {
-                r = run => r,
-                _ = cancelled.wait_for(|c| *c) => Err(SessionError::Cancelled),
-                _ = shutdown.wait_for(|s| *s) => Err(SessionError::Aborted("the agent is shutting down".into())),
-            };
-            let mut s = lock(&job.status);
-            s.finished = Some(Instant::now());
-            match outcome {
-                Ok(report) => {
-                    metrics.session_finished(Role::Destination, &report);
-                    s.stage = if report.is_partial() {
-                        pb::JobStage::Failed
-                    } else {
-                        pb::JobStage::Succeeded
-                    };
-                    s.message = if report.is_partial() {
-                        format!("{} entries failed", report.failures.len())
-                    } else {
-                        String::new()
-                    };
-                    s.report = Some(report);
-                }
-                Err(SessionError::Cancelled) => {
-                    s.stage = pb::JobStage::Cancelled;
-                    s.message = "cancelled".into();
-                }
-                Err(SessionError::Connect(_)) => {
-                    metrics.session_failed();
-                    s.stage = pb::JobStage::Failed;
-                    s.message = SOURCE_UNREACHABLE.into();
-                }
-                Err(e) => {
-                    metrics.session_failed();
-                    s.stage = pb::JobStage::Failed;
-                    s.message = e.to_string();
-                }
-            }
-            drop(s);
-            lock(&registry).prune(retention, Instant::now());
-        });
+        tokio::spawn(task.run(job.clone()));
         Ok(Response::new(job.snapshot()))
     }
 
@@ -464,6 +425,63 @@ impl pb::jobs_server::Jobs for JobsService {
     }
 }
 
+/// A started job's work, run on its own task.
+struct Task {
+    remote: Remote,
+    data: DataOptions,
+    spec: TransferSpec,
+    source: pb::Location,
+    destination: Option<pb::Location>,
+    modules: Arc<Modules>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    cancelled: watch::Receiver<bool>,
+    registry: Arc<Mutex<Registry>>,
+    retention: Retention,
+}
+
+impl Task {
+    /// Waits for a transfer slot, pulls from the source, records how it ended, and
+    /// prunes the finished jobs.
+    async fn run(mut self, job: Arc<JobState>) {
+        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let _active = self.metrics.session_started();
+        job.set(pb::JobStage::Connecting, "connecting to the source agent");
+        let run = async {
+            let conn = reach(&self.remote, &job.id).await?;
+            job.set(pb::JobStage::Transferring, "");
+            let (modules, destination, dry_run) =
+                (&self.modules, &self.destination, self.spec.dry_run);
+            let target = |shape: &blit_core::session::Shape| {
+                modules
+                    .resolve(destination.as_ref())
+                    .and_then(|r| r.open_destination(shape, dry_run))
+                    .map_err(|s| SessionError::Protocol(s.message().to_owned()))
+            };
+            client::pull_into(
+                &conn,
+                self.source.clone(),
+                &self.spec,
+                self.data,
+                job.stats.clone(),
+                Arc::new(Quiet),
+                target,
+            )
+            .await
+        };
+        let outcome = tokio::select! {
+            r = run => r,
+            _ = self.cancelled.wait_for(|c| *c) => Err(SessionError::Cancelled),
+            _ = self.shutdown.wait_for(|s| *s) => Err(SessionError::Aborted("the agent is shutting down".into())),
+        };
+        job.end(outcome, &self.metrics);
+        lock(&self.registry).prune(self.retention, Instant::now());
+    }
+}
+
 /// How long a job's source has to answer as an agent once connected (the connection
 /// itself has its own 10 s limit): as long as a slow but live agent might need.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -505,5 +523,63 @@ fn split_address(address: &str) -> Result<(String, u16), Status> {
         _ => Err(Status::invalid_argument(format!(
             "source address {address:?} is not host[:port]"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, finished: Option<Instant>) -> Arc<JobState> {
+        let stage = match finished {
+            Some(_) => pb::JobStage::Succeeded,
+            None => pb::JobStage::Transferring,
+        };
+        Arc::new(JobState {
+            id: id.into(),
+            key: format!("key-{id}"),
+            started: Instant::now(),
+            stats: Arc::default(),
+            cancel: watch::channel(false).0,
+            status: Mutex::new(Status_ {
+                stage,
+                message: String::new(),
+                report: None,
+                finished,
+            }),
+        })
+    }
+
+    #[test]
+    fn finished_jobs_go_by_count_and_age_and_running_ones_stay() {
+        let now = Instant::now();
+        let ago = |secs| now.checked_sub(Duration::from_secs(secs)).unwrap();
+        let mut r = Registry::default();
+        for (id, finished) in [
+            ("a", Some(ago(50))),
+            ("running", None),
+            ("b", Some(ago(40))),
+            ("c", Some(ago(30))),
+            ("d", Some(ago(5))),
+        ] {
+            r.insert(job(id, finished));
+        }
+        let keep = |keep, secs| Retention {
+            keep,
+            max_age: Duration::from_secs(secs),
+        };
+        r.prune(keep(2, 3600), now);
+        assert_eq!(
+            r.order,
+            ["running", "c", "d"],
+            "the oldest finished go first"
+        );
+        assert!(!r.by_key.contains_key("key-a") && r.by_key.contains_key("key-c"));
+        assert_eq!(r.unfinished(), 1);
+        r.prune(keep(10, 10), now);
+        assert_eq!(r.order, ["running", "d"], "older than the age limit");
+        r.prune(keep(1, 0), ago(0) + Duration::from_secs(60));
+        assert_eq!(r.order, ["running"], "a running job is never pruned");
+        assert_eq!(r.by_id.len(), 1);
     }
 }
