@@ -18,11 +18,17 @@
 //! concurrent_transfers = 8
 //! bandwidth = "200M"          # bytes per second per agent, with K/M/G suffixes
 //!
+//! [jobs]                      # agent-to-agent transfers this agent runs for callers
+//! sources = ["10.0.0.7:9031", "10.1.0.0/16:9031"]  # the only agents it pulls from
+//!
 //! [[module]]
 //! name = "data"
 //! path = "/srv/data"
 //! read_only = false
 //! comment = "shared data"
+//! uid = 1000                  # read and write as this user and group (root agent)
+//! gid = 1000
+//! allow = ["setuid"]          # privileged things this module allows (none by default)
 //! ```
 
 use std::collections::BTreeMap;
@@ -30,6 +36,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use blit_core::spec::Privileges;
+use blit_core::sys::creds::Identity;
 use blit_core::tls::{ClientTls, ServerTls};
 use serde::Deserialize;
 
@@ -45,6 +53,107 @@ pub struct ModuleConfig {
     pub read_only: bool,
     #[serde(default)]
     pub comment: String,
+    /// With `gid`: the user a root agent reads and writes this module's files as (as
+    /// rsyncd's `uid`), so the kernel refuses what that user may not do and new files
+    /// belong to it. Absent: as the agent's own user.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// The group that goes with `uid` (also the only supplementary group).
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// What a root agent may do here beyond writing plain files as its own. Empty by
+    /// default: every module is reachable from the network, so nothing privileged
+    /// happens unless the operator asks for it.
+    #[serde(default)]
+    pub allow: Vec<Allow>,
+}
+
+/// A privileged thing a module may allow. What happens when it is not allowed is said
+/// on `blit_core::spec::Privileges`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allow {
+    /// Create character and block device nodes (refused: the entry fails).
+    Devices,
+    /// Create FIFOs and sockets (refused: the entry fails).
+    Specials,
+    /// Keep setuid/setgid bits on files (refused: written without them).
+    Setuid,
+    /// Set owners and groups as sent (refused: entries belong to the writer).
+    Owner,
+    /// Carry extended attributes outside `user.*` (refused: only `user.*` travel).
+    SystemXattrs,
+}
+
+impl Allow {
+    fn parse(s: &str) -> anyhow::Result<Allow> {
+        Allow::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{s:?} is not one of devices, specials, setuid, owner, system-xattrs"
+                )
+            })
+    }
+
+    /// Whether only root (not a module identity) can do it.
+    fn needs_root(self) -> bool {
+        matches!(self, Allow::Devices | Allow::Owner | Allow::SystemXattrs)
+    }
+}
+
+impl ModuleConfig {
+    /// A module with default settings: writable, nothing privileged allowed.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> ModuleConfig {
+        ModuleConfig {
+            name: name.into(),
+            path: path.into(),
+            read_only: false,
+            comment: String::new(),
+            uid: None,
+            gid: None,
+            allow: Vec::new(),
+        }
+    }
+
+    /// The user and group this module's files are read and written as.
+    pub fn identity(&self) -> Option<Identity> {
+        match (self.uid, self.gid) {
+            (Some(uid), Some(gid)) => Some(Identity { uid, gid }),
+            _ => None,
+        }
+    }
+
+    /// What a transfer may do in this module, and as whom.
+    pub fn privileges(&self) -> Privileges {
+        let allows = |a| self.allow.contains(&a);
+        Privileges {
+            devices: allows(Allow::Devices),
+            specials: allows(Allow::Specials),
+            setid: allows(Allow::Setuid),
+            owner: allows(Allow::Owner),
+            system_xattrs: allows(Allow::SystemXattrs),
+            identity: self.identity(),
+        }
+    }
+
+    /// Settings that cannot work together.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.uid.is_some() != self.gid.is_some() {
+            bail!("module {:?}: uid and gid go together", self.name);
+        }
+        if let Some(id) = self.identity().filter(|id| id.uid != 0)
+            && let Some(a) = self.allow.iter().find(|a| a.needs_root())
+        {
+            // A user cannot create devices or set system attributes, and files it gave
+            // away to their owners would no longer be its own to update.
+            bail!(
+                "module {:?}: allow {a:?} needs the module to be written as root, not as uid {}",
+                self.name,
+                id.uid
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -56,6 +165,64 @@ pub struct Limits {
     /// Bytes per second this agent sends, e.g. "100M" (absent: unlimited).
     #[serde(default)]
     pub bandwidth: Option<String>,
+}
+
+/// `[jobs]`: transfers this agent runs on a caller's behalf, pulling from another agent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jobs {
+    /// The source agents a job may pull from — and so the only peers that ever see a
+    /// caller's token or this agent's client certificate: `HOST[:PORT]`, `IP[:PORT]` or
+    /// `IP/PREFIX[:PORT]` (IPv6 in brackets), the port 9031 unless given. Empty (the
+    /// default): jobs are refused.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Finished jobs kept for `blit jobs list|watch`, the oldest dropped first.
+    #[serde(default = "default_keep_finished")]
+    pub keep_finished: usize,
+    /// Seconds a finished job is kept at most.
+    #[serde(default = "default_keep_finished_secs")]
+    pub keep_finished_secs: u64,
+}
+
+/// Enough recent outcomes for a person or a controller to look back on, few enough that
+/// their reports (each with its failure list) stay a small part of the agent's memory.
+pub const DEFAULT_KEEP_FINISHED: usize = 100;
+
+/// An hour: a caller that lost its watch can come back for the outcome, and an agent that
+/// runs jobs all day does not keep the day's history.
+pub const DEFAULT_KEEP_FINISHED_SECS: u64 = 3600;
+
+fn default_keep_finished() -> usize {
+    DEFAULT_KEEP_FINISHED
+}
+
+fn default_keep_finished_secs() -> u64 {
+    DEFAULT_KEEP_FINISHED_SECS
+}
+
+impl Default for Jobs {
+    fn default() -> Jobs {
+        Jobs {
+            sources: Vec::new(),
+            keep_finished: DEFAULT_KEEP_FINISHED,
+            keep_finished_secs: DEFAULT_KEEP_FINISHED_SECS,
+        }
+    }
+}
+
+impl Jobs {
+    fn validate(&self) -> anyhow::Result<()> {
+        for s in &self.sources {
+            if let Err(why) = crate::peers::Peer::parse(s) {
+                bail!("[jobs] sources: {s:?}: {why}");
+            }
+        }
+        if self.keep_finished == 0 {
+            bail!("[jobs] keep_finished must be at least 1: a caller reads its job's outcome");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -107,6 +274,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub tls: Option<Tls>,
+    #[serde(default)]
+    pub jobs: Jobs,
     #[serde(default, rename = "module")]
     pub modules: Vec<ModuleConfig>,
 }
@@ -148,6 +317,7 @@ impl Config {
             if seen.insert(m.name.as_str(), ()).is_some() {
                 bail!("module {:?} is defined twice", m.name);
             }
+            m.validate()?;
             if !m.path.is_dir() {
                 bail!(
                     "module {:?}: {} is not a directory",
@@ -165,6 +335,7 @@ impl Config {
             bail!("tokens must be non-empty ASCII strings");
         }
         self.bandwidth()?;
+        self.jobs.validate()?;
         Ok(())
     }
 
@@ -178,21 +349,35 @@ impl Config {
     }
 }
 
-/// `NAME=PATH` or `NAME=PATH:ro` from `--module`.
+/// `--module NAME=PATH[:OPTION]...`, options taken from the end while they are one of
+/// `ro`, `uid=N`, `gid=N`, `allow=A,B` (so a path may still contain `:`).
 pub fn parse_module_flag(s: &str) -> anyhow::Result<ModuleConfig> {
-    let (name, rest) = s
-        .split_once('=')
-        .with_context(|| format!("--module {s:?}: expected NAME=PATH[:ro]"))?;
-    let (path, read_only) = match rest.strip_suffix(":ro") {
-        Some(p) => (p, true),
-        None => (rest, false),
-    };
-    Ok(ModuleConfig {
-        name: name.to_owned(),
-        path: PathBuf::from(path),
-        read_only,
-        comment: String::new(),
-    })
+    let (name, mut rest) = s.split_once('=').with_context(|| {
+        format!("--module {s:?}: expected NAME=PATH[:ro][:uid=N:gid=N][:allow=LIST]")
+    })?;
+    let mut module = ModuleConfig::new(name, "");
+    while let Some((head, option)) = rest.rsplit_once(':') {
+        let id = |v: &str| {
+            v.parse::<u32>()
+                .with_context(|| format!("--module {s:?}: {v:?} is not a numeric id"))
+        };
+        match option.split_once('=') {
+            None if option == "ro" => module.read_only = true,
+            Some(("uid", v)) => module.uid = Some(id(v)?),
+            Some(("gid", v)) => module.gid = Some(id(v)?),
+            Some(("allow", list)) => {
+                for a in list.split(',').filter(|a| !a.is_empty()) {
+                    module
+                        .allow
+                        .push(Allow::parse(a).with_context(|| format!("--module {s:?}: allow"))?);
+                }
+            }
+            _ => break,
+        }
+        rest = head;
+    }
+    module.path = PathBuf::from(rest);
+    Ok(module)
 }
 
 #[cfg(test)]
@@ -250,5 +435,85 @@ mod tests {
         assert_eq!(example.modules.len(), 2, "the example config parses");
         let bad: Config = toml::from_str("[limits]\nbandwidth = \"fast\"").unwrap();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn module_privileges_default_to_none() {
+        let c: Config = toml::from_str(
+            r#"
+            [[module]]
+            name = "plain"
+            path = "/tmp"
+            [[module]]
+            name = "as-user"
+            path = "/tmp"
+            uid = 1000
+            gid = 100
+            allow = ["setuid", "specials"]
+            [[module]]
+            name = "root"
+            path = "/tmp"
+            allow = ["devices", "owner", "system-xattrs"]
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.modules[0].privileges(), Privileges::NONE);
+        let p = c.modules[1].privileges();
+        assert!(p.setid && p.specials && !p.devices && !p.owner && !p.system_xattrs);
+        assert_eq!(
+            p.identity,
+            Some(Identity {
+                uid: 1000,
+                gid: 100
+            })
+        );
+        let p = c.modules[2].privileges();
+        assert!(p.devices && p.owner && p.system_xattrs && p.identity.is_none());
+        let invalid = |toml: &str, why: &str| {
+            let text = format!("[[module]]\nname = \"m\"\npath = \"/tmp\"\n{toml}");
+            let err = toml::from_str::<Config>(&text)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| c.validate())
+                .unwrap_err();
+            assert!(format!("{err:#}").contains(why), "{toml}: {err:#}");
+        };
+        invalid("uid = 5", "uid and gid go together");
+        invalid("uid = 5\ngid = 5\nallow = [\"owner\"]", "written as root");
+        invalid("uid = 5\ngid = 5\nallow = [\"devices\"]", "written as root");
+        invalid("allow = [\"everything\"]", "unknown variant");
+
+        let m = parse_module_flag("m=/srv/a:b:ro:uid=7:gid=8:allow=setuid,devices").unwrap();
+        assert_eq!(m.path, PathBuf::from("/srv/a:b"), "a ':' in the path stays");
+        assert!(m.read_only);
+        assert_eq!(m.identity(), Some(Identity { uid: 7, gid: 8 }));
+        assert_eq!(m.allow, [Allow::Setuid, Allow::Devices]);
+        assert!(parse_module_flag("m=/srv:allow=rootkit").is_err());
+        assert!(parse_module_flag("m=/srv:uid=x").is_err());
+        assert_eq!(
+            parse_module_flag("m=/srv/x").unwrap(),
+            ModuleConfig::new("m", "/srv/x")
+        );
+    }
+
+    #[test]
+    fn jobs_sources_are_checked() {
+        let c: Config =
+            toml::from_str("[jobs]\nsources = [\"10.0.0.0/8:9031\", \"nas\"]\nkeep_finished = 5")
+                .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            (c.jobs.keep_finished, c.jobs.keep_finished_secs),
+            (5, DEFAULT_KEEP_FINISHED_SECS)
+        );
+        let d = Config::default();
+        assert!(d.jobs.sources.is_empty(), "no sources: jobs refused");
+        for bad in [
+            "[jobs]\nsources = [\"fd00::1:9031\"]",
+            "[jobs]\nkeep_finished = 0",
+        ] {
+            let c: Config = toml::from_str(bad).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

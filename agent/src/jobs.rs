@@ -3,6 +3,12 @@
 //! agent to agent while the caller only watches. A retried start with the same
 //! idempotency key returns the same job; `WatchJob` streams progress until the job ends;
 //! `CancelJob` stops it at a safe point (nothing half-written is published).
+//!
+//! The agent pulls only from sources its [`SourcePolicy`] admits (`[jobs] sources`),
+//! checked before anything is looked up or dialled, and refused with one text whatever
+//! the address; a source it cannot reach fails the job with one text too, the cause going
+//! to the agent's log only. Finished jobs are kept for a while and up to a count
+//! (`[jobs] keep_finished*`); with them goes their idempotency key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use blit_core::session::client::{DataOptions, Remote};
 use blit_core::session::{SessionError, client};
-use blit_core::spec::Endpoint;
+use blit_core::spec::{Endpoint, TransferSpec};
 use blit_core::tls::ClientTls;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Report, Stats};
@@ -18,11 +24,27 @@ use tokio::sync::{Semaphore, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::config;
 use crate::metrics::{Metrics, Role};
 use crate::modules::Modules;
+use crate::peers::{AllowList, SourcePolicy};
 
 /// How often `WatchJob` reports.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Jobs queued or running at once. Each waits for a transfer slot holding little, but
+/// without a cap a caller could queue them without end; a few hundred is more than any
+/// controller runs against one agent.
+pub const MAX_UNFINISHED: usize = 256;
+
+/// The answer to a start naming a source the policy does not admit: the same for every
+/// address, so it tells the caller nothing about that address.
+pub const SOURCE_REFUSED: &str =
+    "this agent does not pull from that source (it is not among its [jobs] sources)";
+
+/// The message of a job whose source could not be reached: the same whether the port
+/// refused, timed out or spoke something else (the cause is in the agent's log).
+pub const SOURCE_UNREACHABLE: &str = "could not connect to the source agent";
 
 pub struct JobsService {
     pub modules: Arc<Modules>,
@@ -31,7 +53,44 @@ pub struct JobsService {
     pub shutdown: watch::Receiver<bool>,
     /// TLS for connecting to source agents (the agent's `[tls]`).
     tls: Option<ClientTls>,
+    settings: Settings,
     jobs: Arc<Mutex<Registry>>,
+}
+
+/// Whom jobs may pull from, and how long finished jobs are kept.
+#[derive(Clone)]
+pub struct Settings {
+    pub sources: Arc<dyn SourcePolicy>,
+    pub retention: Retention,
+}
+
+/// How many finished jobs are kept, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep: usize,
+    pub max_age: Duration,
+}
+
+impl Settings {
+    /// The `[jobs]` section (already validated by `Config::validate`).
+    pub fn from_config(c: &config::Jobs) -> anyhow::Result<Settings> {
+        let sources =
+            AllowList::parse(&c.sources).map_err(|e| anyhow::anyhow!("[jobs] sources: {e}"))?;
+        Ok(Settings {
+            sources: Arc::new(sources),
+            retention: Retention {
+                keep: c.keep_finished,
+                max_age: Duration::from_secs(c.keep_finished_secs),
+            },
+        })
+    }
+}
+
+impl Default for Settings {
+    /// No sources: every job refused.
+    fn default() -> Settings {
+        Settings::from_config(&config::Jobs::default()).expect("the defaults are valid")
+    }
 }
 
 #[derive(Default)]
@@ -40,6 +99,45 @@ struct Registry {
     by_key: HashMap<String, String>,
     /// Ids in start order, for listing.
     order: Vec<String>,
+}
+
+impl Registry {
+    fn insert(&mut self, job: Arc<JobState>) {
+        self.by_key.insert(job.key.clone(), job.id.clone());
+        self.order.push(job.id.clone());
+        self.by_id.insert(job.id.clone(), job);
+    }
+
+    fn unfinished(&self) -> usize {
+        self.by_id.values().filter(|j| !j.is_over()).count()
+    }
+
+    /// Drops finished jobs past their age, then the oldest finished ones past the count.
+    /// Jobs still queued or running are never dropped.
+    fn prune(&mut self, retention: Retention, now: Instant) {
+        let mut finished: Vec<(Instant, String)> = self
+            .by_id
+            .values()
+            .filter_map(|j| lock(&j.status).finished.map(|t| (t, j.id.clone())))
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(retention.keep);
+        let gone: std::collections::HashSet<String> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (t, _))| *i < excess || now.duration_since(*t) > retention.max_age)
+            .map(|(_, (_, id))| id)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in &gone {
+            if let Some(job) = self.by_id.remove(id) {
+                self.by_key.remove(&job.key);
+            }
+        }
+        self.order.retain(|id| !gone.contains(id));
+    }
 }
 
 /// One job's live state.
@@ -69,6 +167,31 @@ impl JobState {
         let mut s = lock(&self.status);
         s.stage = stage;
         s.message = message.into();
+    }
+
+    /// Records how the job ended.
+    fn end(&self, outcome: Result<Report, SessionError>, metrics: &Metrics) {
+        let mut s = lock(&self.status);
+        s.finished = Some(Instant::now());
+        let (stage, message) = match &outcome {
+            Ok(report) if report.is_partial() => (
+                pb::JobStage::Failed,
+                format!("{} entries failed", report.failures.len()),
+            ),
+            Ok(_) => (pb::JobStage::Succeeded, String::new()),
+            Err(SessionError::Cancelled) => (pb::JobStage::Cancelled, "cancelled".into()),
+            Err(SessionError::Connect(_)) => (pb::JobStage::Failed, SOURCE_UNREACHABLE.into()),
+            Err(e) => (pb::JobStage::Failed, e.to_string()),
+        };
+        match outcome {
+            Ok(report) => {
+                metrics.session_finished(Role::Destination, &report);
+                s.report = Some(report);
+            }
+            Err(SessionError::Cancelled) => {}
+            Err(_) => metrics.session_failed(),
+        }
+        (s.stage, s.message) = (stage, message);
     }
 
     fn is_over(&self) -> bool {
@@ -116,6 +239,7 @@ impl JobState {
 }
 
 impl JobsService {
+    /// A service that refuses every job until given settings (`with_settings`).
     pub fn new(
         modules: Arc<Modules>,
         slots: Arc<Semaphore>,
@@ -129,8 +253,14 @@ impl JobsService {
             metrics,
             shutdown,
             tls,
+            settings: Settings::default(),
             jobs: Arc::default(),
         }
+    }
+
+    /// The sources jobs may pull from and the retention of finished jobs.
+    pub fn with_settings(self, settings: Settings) -> JobsService {
+        JobsService { settings, ..self }
     }
 
     fn get(&self, id: &str) -> Result<Arc<JobState>, Status> {
@@ -167,16 +297,28 @@ impl pb::jobs_server::Jobs for JobsService {
             .clone()
             .ok_or_else(|| Status::invalid_argument("no source"))?;
         let (host, port) = split_address(&source.address)?;
-        let resolved = self.modules.resolve(req.destination.as_ref())?;
-        resolved.module.writable()?;
+        let token = (!source.token.is_empty()).then(|| source.token.clone());
+        client::Credentials::new(token.as_deref())
+            .map_err(|_| Status::invalid_argument("the source token is not valid ASCII"))?;
+        // Before anything else touches the address: no lookup, no connection.
+        if !self.settings.sources.allows(&host, port) {
+            tracing::warn!(source = %source.address, "job refused: source not admitted");
+            return Err(Status::permission_denied(SOURCE_REFUSED));
+        }
         let options = req
             .options
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("no transfer options"))?;
-        let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
-        let spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (cancel, mut cancelled) = watch::channel(false);
+        let spec = {
+            let resolved = self.modules.resolve(req.destination.as_ref())?;
+            resolved.module.writable()?;
+            let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
+            let mut spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            spec.privileges = resolved.module.privileges();
+            spec
+        };
+        let (cancel, cancelled) = watch::channel(false);
         let job = Arc::new(JobState {
             id: new_id()?,
             key: req.idempotency_key.clone(),
@@ -197,89 +339,37 @@ impl pb::jobs_server::Jobs for JobsService {
                 let existing = jobs.by_id[id].clone();
                 return Ok(Response::new(existing.snapshot()));
             }
-            jobs.by_key.insert(job.key.clone(), job.id.clone());
-            jobs.by_id.insert(job.id.clone(), job.clone());
-            jobs.order.push(job.id.clone());
-        }
-        let remote = Remote {
-            host,
-            port,
-            token: (!source.token.is_empty()).then(|| source.token.clone()),
-            tls: self.tls.clone(),
-        };
-        let data = DataOptions {
-            streams: (req.streams != 0).then_some(req.streams),
-            force_grpc: req.force_grpc,
-        };
-        let (modules, slots, metrics, mut shutdown) = (
-            self.modules.clone(),
-            self.slots.clone(),
-            self.metrics.clone(),
-            self.shutdown.clone(),
-        );
-        let destination = req.destination.clone();
-        let src_location = source.location.clone().unwrap_or_default();
-        let task_job = job.clone();
-        tokio::spawn(async move {
-            let job = task_job;
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return;
-            };
-            let _active = metrics.session_started();
-            job.set(pb::JobStage::Connecting, "connecting to the source agent");
-            let run = async {
-                let conn = remote.connect().await?;
-                job.set(pb::JobStage::Transferring, "");
-                let target = |shape: &blit_core::session::Shape| {
-                    modules
-                        .resolve(destination.as_ref())
-                        .and_then(|r| r.open_destination(shape, spec.dry_run))
-                        .map_err(|s| SessionError::Protocol(s.message().to_owned()))
-                };
-                client::pull_into(
-                    &conn,
-                    src_location,
-                    &spec,
-                    data,
-                    job.stats.clone(),
-                    Arc::new(Quiet),
-                    target,
-                )
-                .await
-            };
-            let outcome = tokio::select! {
-                r = run => r,
-                _ = cancelled.wait_for(|c| *c) => Err(SessionError::Cancelled),
-                _ = shutdown.wait_for(|s| *s) => Err(SessionError::Aborted("the agent is shutting down".into())),
-            };
-            let mut s = lock(&job.status);
-            s.finished = Some(Instant::now());
-            match outcome {
-                Ok(report) => {
-                    metrics.session_finished(Role::Destination, &report);
-                    s.stage = if report.is_partial() {
-                        pb::JobStage::Failed
-                    } else {
-                        pb::JobStage::Succeeded
-                    };
-                    s.message = if report.is_partial() {
-                        format!("{} entries failed", report.failures.len())
-                    } else {
-                        String::new()
-                    };
-                    s.report = Some(report);
-                }
-                Err(SessionError::Cancelled) => {
-                    s.stage = pb::JobStage::Cancelled;
-                    s.message = "cancelled".into();
-                }
-                Err(e) => {
-                    metrics.session_failed();
-                    s.stage = pb::JobStage::Failed;
-                    s.message = e.to_string();
-                }
+            jobs.prune(self.settings.retention, Instant::now());
+            if jobs.unfinished() >= MAX_UNFINISHED {
+                return Err(Status::resource_exhausted(format!(
+                    "{MAX_UNFINISHED} jobs are queued or running already; try again later"
+                )));
             }
-        });
+            jobs.insert(job.clone());
+        }
+        let task = Task {
+            remote: Remote {
+                host,
+                port,
+                token,
+                tls: self.tls.clone(),
+            },
+            data: DataOptions {
+                streams: (req.streams != 0).then_some(req.streams),
+                force_grpc: req.force_grpc,
+            },
+            spec,
+            source: source.location.clone().unwrap_or_default(),
+            destination: req.destination.clone(),
+            modules: self.modules.clone(),
+            slots: self.slots.clone(),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+            cancelled,
+            registry: self.jobs.clone(),
+            retention: self.settings.retention,
+        };
+        tokio::spawn(task.run(job.clone()));
         Ok(Response::new(job.snapshot()))
     }
 
@@ -323,7 +413,8 @@ impl pb::jobs_server::Jobs for JobsService {
         &self,
         _: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let jobs = lock(&self.jobs);
+        let mut jobs = lock(&self.jobs);
+        jobs.prune(self.settings.retention, Instant::now());
         let list = jobs
             .order
             .iter()
@@ -331,6 +422,96 @@ impl pb::jobs_server::Jobs for JobsService {
             .map(|j| j.snapshot())
             .collect();
         Ok(Response::new(pb::ListJobsResponse { jobs: list }))
+    }
+}
+
+/// A started job's work, run on its own task.
+struct Task {
+    remote: Remote,
+    data: DataOptions,
+    spec: TransferSpec,
+    source: pb::Location,
+    destination: Option<pb::Location>,
+    modules: Arc<Modules>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    cancelled: watch::Receiver<bool>,
+    registry: Arc<Mutex<Registry>>,
+    retention: Retention,
+}
+
+impl Task {
+    /// Waits for a transfer slot, pulls from the source, records how it ended, and
+    /// prunes the finished jobs.
+    async fn run(mut self, job: Arc<JobState>) {
+        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let _active = self.metrics.session_started();
+        job.set(pb::JobStage::Connecting, "connecting to the source agent");
+        let run = async {
+            let conn = reach(&self.remote, &job.id).await?;
+            job.set(pb::JobStage::Transferring, "");
+            let (modules, destination, dry_run) =
+                (&self.modules, &self.destination, self.spec.dry_run);
+            let target = |shape: &blit_core::session::Shape| {
+                modules
+                    .resolve(destination.as_ref())
+                    .and_then(|r| r.open_destination(shape, dry_run))
+                    .map_err(|s| SessionError::Protocol(s.message().to_owned()))
+            };
+            client::pull_into(
+                &conn,
+                self.source.clone(),
+                &self.spec,
+                self.data,
+                job.stats.clone(),
+                Arc::new(Quiet),
+                target,
+            )
+            .await
+        };
+        let outcome = tokio::select! {
+            r = run => r,
+            _ = self.cancelled.wait_for(|c| *c) => Err(SessionError::Cancelled),
+            _ = self.shutdown.wait_for(|s| *s) => Err(SessionError::Aborted("the agent is shutting down".into())),
+        };
+        job.end(outcome, &self.metrics);
+        lock(&self.registry).prune(self.retention, Instant::now());
+    }
+}
+
+/// How long a job's source has to answer as an agent once connected (the connection
+/// itself has its own 10 s limit): as long as a slow but live agent might need.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to a job's source and checks that it answers as an agent. Anything short of
+/// that — a refused or silent port, a TLS or HTTP/2 failure, another service — is the
+/// same error, so a job's outcome tells nothing about a port except whether an agent
+/// listens there; the cause goes to this agent's log.
+async fn reach(remote: &Remote, job: &str) -> Result<client::Connection, SessionError> {
+    let unreachable = |why: &dyn std::fmt::Display| {
+        tracing::warn!(job, "job source unreachable: {why}");
+        SessionError::Connect(SOURCE_UNREACHABLE.into())
+    };
+    let conn = remote.connect().await.map_err(|e| unreachable(&e))?;
+    let mut admin = pb::admin_client::AdminClient::with_interceptor(
+        conn.channel.clone(),
+        conn.credentials.clone(),
+    );
+    let hello = pb::HelloRequest {
+        protocol_major: pb::PROTOCOL_MAJOR,
+        protocol_minor: pb::PROTOCOL_MINOR,
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, admin.hello(hello)).await {
+        Ok(Ok(_)) => Ok(conn),
+        // An agent that wants another token is an agent: the caller should know.
+        Ok(Err(status)) if status.code() == tonic::Code::Unauthenticated => {
+            Err(SessionError::Rpc(status))
+        }
+        Ok(Err(status)) => Err(unreachable(&status)),
+        Err(_) => Err(unreachable(&"no answer")),
     }
 }
 
@@ -342,5 +523,63 @@ fn split_address(address: &str) -> Result<(String, u16), Status> {
         _ => Err(Status::invalid_argument(format!(
             "source address {address:?} is not host[:port]"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, finished: Option<Instant>) -> Arc<JobState> {
+        let stage = match finished {
+            Some(_) => pb::JobStage::Succeeded,
+            None => pb::JobStage::Transferring,
+        };
+        Arc::new(JobState {
+            id: id.into(),
+            key: format!("key-{id}"),
+            started: Instant::now(),
+            stats: Arc::default(),
+            cancel: watch::channel(false).0,
+            status: Mutex::new(Status_ {
+                stage,
+                message: String::new(),
+                report: None,
+                finished,
+            }),
+        })
+    }
+
+    #[test]
+    fn finished_jobs_go_by_count_and_age_and_running_ones_stay() {
+        let now = Instant::now();
+        let ago = |secs| now.checked_sub(Duration::from_secs(secs)).unwrap();
+        let mut r = Registry::default();
+        for (id, finished) in [
+            ("a", Some(ago(50))),
+            ("running", None),
+            ("b", Some(ago(40))),
+            ("c", Some(ago(30))),
+            ("d", Some(ago(5))),
+        ] {
+            r.insert(job(id, finished));
+        }
+        let keep = |keep, secs| Retention {
+            keep,
+            max_age: Duration::from_secs(secs),
+        };
+        r.prune(keep(2, 3600), now);
+        assert_eq!(
+            r.order,
+            ["running", "c", "d"],
+            "the oldest finished go first"
+        );
+        assert!(!r.by_key.contains_key("key-a") && r.by_key.contains_key("key-c"));
+        assert_eq!(r.unfinished(), 1);
+        r.prune(keep(10, 10), now);
+        assert_eq!(r.order, ["running", "d"], "older than the age limit");
+        r.prune(keep(1, 0), ago(0) + Duration::from_secs(60));
+        assert_eq!(r.order, ["running"], "a running job is never pruned");
+        assert_eq!(r.by_id.len(), 1);
     }
 }

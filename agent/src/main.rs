@@ -24,8 +24,10 @@ struct Args {
     /// Port for /metrics and /healthz (0: any free port).
     #[arg(long, value_name = "PORT")]
     http_port: Option<u16>,
-    /// Export a module: NAME=PATH, with :ro for read-only (repeatable).
-    #[arg(long = "module", value_name = "NAME=PATH[:ro]")]
+    /// Export a module: NAME=PATH, with :ro for read-only, :uid=N:gid=N to read and write
+    /// it as that user, :allow=LIST for privileged things it allows (devices, specials,
+    /// setuid, owner, system-xattrs) (repeatable).
+    #[arg(long = "module", value_name = "NAME=PATH[:OPTION]...")]
     modules: Vec<String>,
     /// Export PATH as the module "default".
     #[arg(long, value_name = "PATH")]
@@ -38,6 +40,10 @@ struct Args {
         hide_env_values = true
     )]
     tokens: Vec<String>,
+    /// Let jobs pull from this source agent: HOST[:PORT], IP/PREFIX[:PORT], IPv6 in
+    /// brackets (repeatable; adds to [jobs] sources).
+    #[arg(long = "job-source", value_name = "ADDR")]
+    job_sources: Vec<String>,
     /// Don't advertise the agent over mDNS.
     #[arg(long)]
     no_mdns: bool,
@@ -78,14 +84,11 @@ fn config(args: Args) -> anyhow::Result<Config> {
         c.modules.push(module);
     }
     if let Some(root) = args.root {
-        c.modules.push(config::ModuleConfig {
-            name: "default".into(),
-            path: absolute(&root)?,
-            read_only: false,
-            comment: String::new(),
-        });
+        c.modules
+            .push(config::ModuleConfig::new("default", absolute(&root)?));
     }
     c.tokens.extend(args.tokens);
+    c.jobs.sources.extend(args.job_sources);
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         c.tls = Some(config::Tls {
             cert,
@@ -127,6 +130,9 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("blitd")
+        // A thread started by one acting as a module's identity would inherit it: every
+        // runtime thread starts on the agent's own credentials.
+        .on_thread_start(blit_core::sys::creds::reset_thread)
         .build()
         .context("starting the runtime")?;
     let result = runtime.block_on(async {

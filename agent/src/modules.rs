@@ -1,6 +1,7 @@
 //! The modules an agent exports, and how a location from the network is resolved inside
 //! one: by name, then beneath its root directory (`blit_core::sys::beneath`), never
-//! outside it.
+//! outside it — and, on a root agent, as the module's identity: while a [`Resolved`]
+//! location lives, its thread reads and writes as the module's `uid`/`gid`.
 
 use std::ffi::OsStr;
 use std::io;
@@ -8,7 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use blit_core::session::Shape;
-use blit_core::sys::{beneath, dir};
+use blit_core::spec::Privileges;
+use blit_core::sys::{beneath, creds, dir};
 use blit_core::transfer::Rename;
 use blit_core::wire::pb;
 use rustix::fd::{AsFd, OwnedFd};
@@ -30,14 +32,23 @@ pub struct Modules {
 }
 
 /// A location resolved to a module and a checked relative path.
+///
+/// While it lives, the thread acts as the module's identity (if it has one), so whatever
+/// is opened through it — and anything else this thread does meanwhile — is checked
+/// against that user's permissions. It is not `Send`: it cannot be held across an
+/// `.await`, where the thread would go on to run other clients' tasks.
 pub struct Resolved<'m> {
     pub module: &'m Module,
     /// Relative to the module root, as sent (a trailing `/` kept).
     pub rel: PathBuf,
+    _acting: Option<creds::Acting>,
 }
 
 impl Modules {
     pub fn open(configs: &[ModuleConfig]) -> anyhow::Result<Modules> {
+        for c in configs {
+            check_identity(c)?;
+        }
         let modules = configs
             .iter()
             .map(|c| {
@@ -71,13 +82,49 @@ impl Modules {
         let bytes = location.path.strip_prefix(b"/").unwrap_or(&location.path);
         let rel = PathBuf::from(OsStr::from_bytes(bytes));
         beneath::check(&rel).map_err(|e| Status::permission_denied(e.to_string()))?;
-        Ok(Resolved { module, rel })
+        let acting = module
+            .config
+            .identity()
+            .map(creds::Identity::act)
+            .transpose()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Resolved {
+            module,
+            rel,
+            _acting: acting,
+        })
     }
+}
+
+/// A module with an identity needs a root agent that can act as it: found out at start-up,
+/// not by the first client.
+fn check_identity(c: &ModuleConfig) -> anyhow::Result<()> {
+    let Some(identity) = c.identity() else {
+        return Ok(());
+    };
+    creds::init()?;
+    if !creds::process_is_root() {
+        anyhow::bail!(
+            "module {:?}: uid/gid need blitd to run as root (it reads and writes the module as that user)",
+            c.name
+        );
+    }
+    drop(
+        identity
+            .act()
+            .map_err(|e| anyhow::anyhow!("module {:?}: {e}", c.name))?,
+    );
+    Ok(())
 }
 
 impl Module {
     pub fn root(&self) -> rustix::fd::BorrowedFd<'_> {
         self.root.as_fd()
+    }
+
+    /// What a transfer may do in this module, and as whom.
+    pub fn privileges(&self) -> Privileges {
+        self.config.privileges()
     }
 
     /// Refuses writes to a read-only module.

@@ -66,7 +66,8 @@ pub async fn run(
         metrics.clone(),
         stop.clone(),
         client_tls,
-    );
+    )
+    .with_settings(crate::jobs::Settings::from_config(&config.jobs)?);
     let throttle = config
         .bandwidth()?
         .map(|rate| Arc::new(Throttle::new(rate)));

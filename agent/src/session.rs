@@ -269,6 +269,8 @@ fn prepare(
     let mut spec = wire::spec_from_wire(options, source, destination)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     spec.limits.workers = spec.limits.workers.min(blit_core::spec::default_workers());
+    // What this end may do in the module, and as whom (the `Resolved` acts as it here).
+    spec.privileges = resolved.module.privileges();
     supported(&spec, open.protocol_minor)?;
     let rel = &resolved.rel;
     match role {
@@ -315,6 +317,7 @@ fn prepare(
                 workers: spec.limits.workers,
                 throttle: session_throttle(throttle, spec.limits.bandwidth),
                 removal,
+                privileges: spec.privileges,
             };
             Ok(Prepared::Source { job, shape })
         }

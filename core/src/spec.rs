@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::copy::Reflink;
 use crate::filter::Filter;
+use crate::sys::creds::Identity;
 
 /// Where one side of a transfer lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,68 @@ pub struct Preserve {
     pub xattrs: bool,
     /// Set owner and group (numeric ids). Only effective when running as root.
     pub owner: bool,
+}
+
+/// What the writing end may do that needs privilege, and as whom it reads and writes.
+///
+/// A local run and a client's own end may do whatever their user may
+/// ([`Privileges::ALL`]). An agent fills this in from the module's settings; a spec that
+/// arrives over the network starts with [`Privileges::NONE`]. What is refused, and how:
+///
+/// | field | refused means |
+/// | --- | --- |
+/// | `devices`, `specials` | the entry fails (a per-entry failure in the report) |
+/// | `setid` | files are written without their setuid/setgid bits |
+/// | `owner` | entries belong to the writer (the identity, or the process) |
+/// | `system_xattrs` | only `user.*` attributes are read, set or removed |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privileges {
+    /// Create character and block device nodes.
+    pub devices: bool,
+    /// Create FIFOs and sockets.
+    pub specials: bool,
+    /// Keep the setuid and setgid bits of files (directories always keep setgid, which
+    /// only makes new entries inherit the group).
+    pub setid: bool,
+    /// Set owners and groups as sent (with `Preserve::owner`, and only as root).
+    pub owner: bool,
+    /// Carry extended attributes outside `user.*` (`security.*`, `trusted.*`,
+    /// `system.*`), with `-X` and only as root.
+    pub system_xattrs: bool,
+    /// Read and write as this user and group (a module's identity on a root agent);
+    /// `None`: as this process.
+    pub identity: Option<Identity>,
+}
+
+impl Privileges {
+    /// Whatever this process may do: a local run, a client's own end.
+    pub const ALL: Privileges = Privileges {
+        devices: true,
+        specials: true,
+        setid: true,
+        owner: true,
+        system_xattrs: true,
+        identity: None,
+    };
+
+    /// Nothing beyond what any user may do to files it owns.
+    pub const NONE: Privileges = Privileges {
+        devices: false,
+        specials: false,
+        setid: false,
+        owner: false,
+        system_xattrs: false,
+        identity: None,
+    };
+
+    /// The extended-attribute namespaces carried.
+    pub fn xattr_scope(&self) -> crate::sys::xattr::Scope {
+        if self.system_xattrs {
+            crate::sys::xattr::Scope::All
+        } else {
+            crate::sys::xattr::Scope::User
+        }
+    }
 }
 
 /// Resource limits and safety limits.
@@ -100,6 +163,8 @@ pub struct TransferSpec {
     pub resume: bool,
     /// Plan and report, change nothing.
     pub dry_run: bool,
+    /// What the writing end may do beyond plain files, and as whom.
+    pub privileges: Privileges,
 }
 
 impl TransferSpec {
@@ -119,6 +184,7 @@ impl TransferSpec {
             reflink: Reflink::Auto,
             resume: false,
             dry_run: false,
+            privileges: Privileges::ALL,
         }
     }
 }

@@ -67,11 +67,14 @@ fn two_agents(fx: &Fixture, size_mib: usize) -> (Agent, Agent, PathBuf) {
     }
     drop(w);
     fs::write(src.join("tree/small"), b"s").unwrap();
-    (
-        Agent::start(&[&"--root", &src]),
-        Agent::start(&[&"--root", &dst]),
-        dst,
-    )
+    let a = Agent::start(&[&"--root", &src]);
+    let b = Agent::start(&[
+        &"--root",
+        &dst,
+        &"--job-source",
+        &format!("127.0.0.1:{}", a.port),
+    ]);
+    (a, b, dst)
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod admin;
 mod jobs;
 mod moves;
 mod netns;
+mod privilege;
 mod raw;
 mod routes;
 mod security;

@@ -88,7 +88,18 @@ fn agents_in_separate_network_namespaces() {
     fs::create_dir_all(&mod_a).unwrap();
     fs::create_dir_all(&mod_b).unwrap();
     let a = Agent::start_with(&ns.exec(0), &[&"--bind", &ns.addrs[0], &"--root", &mod_a]);
-    let b = Agent::start_with(&ns.exec(1), &[&"--bind", &ns.addrs[1], &"--root", &mod_b]);
+    let source_a = format!("{}:{}", ns.addrs[0], a.port);
+    let b = Agent::start_with(
+        &ns.exec(1),
+        &[
+            &"--bind",
+            &ns.addrs[1],
+            &"--root",
+            &mod_b,
+            &"--job-source",
+            &source_a,
+        ],
+    );
     let in_b = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &ns.names[1]]).arg(binary("blit"));

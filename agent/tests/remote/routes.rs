@@ -58,7 +58,12 @@ fn every_route_gives_the_same_tree() {
     // agent → agent: a second agent pulls from the first; the client only watches.
     let other = fx.path("other");
     fs::create_dir(&other).unwrap();
-    let agent_b = Agent::start(&[&"--module", &format!("n={}", other.display())]);
+    let agent_b = Agent::start(&[
+        &"--module",
+        &format!("n={}", other.display()),
+        &"--job-source",
+        &format!("127.0.0.1:{}", agent.port),
+    ]);
     ok(&blit(
         &fx,
         &[
@@ -336,7 +341,12 @@ fn move_over_the_network_removes_confirmed_sources() {
     // agent → agent (with --checksum: the destination's hashes are checked at the source).
     let other = fx.path("other");
     fs::create_dir(&other).unwrap();
-    let agent_b = Agent::start(&[&"--root", &other]);
+    let agent_b = Agent::start(&[
+        &"--root",
+        &other,
+        &"--job-source",
+        &format!("127.0.0.1:{}", agent.port),
+    ]);
     let staged = module.join("again");
     let reference = movable_tree(&fx, &staged);
     ok(&blit(
@@ -477,7 +487,12 @@ fn extended_attributes_travel_every_route_with_x() {
 
     let other = fx.path("other");
     fs::create_dir(&other).unwrap();
-    let agent_b = Agent::start(&[&"--module", &format!("n={}", other.display())]);
+    let agent_b = Agent::start(&[
+        &"--module",
+        &format!("n={}", other.display()),
+        &"--job-source",
+        &format!("127.0.0.1:{}", agent.port),
+    ]);
     ok(&blit(
         &fx,
         &[

@@ -107,6 +107,8 @@ fn tls_carries_every_route_and_refuses_strangers() {
             &format!("n={}", other.display()),
             &"--tls-ca",
             &pki.ca,
+            &"--job-source",
+            &format!("127.0.0.1:{}", agent.port),
         ],
     );
     ok(&blit(

@@ -313,6 +313,7 @@ pub async fn push(
             .bandwidth
             .map(|rate| Arc::new(super::throttle::Throttle::new(rate))),
         removal,
+        privileges: spec.privileges,
     };
     source::run(job, link, plane, stats).await
 }

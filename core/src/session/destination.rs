@@ -22,10 +22,11 @@ use crate::entry::{Entry, Meta};
 use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
 use crate::spec::TransferSpec;
-use crate::sys::dir as sysdir;
+use crate::sys::{creds, dir as sysdir};
 use crate::transfer::context::{Ctx, Rename, lock};
 use crate::transfer::dir::{Batch, Descend, DirState, DstDir, visit};
 use crate::transfer::finish_run;
+use crate::transfer::policy;
 use crate::wire::{self, pb};
 
 /// What the destination end writes into.
@@ -228,11 +229,19 @@ fn receive(
     stats: &Stats,
     observer: &dyn Observer,
 ) -> Result<Report, SessionError> {
+    // Everything below reads and writes as the session's identity, if it has one: this
+    // thread until it returns, the session's own pool and receivers for their lifetime.
+    let identity = job.spec.privileges.identity;
+    let _acting = identity
+        .map(creds::Identity::act)
+        .transpose()
+        .map_err(SessionError::Data)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(job.spec.limits.workers.max(1))
         .thread_name(|i| format!("blit-dest-{i}"))
         .build()
         .map_err(|e| crate::error::Error::Workers(e.to_string()))?;
+    creds::act_in_pool(&pool, identity).map_err(SessionError::Data)?;
     let root_state = root_state(&job)?;
     let fetcher = Fetcher::new(tx.clone());
     let mut ctx = Ctx::new(
@@ -254,7 +263,10 @@ fn receive(
                 std::thread::Builder::new()
                     .name("blit-receive".into())
                     .spawn_scoped(scope, move || {
-                        let received = fetcher.receive(ctx, r);
+                        let received = match identity.map(creds::Identity::act_for_thread) {
+                            Some(Err(e)) => Err(e),
+                            _ => fetcher.receive(ctx, r),
+                        };
                         if received.is_err() {
                             // No more data will come: planners waiting for room must stop.
                             fetcher.stop();
@@ -399,7 +411,8 @@ impl<'c> Planner<'c> {
 
     /// The source root's metadata (and xattrs): the destination root gets them at the end (a single
     /// file's directory is not part of the transfer and keeps its own).
-    fn root_entry(&self, root: Entry) {
+    fn root_entry(&self, mut root: Entry) {
+        policy::sanitize(&self.ctx.spec.privileges, &mut root);
         if let Some(Slot::State(state)) = lock(&self.slots).waiting.get_mut(Path::new("")) {
             state.src_meta = root.meta;
             state.src_xattrs = root.xattrs;
@@ -425,6 +438,10 @@ impl<'c> Planner<'c> {
 
     fn arrive(&'c self, scope: &rayon::Scope<'c>, rel: PathBuf, mut entries: Vec<Entry>) {
         crate::entry::sort_by_name(&mut entries);
+        let privileges = &self.ctx.spec.privileges;
+        entries
+            .iter_mut()
+            .for_each(|e| policy::sanitize(privileges, e));
         let mut slots = lock(&self.slots);
         let parent_skipped = rel.parent().is_some_and(|p| slots.skipped.contains(p));
         if parent_skipped || slots.skipped.contains(&rel) {

@@ -24,7 +24,7 @@ use crate::checksum;
 use crate::entry::{EntryKind, Timestamp};
 use crate::filter::Filter;
 use crate::report::{Report, Stats};
-use crate::sys::{dir, file, io_err, xattr};
+use crate::sys::{creds, dir, file, io_err, xattr};
 use crate::transfer::context::lock;
 use crate::walk::{Listed, Subdirs, Visitor, Walk};
 use crate::wire::record::Header;
@@ -55,6 +55,9 @@ pub struct SourceJob {
     /// A move: remove what the destination confirms. `Some(parent, name)` also removes
     /// the tree's own directory (named without a trailing slash) once empty.
     pub removal: Option<Removal>,
+    /// As whom the tree is read (and a move's sources removed), and which attribute
+    /// namespaces are sent.
+    pub privileges: crate::spec::Privileges,
 }
 
 /// What a move removes at the source besides the confirmed entries.
@@ -73,6 +76,7 @@ pub async fn run(
 ) -> Result<Report, SessionError> {
     let Link { tx, mut rx } = link;
     let root = Arc::new(job.root.try_clone().map_err(SessionError::Data)?);
+    let identity = job.privileges.identity;
     let dirs: ListedDirs = Arc::default();
     let mut remover = job.removal.take().map(|r| Remover {
         root: root.clone(),
@@ -82,6 +86,7 @@ pub async fn run(
             filter: job.filter.clone(),
             only: job.only.clone(),
         },
+        identity,
         removed: 0,
         failures: Vec::new(),
     });
@@ -107,6 +112,7 @@ pub async fn run(
             let (queue, root, stats) = (queue.clone(), root.clone(), stats.clone());
             let (throttle, open_dir) = (throttle.clone(), open_dir.clone());
             tokio::task::spawn_blocking(move || {
+                let _acting = acting(identity)?;
                 let sender = Sender {
                     queue: &queue,
                     root: root.as_fd(),
@@ -140,7 +146,8 @@ pub async fn run(
         let clean = report.failures.is_empty();
         let (removed, failures) = tokio::task::spawn_blocking(move || remover.finish(dirs, clean))
             .await
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            .map_err(|e| SessionError::Protocol(e.to_string()))?
+            .map_err(SessionError::Data)?;
         report.sources_removed += removed;
         let done = pb::SourceDone {
             sources_removed: removed,
@@ -222,10 +229,15 @@ fn walk_and_send(
     stats: &Stats,
     visited: Option<ListedDirs>,
 ) {
+    let identity = job.privileges.identity;
+    let _acting = match acting(identity) {
+        Ok(a) => a,
+        Err(e) => return abort_walk(&tx, e),
+    };
     let visitor = Manifest {
         tx,
         hashes: job.hashes,
-        xattrs: job.xattrs,
+        xattrs: job.xattrs.then(|| job.privileges.xattr_scope()),
         dirs: AtomicU64::new(0),
         visited,
     };
@@ -235,14 +247,11 @@ fn walk_and_send(
         .build()
     {
         Ok(pool) => pool,
-        Err(e) => {
-            let message = format!("could not start worker threads: {e}");
-            let _ = visitor
-                .tx
-                .blocking_send(frame(pb::frame::Kind::Abort(pb::Abort { message })));
-            return;
-        }
+        Err(e) => return abort_walk(&visitor.tx, io::Error::other(e)),
     };
+    if let Err(e) = creds::act_in_pool(&pool, identity) {
+        return abort_walk(&visitor.tx, e);
+    }
     pool.install(|| Walk::new(&visitor, &job.filter, stats).run(job.root, job.only, ()));
     let dirs = visitor.dirs.load(Ordering::Relaxed);
     let _ = visitor
@@ -252,11 +261,23 @@ fn walk_and_send(
         })));
 }
 
+/// Ends a walk that could not start: the destination learns why.
+fn abort_walk(tx: &mpsc::Sender<pb::Frame>, e: io::Error) {
+    let message = format!("could not start worker threads: {e}");
+    let _ = tx.blocking_send(frame(pb::frame::Kind::Abort(pb::Abort { message })));
+}
+
+/// Acts as the session's identity on this thread, if it has one.
+fn acting(identity: Option<creds::Identity>) -> io::Result<Option<creds::Acting>> {
+    identity.map(creds::Identity::act).transpose()
+}
+
 /// The walk's visitor on the source end: every listing becomes manifest frames.
 struct Manifest {
     tx: mpsc::Sender<pb::Frame>,
     hashes: bool,
-    xattrs: bool,
+    /// `-X`: the attribute namespaces sent.
+    xattrs: Option<xattr::Scope>,
     dirs: AtomicU64,
     /// A move's record of the directories listed (the scope of its removals; emptied
     /// ones are removed at the end).
@@ -280,8 +301,8 @@ impl Visitor for Manifest {
                     Err(err) => self.failed(&dir.rel, &e.name, "checksum", &err),
                 }
             }
-            if self.xattrs && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-                match xattr::read_at(dir.fd.as_fd(), &e.name) {
+            if let (Some(scope), EntryKind::File | EntryKind::Dir) = (self.xattrs, e.kind) {
+                match xattr::read_at(dir.fd.as_fd(), &e.name, scope) {
                     Ok(x) => w.xattrs = Some(wire::xattrs_to_wire(&x)),
                     Err(err) => self.failed(&dir.rel, &e.name, "read extended attributes", &err),
                 }
@@ -304,8 +325,8 @@ impl Visitor for Manifest {
                 partial: part + 1 < parts,
                 dir: own.map(|mut e| {
                     e.name = ".".into();
-                    if self.xattrs {
-                        e.xattrs = xattr::read(dir.fd.as_fd()).ok();
+                    if let Some(scope) = self.xattrs {
+                        e.xattrs = xattr::read(dir.fd.as_fd(), scope).ok();
                     }
                     let mut w = wire::entry_to_wire(&e);
                     w.name = b"root".to_vec();
@@ -600,6 +621,7 @@ struct Remover {
     root: Arc<OwnedFd>,
     removal: Removal,
     scope: Scope,
+    identity: Option<creds::Identity>,
     removed: u64,
     failures: Vec<pb::Failure>,
 }
@@ -640,8 +662,9 @@ fn not_listed() -> io::Error {
 
 impl Remover {
     async fn remove(&mut self, batch: pb::LandedBatch) -> Result<(), SessionError> {
-        let (root, scope) = (self.root.clone(), self.scope.clone());
+        let (root, scope, identity) = (self.root.clone(), self.scope.clone(), self.identity);
         let outcomes = tokio::task::spawn_blocking(move || {
+            let _acting = acting(identity).map_err(SessionError::Data)?;
             batch
                 .entries
                 .into_iter()
@@ -673,10 +696,11 @@ impl Remover {
     /// stay, silently), and the tree's own directory if it was named and is empty now —
     /// only when the move was `clean` and no removal failed: after a failure, a directory
     /// may hold what was never confirmed, or be empty only because it could not be read.
-    fn finish(self, mut dirs: Vec<PathBuf>, clean: bool) -> (u64, Vec<pb::Failure>) {
+    fn finish(self, mut dirs: Vec<PathBuf>, clean: bool) -> io::Result<(u64, Vec<pb::Failure>)> {
         if !clean || !self.failures.is_empty() {
-            return (self.removed, self.failures);
+            return Ok((self.removed, self.failures));
         }
+        let _acting = acting(self.identity)?;
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
             if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
@@ -687,7 +711,7 @@ impl Remover {
         if let Some((parent, name)) = &self.removal.root {
             let _ = dir::rmdir_at(parent.as_fd(), name);
         }
-        (self.removed, self.failures)
+        Ok((self.removed, self.failures))
     }
 }
 

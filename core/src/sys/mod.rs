@@ -5,6 +5,7 @@
 //! transfer cannot redirect a write or a delete outside it.
 
 pub mod beneath;
+pub mod creds;
 pub mod dir;
 pub mod file;
 pub mod meta;
@@ -18,10 +19,10 @@ pub fn io_err(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-/// Whether this process may set ownership and other root-only metadata.
+/// Whether this thread may set ownership and other root-only metadata: the process runs
+/// as root and the thread does not act as a module's identity (`creds`).
 pub fn is_root() -> bool {
-    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
+    creds::process_is_root() && !creds::acting()
 }
 
 /// Lifts the soft open-file limit to the hard one: a transfer keeps directories and

@@ -1,5 +1,6 @@
 //! Extended attributes (`-X`): read the full set from one open file (or a set that came
-//! over the network) and make another file's set equal to it.
+//! over the network) and make another file's set equal to it — within a [`Scope`]: names
+//! outside it are neither read, nor set, nor removed.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -14,8 +15,25 @@ use super::io_err;
 /// An attribute set: name → value.
 pub type Xattrs = BTreeMap<OsString, Vec<u8>>;
 
-/// Reads every extended attribute of an open file.
-pub fn read(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
+/// Which attribute namespaces a transfer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `user.*` only: what any file owner may set.
+    User,
+    /// Every namespace this thread may set: all of them as root (`security.*`,
+    /// `trusted.*`, `system.*`), `user.*` otherwise.
+    All,
+}
+
+impl Scope {
+    /// Whether `name` is carried in this scope.
+    pub fn admits(self, name: &[u8]) -> bool {
+        name.starts_with(b"user.") || (self == Scope::All && super::is_root())
+    }
+}
+
+/// Reads every extended attribute of an open file within `scope`.
+pub fn read(fd: BorrowedFd<'_>, scope: Scope) -> io::Result<Xattrs> {
     let mut attrs = Xattrs::new();
     let size = match rustix::fs::flistxattr_query(fd) {
         Ok(n) => n,
@@ -28,7 +46,7 @@ pub fn read(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
     let mut list = vec![0u8; size];
     let n = rustix::fs::flistxattr(fd, &mut list[..]).map_err(io_err)?;
     for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if !settable(name) {
+        if !scope.admits(name) {
             continue;
         }
         let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
@@ -43,12 +61,6 @@ pub fn read(fd: BorrowedFd<'_>) -> io::Result<Xattrs> {
         attrs.insert(OsString::from_vec(name.to_vec()), value);
     }
     Ok(attrs)
-}
-
-/// Whether this process can set attributes of this namespace: root can set all of them,
-/// others only `user.*` (as rsync does).
-fn settable(name: &[u8]) -> bool {
-    name.starts_with(b"user.") || super::is_root()
 }
 
 /// Turns `current` (the attributes `dst` has) into `wanted`: sets what differs, removes
@@ -67,41 +79,41 @@ fn write(dst: BorrowedFd<'_>, wanted: &Xattrs, current: &Xattrs) -> io::Result<(
 }
 
 /// Reads the attributes of file or directory `name` in `dir` (not following a symlink).
-pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Xattrs> {
+pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr, scope: Scope) -> io::Result<Xattrs> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(io_err)?;
-    read(fd.as_fd())
+    read(fd.as_fd(), scope)
 }
 
-/// The part of `set` this process may set.
-fn settable_part(set: &Xattrs) -> Xattrs {
+/// The part of `set` within `scope`.
+pub fn within(set: &Xattrs, scope: Scope) -> Xattrs {
     set.iter()
-        .filter(|(name, _)| settable(name.as_bytes()))
+        .filter(|(name, _)| scope.admits(name.as_bytes()))
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect()
 }
 
 /// Gives a file this run just created the attributes of `src` (it has none to remove).
-pub fn copy_to_new(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
-    set_new(&read(src)?, dst)
+pub fn copy_to_new(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, scope: Scope) -> io::Result<()> {
+    set_new(&read(src, scope)?, dst, scope)
 }
 
 /// Gives a file this run just created the attributes in `wanted`.
-pub fn set_new(wanted: &Xattrs, dst: BorrowedFd<'_>) -> io::Result<()> {
-    write(dst, &settable_part(wanted), &Xattrs::new())
+pub fn set_new(wanted: &Xattrs, dst: BorrowedFd<'_>, scope: Scope) -> io::Result<()> {
+    write(dst, &within(wanted, scope), &Xattrs::new())
 }
 
 /// Makes the attributes of an existing `dst` equal to those of `src`. Returns whether
 /// anything changed.
-pub fn sync(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<bool> {
-    sync_to(&read(src)?, dst)
+pub fn sync(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, scope: Scope) -> io::Result<bool> {
+    sync_to(&read(src, scope)?, dst, scope)
 }
 
-/// Makes the attributes of an existing `dst` equal to `wanted`. Returns whether anything
-/// changed.
-pub fn sync_to(wanted: &Xattrs, dst: BorrowedFd<'_>) -> io::Result<bool> {
-    let wanted = settable_part(wanted);
-    let current = read(dst)?;
+/// Makes the attributes of an existing `dst` equal to `wanted`, within `scope`: names
+/// outside it stay as they are on `dst`. Returns whether anything changed.
+pub fn sync_to(wanted: &Xattrs, dst: BorrowedFd<'_>, scope: Scope) -> io::Result<bool> {
+    let wanted = within(wanted, scope);
+    let current = read(dst, scope)?;
     if wanted == current {
         return Ok(false);
     }

@@ -149,7 +149,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             Outcome::Changed(Change::Meta)
         }
         Action::Skip { src, .. } if ctx.spec.preserve.xattrs && src.kind == EntryKind::File => {
-            match apply::sync_xattrs(at, src)? {
+            match apply::sync_xattrs(ctx, at, src)? {
                 true => Outcome::Changed(Change::Meta),
                 false => Outcome::UpToDate(src.kind),
             }

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::context::{Ctx, Names};
+use super::policy;
 use crate::entry::{Entry, EntryKind};
 use crate::spec::Mode;
 use crate::sys::file;
@@ -185,7 +186,8 @@ fn fill(
     })
 }
 
-/// Owner, mode, xattrs and mtime on the open destination file, in that order.
+/// Owner, mode, xattrs and mtime on the open destination file, in that order, as far as
+/// the destination's privileges allow (see `policy`).
 fn finish_meta(
     ctx: &Ctx<'_>,
     at: Place<'_>,
@@ -194,20 +196,24 @@ fn finish_meta(
     fd: BorrowedFd<'_>,
     created_mode: u32,
 ) -> io::Result<()> {
-    let owner = ctx.owner && (at.dst_setgid || src.meta.uid != 0 || src.meta.gid != 0);
-    let policy = MetaPolicy {
+    let wanted = policy::meta(&ctx.spec.privileges, src.kind, &src.meta);
+    let owner = ctx.owner && (at.dst_setgid || wanted.uid != 0 || wanted.gid != 0);
+    let meta_policy = MetaPolicy {
         owner,
-        mode: created_mode != src.meta.mode,
+        // Writing a file clears its setuid/setgid bits unless the writer has CAP_FSETID
+        // (a module's identity does not): set a mode with them again.
+        mode: created_mode != wanted.mode || wanted.mode & 0o6000 != 0,
     };
-    meta::set_owner_mode(fd, &src.meta, policy)?;
+    meta::set_owner_mode(fd, &wanted, meta_policy)?;
     if ctx.spec.preserve.xattrs {
+        let scope = ctx.xattr_scope();
         match (&src.xattrs, src_fd) {
-            (Some(wanted), _) => xattr::set_new(wanted, fd)?,
-            (None, Some(src_fd)) => xattr::copy_to_new(src_fd, fd)?,
+            (Some(set), _) => xattr::set_new(set, fd, scope)?,
+            (None, Some(src_fd)) => xattr::copy_to_new(src_fd, fd, scope)?,
             (None, None) => {}
         }
     }
-    meta::set_mtime(fd, &src.meta)
+    meta::set_mtime(fd, &wanted)
 }
 
 /// Gives the finished file its final name, atomically.
@@ -267,12 +273,16 @@ fn clear_dir_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result
 }
 
 /// Creates (or re-points) a symlink or special file, atomically replacing what was there.
+/// A kind of special file the destination's privileges refuse fails here, before anything
+/// is touched.
 pub fn make_node(
     ctx: &Ctx<'_>,
     at: Place<'_>,
     src: &Entry,
     replaces: Option<&Entry>,
 ) -> io::Result<()> {
+    policy::may_create(&ctx.spec.privileges, src)?;
+    let wanted = policy::meta(&ctx.spec.privileges, src.kind, &src.meta);
     // With something in the way, build the node under a temp name of its own first.
     let tmp = temp::unique_name(at.names.dst, TempSuffix::Tmp);
     let name: &OsStr = if replaces.is_some() {
@@ -285,9 +295,9 @@ pub fn make_node(
             let target = src.link_target.as_deref().unwrap_or_default();
             file::symlink(target, at.dst, name)?;
         }
-        _ => file::make_special(at.dst, name, src.type_bits | src.meta.mode, src.rdev)?,
+        _ => file::make_special(at.dst, name, src.type_bits | wanted.mode, src.rdev)?,
     }
-    let placed = meta::apply_at(at.dst, name, &src.meta, node_policy(ctx, src)).and_then(|()| {
+    let placed = meta::apply_at(at.dst, name, &wanted, node_policy(ctx, src)).and_then(|()| {
         if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
             clear_dir_in_the_way(ctx, at, old)?;
         }
@@ -310,42 +320,50 @@ fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
     }
 }
 
-/// Fixes metadata of an entry whose content is current.
+/// Fixes metadata of an entry whose content is current, as far as the destination's
+/// privileges allow.
 pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
+    let wanted = policy::meta(&ctx.spec.privileges, src.kind, &src.meta);
     match src.kind {
         EntryKind::Symlink | EntryKind::Special => {
-            meta::apply_at(at.dst, at.names.dst, &src.meta, node_policy(ctx, src))
+            meta::apply_at(at.dst, at.names.dst, &wanted, node_policy(ctx, src))
         }
         EntryKind::File | EntryKind::Dir => {
             let fd = file::open_read(at.dst, at.names.dst)?;
-            let policy = MetaPolicy {
+            let meta_policy = MetaPolicy {
                 owner: ctx.owner,
                 mode: true,
             };
-            meta::set_owner_mode(fd.as_fd(), &src.meta, policy)?;
+            meta::set_owner_mode(fd.as_fd(), &wanted, meta_policy)?;
             if ctx.spec.preserve.xattrs {
-                sync_xattrs_of(at, src, fd.as_fd())?;
+                sync_xattrs_of(ctx, at, src, fd.as_fd())?;
             }
-            meta::set_mtime(fd.as_fd(), &src.meta)
+            meta::set_mtime(fd.as_fd(), &wanted)
         }
     }
 }
 
 /// `-X` on an up-to-date file: makes its extended attributes equal to the source's.
 /// Returns whether anything changed.
-pub fn sync_xattrs(at: Place<'_>, src: &Entry) -> io::Result<bool> {
+pub fn sync_xattrs(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<bool> {
     let dst_fd = file::open_read(at.dst, at.names.dst)?;
-    sync_xattrs_of(at, src, dst_fd.as_fd())
+    sync_xattrs_of(ctx, at, src, dst_fd.as_fd())
 }
 
-/// Makes `dst`'s extended attributes those of `src`: the set it carries (a remote
-/// source), or read from the local source file.
-fn sync_xattrs_of(at: Place<'_>, src: &Entry, dst: BorrowedFd<'_>) -> io::Result<bool> {
+/// Makes `dst`'s extended attributes those of `src` (within the carried namespaces): the
+/// set it carries (a remote source), or read from the local source file.
+fn sync_xattrs_of(
+    ctx: &Ctx<'_>,
+    at: Place<'_>,
+    src: &Entry,
+    dst: BorrowedFd<'_>,
+) -> io::Result<bool> {
+    let scope = ctx.xattr_scope();
     match &src.xattrs {
-        Some(wanted) => xattr::sync_to(wanted, dst),
+        Some(wanted) => xattr::sync_to(wanted, dst, scope),
         None => {
             let src_fd = file::open_source(at.src()?, at.names.src)?;
-            xattr::sync(src_fd.as_fd(), dst)
+            xattr::sync(src_fd.as_fd(), dst, scope)
         }
     }
 }

@@ -68,7 +68,8 @@ pub struct Ctx<'a> {
     pub stats: &'a Stats,
     observer: &'a dyn Observer,
     events: bool,
-    /// Ownership is preserved (asked for, and running as root).
+    /// Ownership is preserved (asked for, allowed by `spec.privileges`, and running as
+    /// root — not as a module's identity).
     pub owner: bool,
     pub umask: u32,
     /// `O_TMPFILE` works on the destination filesystem.
@@ -113,7 +114,7 @@ impl<'a> Ctx<'a> {
             stats,
             observer,
             events: observer.wants_events(),
-            owner: spec.preserve.owner && crate::sys::is_root(),
+            owner: spec.preserve.owner && spec.privileges.owner && crate::sys::is_root(),
             umask: crate::sys::meta::umask(),
             // Linking an O_TMPFILE needs root or /proc (see `file::link_unnamed`).
             unnamed_ok: AtomicBool::new(
@@ -153,6 +154,11 @@ impl<'a> Ctx<'a> {
             delete: self.spec.mode == Mode::Mirror,
             owner: self.owner,
         }
+    }
+
+    /// The extended-attribute namespaces this transfer carries (`-X`).
+    pub fn xattr_scope(&self) -> crate::sys::xattr::Scope {
+        self.spec.privileges.xattr_scope()
     }
 
     pub fn checksum(&self) -> bool {

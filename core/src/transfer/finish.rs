@@ -164,10 +164,10 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
             meta::set_owner_mode(fd.as_fd(), &d.meta, policy)?;
             if ctx.spec.preserve.xattrs {
                 match &d.xattrs {
-                    Some(wanted) => xattr::sync_to(wanted, fd.as_fd())?,
+                    Some(wanted) => xattr::sync_to(wanted, fd.as_fd(), ctx.xattr_scope())?,
                     None => {
                         let src = dir::open_beneath(ctx.src_root()?, &d.rel)?;
-                        xattr::sync(src.as_fd(), fd.as_fd())?
+                        xattr::sync(src.as_fd(), fd.as_fd(), ctx.xattr_scope())?
                     }
                 };
             }

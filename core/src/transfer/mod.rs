@@ -11,6 +11,7 @@ pub(crate) mod apply;
 pub(crate) mod context;
 pub(crate) mod dir;
 pub(crate) mod finish;
+pub(crate) mod policy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -221,6 +221,9 @@ pub fn spec_from_wire(
         filter.add(kind, &rule.pattern)?;
     }
     let mut spec = TransferSpec::new(source, destination);
+    // Whoever sent these options does not decide what the receiving end may do: it grants
+    // nothing privileged until the receiver (an agent's module) says otherwise.
+    spec.privileges = crate::spec::Privileges::NONE;
     spec.mode = mode;
     spec.compare = compare;
     spec.filter = filter;
