@@ -68,14 +68,22 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 /// times over.
 pub const MAX_HEADER_LIST: u32 = 16 << 10;
 
-/// Largest message of a `Transfer` stream. The largest the protocol sends is a
-/// `DirBatch` of 2,000 entries (`BATCH_ENTRIES` in `blit_core::session::source`): at
+/// Largest message the agent accepts on a `Transfer` stream. The largest the protocol
+/// sends is a `DirBatch` of 2,000 entries (`BATCH_ENTRIES` in `blit_core::session::source`): at
 /// worst 2,000 symlinks with 255-byte names and 4,095-byte targets and a hash, about
 /// 8.6 MiB encoded (see the test below), or, with `-X`, 2,000 files whose attributes
 /// fill one 4 KiB ext4 block each, about 8.4 MiB. 16 MiB covers both with room; a batch
 /// whose entries carry more than ~8 KiB of extended attributes each on average (XFS,
-/// btrfs) is refused with OUT_OF_RANGE naming the limit.
+/// btrfs) is refused with OUT_OF_RANGE naming the limit, as are the lists the protocol
+/// does not cut by size: a `Summary` of more than ~100,000 failures, a `NeedBatch`
+/// resuming more than ~1.9 TiB of partial files (34 bytes per 4 MiB block).
 pub const SESSION_MESSAGE: usize = 16 << 20;
+
+/// Largest message the agent sends on a `Transfer` stream: what blit's client accepts
+/// (64 MiB). Sending is not something a peer can use to make the agent hold more than
+/// its own tree and report, and a `Summary` lists every failure of a transfer while a
+/// pull's batches carry `-X` attributes, so this stays as large as the other end takes.
+pub const SESSION_MESSAGE_SENT: usize = 64 << 20;
 
 /// Largest message of the small services (`Admin`, `Jobs`, health): a module name, a
 /// path, a glob, a filter list.

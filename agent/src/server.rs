@@ -98,7 +98,7 @@ pub async fn run(
         .await;
     let session = pb::session_server::SessionServer::new(session)
         .max_decoding_message_size(limits::SESSION_MESSAGE)
-        .max_encoding_message_size(limits::SESSION_MESSAGE);
+        .max_encoding_message_size(limits::SESSION_MESSAGE_SENT);
     let admin = pb::admin_server::AdminServer::new(admin)
         .max_decoding_message_size(limits::CONTROL_MESSAGE);
     let jobs =
