@@ -390,6 +390,52 @@ fn failed_authentications_are_logged_at_a_rate_limit() {
     );
 }
 
+/// A TLS handshake that never finishes (the gRPC port had no handshake timeout; the data
+/// port's restarted with every byte) is closed at the deadline on either port, while
+/// TLS clients are served meanwhile.
+#[test]
+fn tls_handshakes_that_never_finish_are_closed() {
+    let fx = Fixture::new();
+    fifty_files(&fx);
+    let pki = blit_test_support::tls::Pki::new(&fx.path("pki"));
+    let module = fx.path("module");
+    fs::create_dir(&module).unwrap();
+    let agent = Agent::start(&[
+        &"--tls-cert",
+        &pki.agent_cert,
+        &"--tls-key",
+        &pki.agent_key,
+        &"--root",
+        &module,
+    ]);
+    let push = |to: &str| {
+        let dest = agent.url("default", to);
+        blit_ok(
+            &fx,
+            &[&"copy", &"--tls-ca", &pki.ca, &fx.src_contents(), &dest],
+        )
+    };
+    let unloaded = push("unloaded");
+    let started = Instant::now();
+    let mut half: Vec<TcpStream> = [agent.port, agent.data_port]
+        .into_iter()
+        .flat_map(|port| connect_many(ATTACKER, port, 20))
+        .collect();
+    // A TLS record header promising a 512-byte ClientHello, and one byte of it.
+    for s in &mut half {
+        s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    }
+    let loaded = push("loaded");
+    assert_not_starved(unloaded, loaded, SLACK);
+    let deadline = limits::CONTROL_FIRST_REQUEST_DEADLINE.max(limits::DATA_ADMISSION_DEADLINE);
+    let limit = (deadline + Duration::from_secs(5)).saturating_sub(started.elapsed());
+    assert_eq!(
+        wait_closed(&mut half, limit),
+        40,
+        "half handshakes left open"
+    );
+}
+
 /// A gRPC stream held open in the middle of a message.
 struct Stalled {
     /// Kept so the stream stays open.
@@ -436,9 +482,10 @@ async fn send(body: &mut h2::SendStream<bytes::Bytes>, mut data: bytes::Bytes) -
     true
 }
 
-/// Opens `streams` `Transfer` streams on one new connection to `port`; on each, declares
-/// a message of `declared` bytes and sends `sent` of them, then stops.
-async fn stall(port: u16, streams: usize, declared: u32, sent: u64) -> Vec<Stalled> {
+/// Opens `streams` `Transfer` streams on one new connection to `port`; on each, with
+/// `Some((declared, sent))`, declares a message of `declared` bytes and sends `sent` of
+/// them (with `None`, sends nothing), then stops.
+async fn stall(port: u16, streams: usize, message: Option<(u32, u64)>) -> Vec<Stalled> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -470,15 +517,17 @@ async fn stall(port: u16, streams: usize, declared: u32, sent: u64) -> Vec<Stall
             while body.data().await.is_some() {}
             status(&body.trailers().await.ok()??)
         });
-        let mut prefix = vec![0u8];
-        prefix.extend_from_slice(&declared.to_be_bytes());
-        let mut ok = send(&mut body, prefix.into()).await;
-        let chunk = bytes::Bytes::from(vec![0u8; MIB as usize]);
-        let mut left = sent;
-        while ok && left > 0 {
-            let n = left.min(MIB);
-            ok = send(&mut body, chunk.slice(..n as usize)).await;
-            left -= n;
+        if let Some((declared, sent)) = message {
+            let mut prefix = vec![0u8];
+            prefix.extend_from_slice(&declared.to_be_bytes());
+            let mut ok = send(&mut body, prefix.into()).await;
+            let chunk = bytes::Bytes::from(vec![0u8; MIB as usize]);
+            let mut left = sent;
+            while ok && left > 0 {
+                let n = left.min(MIB);
+                ok = send(&mut body, chunk.slice(..n as usize)).await;
+                left -= n;
+            }
         }
         out.push(Stalled {
             _body: body,
@@ -494,7 +543,8 @@ async fn stall(port: u16, streams: usize, declared: u32, sent: u64) -> Vec<Stall
 /// agent buffered them (251 MB held until the connections closed, with no tokens
 /// configured). Now a message larger than the protocol needs is refused at its header,
 /// what is held in unfinished messages has a budget, and a stream stalled in the middle
-/// of a message is dropped, with its connection, after a timeout.
+/// of a message is dropped, with its connection, after a timeout. A session that never
+/// sends its `Open` is answered DEADLINE_EXCEEDED.
 #[test]
 fn grpc_messages_that_declare_a_huge_size_and_stall_are_bounded() {
     let fx = Fixture::new();
@@ -504,12 +554,15 @@ fn grpc_messages_that_declare_a_huge_size_and_stall_are_bounded() {
     let agent = Agent::start(&[&"--root", &module]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let before = peak_usage(&agent, 3);
+    // A session that never sends its Open: it gets no answer deadline of its own.
+    let opened = Instant::now();
+    let mut silent = rt.block_on(stall(agent.port, 1, None)).pop().unwrap();
 
     // The row's attack: refused as soon as each message's header arrives.
     let huge = rt.block_on(async {
         let mut all = Vec::new();
         for _ in 0..4 {
-            all.extend(stall(agent.port, 1, 60 << 20, 59 * MIB).await);
+            all.extend(stall(agent.port, 1, Some((60 << 20, 59 * MIB))).await);
         }
         all
     });
@@ -537,7 +590,7 @@ fn grpc_messages_that_declare_a_huge_size_and_stall_are_bounded() {
     let stalled = rt.block_on(async {
         let mut all = Vec::new();
         for _ in 0..3 {
-            all.extend(stall(agent.port, 4, largest, u64::from(largest) - MIB).await);
+            all.extend(stall(agent.port, 4, Some((largest, u64::from(largest) - MIB))).await);
         }
         all
     });
@@ -579,6 +632,12 @@ fn grpc_messages_that_declare_a_huge_size_and_stall_are_bounded() {
     assert!(
         refused >= 4,
         "12 × 15 MiB exceed the budget, yet {refused} were refused"
+    );
+    let left = (limits::REQUEST_TIMEOUT + Duration::from_secs(5)).saturating_sub(opened.elapsed());
+    assert_eq!(
+        rt.block_on(silent.answer(left)),
+        Some(tonic::Code::DeadlineExceeded as u32),
+        "a session without its Open is answered DEADLINE_EXCEEDED"
     );
     assert_eq!(
         refused + dropped,
