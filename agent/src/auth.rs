@@ -1,7 +1,9 @@
 //! The gate every gRPC call passes: the protocol version it announces must have our
 //! major version, and when tokens are configured it must present one of them. A refused
 //! call gets `UNAUTHENTICATED` (or `FAILED_PRECONDITION` for a version mismatch) and
-//! nothing else.
+//! nothing else; refusals are logged at a rate limit with the peer's address. A call
+//! that passes marks its connection authenticated, which ends the connection's deadline
+//! for a first authenticated call (see `admission`).
 
 use std::sync::Arc;
 
@@ -11,15 +13,20 @@ use blit_core::wire::pb;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-#[derive(Clone, Default)]
+use crate::control::Peer;
+use crate::tally::Tally;
+
+#[derive(Clone)]
 pub struct Gate {
     tokens: Arc<Vec<String>>,
+    failures: Arc<Tally>,
 }
 
 impl Gate {
     pub fn new(tokens: Vec<String>) -> Gate {
         Gate {
             tokens: Arc::new(tokens),
+            failures: Tally::new("authentication failed"),
         }
     }
 
@@ -72,12 +79,21 @@ pub fn check_version(version: Option<&str>) -> Result<(), Status> {
 
 impl Interceptor for Gate {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        self.check_token(&req)?;
+        let peer = req.extensions().get::<Peer>();
+        if let Err(refused) = self.check_token(&req) {
+            if let Some(peer) = peer {
+                self.failures.note(peer.addr(), refused.message());
+            }
+            return Err(refused);
+        }
         check_version(
             req.metadata()
                 .get(PROTOCOL_HEADER)
                 .and_then(|v| v.to_str().ok()),
         )?;
+        if let Some(peer) = peer {
+            peer.authenticated();
+        }
         Ok(req)
     }
 }

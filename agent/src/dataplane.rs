@@ -1,6 +1,13 @@
 //! The agent's data-plane listener. It binds the same address as the control plane
 //! (never a wider one), and hands each connection that presents a live session token to
 //! that session; anything else is closed.
+//!
+//! Connections are admitted on the runtime, not on threads: each has one deadline for
+//! its TLS handshake and preface together, and waiting connections are capped per peer
+//! and in all ([`Admission`]), so a flood of slow or silent connections costs a bounded
+//! number of sockets and small tasks and never delays the sessions' own connections.
+//! Only an authenticated connection reaches its session, as the blocking stream the
+//! session's fast paths need. Refusals are logged at a rate limit ([`Tally`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +16,11 @@ use std::sync::{Arc, Mutex};
 use blit_core::session::data::{self, Stream, TOKEN_LEN};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+use crate::accept::Acceptor;
+use crate::admission::{Admission, Caps, Ticket};
+use crate::limits;
+use crate::tally::Tally;
 
 type Registry = Arc<Mutex<HashMap<[u8; TOKEN_LEN], mpsc::Sender<Stream>>>>;
 type TlsConfig = Option<Arc<rustls::ServerConfig>>;
@@ -37,6 +49,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What every admission task shares.
+#[derive(Clone)]
+struct Admitting {
+    tls: TlsConfig,
+    sessions: Registry,
+    refused: Arc<Tally>,
+}
+
 impl DataPlane {
     /// Binds `ip` on a port of the range (or any free port) and starts accepting, with
     /// TLS when `tls` is given.
@@ -60,14 +80,30 @@ impl DataPlane {
         };
         let port = listener.local_addr()?.port();
         let sessions: Registry = Arc::default();
-        let registry = sessions.clone();
+        let refused = Tally::new("data connection closed");
+        let waiting = limits::share_of_descriptors(limits::DATA_PENDING_TOTAL, 8);
+        let admission = Admission::new(
+            Caps {
+                per_peer: limits::DATA_PENDING_PER_PEER.min(waiting),
+                waiting,
+                total: waiting,
+                deadline: limits::DATA_ADMISSION_DEADLINE,
+            },
+            refused.clone(),
+        );
+        let admitting = Admitting {
+            tls,
+            sessions: sessions.clone(),
+            refused,
+        };
         tokio::spawn(async move {
+            let mut acceptor = Acceptor::new(listener, "data");
             loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    continue;
-                };
-                let (registry, tls) = (registry.clone(), tls.clone());
-                tokio::task::spawn_blocking(move || admit(stream, peer, tls.as_ref(), &registry));
+                let (stream, peer) = acceptor.next().await;
+                // Refused (every seat busy) means the stream is dropped: closed.
+                if let Some(ticket) = admission.admit(peer) {
+                    tokio::spawn(admitting.clone().admit(stream, peer, ticket));
+                }
             }
         });
         Ok(DataPlane { port, sessions })
@@ -86,38 +122,29 @@ impl DataPlane {
     }
 }
 
-/// Shakes hands (TLS), reads a connection's preface and gives it to its session.
-fn admit(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    tls: Option<&Arc<rustls::ServerConfig>>,
-    registry: &Registry,
-) {
-    let Ok(stream) = stream.into_std() else {
-        return;
-    };
-    if stream.set_nonblocking(false).is_err() {
-        return;
-    }
-    let mut stream = match Stream::accept(stream, tls) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%peer, "data connection refused: {e}");
-            return;
+impl Admitting {
+    /// Shakes hands (TLS), reads the connection's preface and gives it to its session,
+    /// unless its seat is taken away first (its deadline passed, or room was needed).
+    async fn admit(self, stream: tokio::net::TcpStream, peer: SocketAddr, ticket: Ticket) {
+        let admitted = tokio::select! {
+            admitted = Stream::admit(stream, self.tls.as_ref()) => admitted,
+            // Counted by the admission; dropping the stream closes it.
+            () = ticket.closed() => return,
+        };
+        drop(ticket);
+        let (stream, token) = match admitted {
+            Ok(admitted) => admitted,
+            Err(e) => return self.refused.note(peer, e),
+        };
+        let session = lock(&self.sessions).get(&token).cloned();
+        match session {
+            Some(tx) => {
+                if tx.try_send(stream).is_err() {
+                    self.refused
+                        .note(peer, "its session takes no more connections");
+                }
+            }
+            None => self.refused.note(peer, "unknown token"),
         }
-    };
-    let token = match data::read_preface(&mut stream) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(%peer, "data connection refused: {e}");
-            return;
-        }
-    };
-    let session = lock(registry).get(&token).cloned();
-    match session {
-        Some(tx) => {
-            let _ = tx.try_send(stream);
-        }
-        None => tracing::warn!(%peer, "data connection with an unknown token refused"),
     }
 }

@@ -2,6 +2,12 @@
 //! a safe point (a file is never left half-written under its final name: unpublished
 //! files are unnamed or temp-named, and a killed large file stays as `.part` for
 //! `--resume`).
+//!
+//! The gRPC server gets its connections from `control` (admission caps, deadlines,
+//! back-off on accept errors), its calls pass `requests` (answer deadlines, unfinished
+//! message budget and stalls) and then the `auth` gate; HTTP/2 itself is limited here
+//! (keepalive, streams per connection, header and message sizes). The numbers and why
+//! are in `limits`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,19 +17,20 @@ use tokio::sync::{Semaphore, watch};
 use tonic::transport::Server;
 
 use crate::admin::AdminService;
+use crate::admission::{Admission, Caps};
 use crate::auth::Gate;
 use crate::config::Config;
 use crate::dataplane::DataPlane;
 use crate::jobs::JobsService;
+use crate::limits;
 use crate::mdns::Advertisement;
 use crate::metrics::{self, Metrics};
 use crate::modules::Modules;
+use crate::requests::Guard;
 use crate::session::SessionService;
+use crate::tally::Tally;
 use blit_core::discovery::Advert;
 use blit_core::session::throttle::Throttle;
-
-/// Largest gRPC message: a manifest batch of long names stays well below it.
-const MAX_MESSAGE: usize = 64 << 20;
 
 /// Where a started agent listens.
 #[derive(Debug, Clone, Copy)]
@@ -91,10 +98,13 @@ pub async fn run(
         .set_serving::<pb::jobs_server::JobsServer<JobsService>>()
         .await;
     let session = pb::session_server::SessionServer::new(session)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    let admin = pb::admin_server::AdminServer::new(admin);
-    let jobs = pb::jobs_server::JobsServer::new(jobs);
+        .max_decoding_message_size(limits::SESSION_MESSAGE)
+        .max_encoding_message_size(limits::SESSION_MESSAGE_SENT);
+    let admin = pb::admin_server::AdminServer::new(admin)
+        .max_decoding_message_size(limits::CONTROL_MESSAGE);
+    let jobs =
+        pb::jobs_server::JobsServer::new(jobs).max_decoding_message_size(limits::CONTROL_MESSAGE);
+    let health = health.max_decoding_message_size(limits::CONTROL_MESSAGE);
     ready(Bound {
         control,
         data_port: data.port,
@@ -102,13 +112,17 @@ pub async fn run(
     });
     // Held until the server stops; dropping it withdraws the advertisement.
     let _advertised = config.mdns.then(|| advertise(&config, control)).flatten();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = crate::control::incoming(listener, control_admission());
     let mut server = Server::builder();
     if let Some(tls) = &server_tls {
-        server = server.tls_config(tls.grpc())?;
+        server = server.tls_config(tls.grpc(limits::TLS_HANDSHAKE_TIMEOUT))?;
     }
     server
-        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(limits::HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(limits::HTTP2_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(limits::MAX_HEADER_LIST)
+        .layer(Guard::new())
         .add_service(tonic::service::interceptor::InterceptedService::new(
             session,
             gate.clone(),
@@ -129,6 +143,20 @@ pub async fn run(
         })
         .await?;
     Ok(())
+}
+
+/// The control plane's seats, its caps lowered to what the descriptor limit allows.
+fn control_admission() -> Arc<Admission> {
+    let waiting = limits::share_of_descriptors(limits::CONTROL_PENDING_TOTAL, 8);
+    Admission::new(
+        Caps {
+            per_peer: limits::CONTROL_PENDING_PER_PEER.min(waiting),
+            waiting,
+            total: limits::share_of_descriptors(limits::CONTROL_CONNECTIONS, 4).max(waiting),
+            deadline: limits::CONTROL_FIRST_REQUEST_DEADLINE,
+        },
+        Tally::new("control connection closed"),
+    )
 }
 
 /// Announces the agent over mDNS; a failure is logged, not fatal.

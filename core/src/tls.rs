@@ -9,7 +9,8 @@
 //!   certificate.
 //!
 //! Zero-copy sends (`sendfile`) are not possible through TLS: with it, the data plane
-//! encrypts in user space.
+//! encrypts in user space. The agent shakes hands on data connections asynchronously
+//! (tokio-rustls) and then hands the session a blocking stream.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -219,9 +220,12 @@ impl ServerTls {
         })
     }
 
-    /// The control plane's settings.
-    pub fn grpc(&self) -> ServerTlsConfig {
-        let config = ServerTlsConfig::new().identity(self.identity.identity());
+    /// The control plane's settings; a client that has not completed its handshake
+    /// within `handshake_timeout` is disconnected.
+    pub fn grpc(&self, handshake_timeout: std::time::Duration) -> ServerTlsConfig {
+        let config = ServerTlsConfig::new()
+            .identity(self.identity.identity())
+            .timeout(handshake_timeout);
         match &self.client_ca_pem {
             Some(pem) => config.client_ca_root(Certificate::from_pem(pem)),
             None => config,

@@ -4,6 +4,7 @@
 //! serving.
 
 mod admin;
+mod flood;
 mod jobs;
 mod moves;
 mod netns;

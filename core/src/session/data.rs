@@ -75,7 +75,7 @@ pub enum Stream {
     TlsServer(Box<StreamOwned<ServerConnection, TcpStream>>),
 }
 
-/// How long a data connection may take to connect, shake hands and present its token.
+/// How long a client's data connection may take to shake hands with the agent.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Stream {
@@ -93,17 +93,35 @@ impl Stream {
         Ok(Stream::TlsClient(Box::new(tls)))
     }
 
-    /// Accepts a connection made to the agent's data port, shaking hands when `tls` is
-    /// given.
-    pub fn accept(s: TcpStream, tls: Option<&Arc<rustls::ServerConfig>>) -> io::Result<Stream> {
+    /// Admits a connection made to the agent's data port: shakes hands (when `tls` is
+    /// given) and reads the preface on the runtime, so a slow or silent peer holds no
+    /// thread; returns the stream, blocking from here on as the session's fast paths
+    /// (`sendfile`, `splice`) need, and the token it presented. The caller bounds how
+    /// long this may take.
+    pub async fn admit(
+        s: tokio::net::TcpStream,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> io::Result<(Stream, [u8; TOKEN_LEN])> {
+        use tokio::io::AsyncReadExt;
         s.set_nodelay(true)?;
-        let Some(config) = tls else {
-            return Ok(Stream::Plain(s));
+        // Exactly the preface is read: what follows stays in the socket (or, with TLS,
+        // in the connection's plaintext buffer) for the session.
+        let mut preface = [0u8; PREFACE.len() + TOKEN_LEN];
+        let stream = match tls {
+            None => {
+                let mut s = s;
+                s.read_exact(&mut preface).await?;
+                Stream::Plain(blocking(s)?)
+            }
+            Some(config) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                let mut tls = acceptor.accept(s).await?;
+                tls.read_exact(&mut preface).await?;
+                let (s, conn) = tls.into_inner();
+                Stream::TlsServer(Box::new(StreamOwned::new(conn, blocking(s)?)))
+            }
         };
-        let conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
-        let mut tls = StreamOwned::new(conn, s);
-        handshake(&mut tls.conn, &mut tls.sock)?;
-        Ok(Stream::TlsServer(Box::new(tls)))
+        Ok((stream, token_of(&preface)?))
     }
 
     /// Whether the kernel can send file pages straight into this stream.
@@ -245,21 +263,23 @@ pub fn connect(
     Ok(all)
 }
 
-/// Reads a data connection's preface; returns the token it presents.
-pub fn read_preface(s: &mut Stream) -> io::Result<[u8; TOKEN_LEN]> {
-    s.socket().set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let mut buf = [0u8; PREFACE.len() + TOKEN_LEN];
-    s.read_exact(&mut buf)?;
-    s.socket().set_read_timeout(None)?;
-    if &buf[..PREFACE.len()] != PREFACE {
+/// A tokio socket as a blocking std one.
+fn blocking(s: tokio::net::TcpStream) -> io::Result<TcpStream> {
+    let s = s.into_std()?;
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
+/// The token a preface presents, if it is one.
+fn token_of(preface: &[u8; PREFACE.len() + TOKEN_LEN]) -> io::Result<[u8; TOKEN_LEN]> {
+    let (magic, token) = preface.split_at(PREFACE.len());
+    if magic != PREFACE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a Blit data connection",
         ));
     }
-    let mut token = [0u8; TOKEN_LEN];
-    token.copy_from_slice(&buf[PREFACE.len()..]);
-    Ok(token)
+    Ok(token.try_into().expect("TOKEN_LEN bytes"))
 }
 
 /// Compares tokens in constant time.
@@ -692,6 +712,85 @@ mod tests {
         assert!(incoming.next_header().unwrap().is_none());
         let big = sender.join().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), big);
+    }
+
+    /// Connects to `port`, sends a preface with `token` and `after` behind it in one
+    /// write, through TLS when `tls` is given; returns what the agent's end sends back.
+    fn client(
+        port: u16,
+        tls: Option<DataTls>,
+        token: [u8; TOKEN_LEN],
+        after: &'static [u8],
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut s = Stream::connect(([127, 0, 0, 1], port).into(), tls.as_ref()).unwrap();
+            let mut all = PREFACE.to_vec();
+            all.extend_from_slice(&token);
+            all.extend_from_slice(after);
+            s.write_all(&all).unwrap();
+            s.flush().unwrap();
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).unwrap();
+            back
+        })
+    }
+
+    /// Admits one connection on `listener`, then, on a blocking thread, reads `n` bytes
+    /// from it and answers `reply`.
+    async fn admit_one(
+        listener: &tokio::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        n: usize,
+    ) -> ([u8; TOKEN_LEN], Vec<u8>) {
+        let (s, _) = listener.accept().await.unwrap();
+        let (mut stream, token) = Stream::admit(s, tls.as_ref()).await.unwrap();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut rest = vec![0u8; n];
+            stream.read_exact(&mut rest).unwrap();
+            stream.write_all(b"reply").unwrap();
+            stream.close_write();
+            rest
+        });
+        (token, read.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn admitted_streams_keep_what_followed_the_preface() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let token = new_token().unwrap();
+        let plain = client(port, None, token, b"first records");
+        let (got, rest) = admit_one(&listener, None, 13).await;
+        assert_eq!((got, &rest[..]), (token, &b"first records"[..]));
+        assert!(plain.join().unwrap() == b"reply");
+
+        let dir = tempfile::tempdir().unwrap();
+        let pki = blit_test_support::tls::Pki::new(dir.path());
+        let server = crate::tls::ServerTls::load(&pki.agent_cert, &pki.agent_key, None).unwrap();
+        let client_tls = crate::tls::ClientTls::load(Some(&pki.ca), None).unwrap();
+        let tls = client(
+            port,
+            Some(client_tls.data("127.0.0.1").unwrap()),
+            token,
+            b"sealed",
+        );
+        let (got, rest) = admit_one(&listener, Some(server.data()), 6).await;
+        assert_eq!((got, &rest[..]), (token, &b"sealed"[..]));
+        assert!(tls.join().unwrap() == b"reply");
+    }
+
+    #[tokio::test]
+    async fn anything_but_a_preface_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let garbage = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(&[0xff; PREFACE.len() + TOKEN_LEN]).unwrap();
+        });
+        let (s, _) = listener.accept().await.unwrap();
+        let err = Stream::admit(s, None).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        garbage.join().unwrap();
     }
 
     #[test]
