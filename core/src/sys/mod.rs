@@ -5,9 +5,11 @@
 //! transfer cannot redirect a write or a delete outside it.
 
 pub mod beneath;
+pub mod cursor;
 pub mod dir;
 pub mod file;
 pub mod meta;
+pub mod tree;
 pub mod xattr;
 
 use std::io;
