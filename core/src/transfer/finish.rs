@@ -13,7 +13,7 @@ use super::context::{Ctx, PendingDelete, lock};
 use crate::delete;
 use crate::report::Change;
 use crate::spec::Mode;
-use crate::sys::cursor::Cursor;
+use crate::sys::cursor::{Cursor, tree_order};
 use crate::sys::dir;
 use crate::sys::file::{self, TempSuffix};
 use crate::sys::meta::{self, MetaPolicy};
@@ -104,7 +104,7 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
         ));
     }
     // One directory open at a time, however many deletes there are.
-    pending.sort_by(|a, b| a.dir.cmp(&b.dir));
+    pending.sort_by(|a, b| tree_order(&a.dir, &b.dir));
     let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
     if let Some(limit) = ctx.spec.limits.max_delete {
         let mut total = ctx.deletes_reserved();
@@ -159,7 +159,7 @@ fn for_each_in_dir(
 /// searchable, and the cursor must still be able to climb out.
 pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
     let mut dirs = std::mem::take(&mut *lock(&ctx.dirs));
-    dirs.sort_by(|a, b| b.rel.cmp(&a.rel));
+    dirs.sort_by(|a, b| tree_order(&b.rel, &a.rel));
     let mut dst = Cursor::new(dst_root);
     let mut src = ctx.src_root().ok().map(Cursor::new);
     let policy = MetaPolicy {
@@ -209,7 +209,7 @@ fn open_in_parent(cursor: &mut Cursor<'_>, rel: &Path) -> io::Result<Option<Owne
 /// something (excluded or failed entries) stay, silently.
 pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
     let mut dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&ctx.src_dirs));
-    dirs.sort_by(|a, b| b.cmp(a));
+    dirs.sort_by(|a, b| tree_order(b, a));
     if let Ok(root) = ctx.src_root() {
         let mut cursor = Cursor::new(root);
         for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
