@@ -186,7 +186,10 @@ mod tests {
         let removed = remove(root.as_fd(), args.0, args.1, args.2, &none).unwrap();
         assert_eq!(removed, counted);
         assert!(!top.exists());
-        assert!(tmp.path().exists(), "the symlink's target was not walked into");
+        assert!(
+            tmp.path().exists(),
+            "the symlink's target was not walked into"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! serving.
 
 mod admin;
+mod depth;
 mod jobs;
 mod netns;
 mod routes;

@@ -200,7 +200,10 @@ mod tests {
         }
         for m in CRASHED {
             let hint = tls_hint(m, Stage::Answered);
-            assert!(!hint.contains("TLS") && !hint.contains("--tls"), "{m}: {hint}");
+            assert!(
+                !hint.contains("TLS") && !hint.contains("--tls"),
+                "{m}: {hint}"
+            );
             assert!(hint.contains("closed the connection"), "{m}: {hint}");
         }
         assert_eq!(tls_hint("not found (NotFound)", Stage::Answered), "");

@@ -145,7 +145,9 @@ impl<'r> Cursor<'r> {
         let climbed = rustix::fs::openat(
             child_fd.as_fd(),
             "..",
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
         .map_err(io_err)
@@ -253,7 +255,10 @@ pub fn tree_order(a: &Path, b: &Path) -> std::cmp::Ordering {
     let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
     let same = common_prefix(a, b);
     // A separator sorts before any byte of a name, and the end of a path before both.
-    let rank = |p: &[u8]| p.get(same).map(|&c| if c == b'/' { 0 } else { u16::from(c) + 1 });
+    let rank = |p: &[u8]| {
+        p.get(same)
+            .map(|&c| if c == b'/' { 0 } else { u16::from(c) + 1 })
+    };
     rank(a).cmp(&rank(b))
 }
 

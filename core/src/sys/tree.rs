@@ -36,8 +36,12 @@ pub trait Visit {
     type Frame;
 
     /// The walk is in a directory (`rel` below the start, `depth` levels down).
-    fn enter(&mut self, dir: BorrowedFd<'_>, rel: &Path, depth: usize)
-    -> io::Result<Step<Self::Frame>>;
+    fn enter(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        rel: &Path,
+        depth: usize,
+    ) -> io::Result<Step<Self::Frame>>;
 
     /// Every subdirectory of the directory has been left; the walk is back in its
     /// parent (`None` for the starting directory, which the walk ends with).
@@ -209,7 +213,12 @@ mod tests {
         struct Count(usize, usize);
         impl Visit for Count {
             type Frame = ();
-            fn enter(&mut self, dir: BorrowedFd<'_>, _: &Path, depth: usize) -> io::Result<Step<()>> {
+            fn enter(
+                &mut self,
+                dir: BorrowedFd<'_>,
+                _: &Path,
+                depth: usize,
+            ) -> io::Result<Step<()>> {
                 self.0 += 1;
                 self.1 = self.1.max(depth);
                 let subdirs = dir::read_names(dir)?;
