@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use blit_test_support::agent::{Agent, Usage};
-use blit_test_support::{Fixture, chain};
+use blit_test_support::{self as support, Fixture, chain};
 
 use crate::*;
 
@@ -109,7 +109,15 @@ fn a_chain_deeper_than_path_max_is_pushed_and_pulled_intact() {
     chain::make(&fx.src, "chain", DEPTH);
     std::fs::create_dir(&module).unwrap();
     let agent = Agent::start(&[&"--module", &format!("m={}", module.display())]);
-    ok(&blit(&fx, &[&"ls", &agent.url("m", "")]));
+    // A small push and pull first: the threads and buffers any transfer leaves warm are
+    // the baseline, what the chain adds is the question.
+    let warm = fx.path("warm");
+    support::write(&warm.join("f"), b"warm");
+    ok(&blit(&fx, &[&"copy", &warm, &agent.url("m", "")]));
+    ok(&blit(
+        &fx,
+        &[&"copy", &agent.url("m", "warm"), &fx.path("warm-back")],
+    ));
     let before = agent.usage();
 
     ok(&timed(
