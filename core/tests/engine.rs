@@ -1035,3 +1035,52 @@ fn a_deep_chain_is_copied_mirrored_and_moved_in_linear_time() {
         "the emptied chain is gone from the source"
     );
 }
+
+#[test]
+fn a_comb_shaped_tree_is_copied_with_a_bounded_number_of_descriptors() {
+    use blit_test_support::chain;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // A spine 2,000 levels deep with a side directory at every level. One worker takes
+    // its own queued visits last-in first-out: the side directories wait while the spine
+    // is walked, and each used to keep its parent open on both sides (4,000 descriptors).
+    const LEVELS: usize = 2_000;
+    let fx = Fixture::new();
+    let _cleanup = chain::Cleanup(vec![fx.src.clone(), fx.dst.clone()]);
+    chain::make(&fx.src, "comb", LEVELS);
+    let mut level = chain::open_level(&fx.src, "comb", 0);
+    for depth in 0..LEVELS {
+        // Named to sort before the spine's "d": queued first, so taken last.
+        rustix::fs::mkdirat(&level, "a", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        if depth + 1 < LEVELS {
+            level = rustix::fs::openat(
+                &level,
+                "d",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+        }
+    }
+    drop(level);
+    let open_fds = || fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_fds();
+    let (done, most) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                most.fetch_max(open_fds(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let report = transfer(&fx.src, &fx.dst, |s| s.limits.workers = 1);
+        done.store(true, Ordering::Relaxed);
+        report
+    });
+    assert_clean(&report);
+    assert_eq!(report.dirs_created, 2 * LEVELS as u64);
+    let most = most.into_inner();
+    assert!(
+        most < before + 100,
+        "the copy held {most} descriptors ({before} before)"
+    );
+}

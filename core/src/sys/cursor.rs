@@ -27,9 +27,9 @@ use super::{dir, io_err};
 pub const KEEP_OPEN: usize = 16;
 
 /// A device and inode: what a directory reached through `..` is checked against.
-type Identity = (u64, u64);
+pub(crate) type Identity = (u64, u64);
 
-fn identity(fd: BorrowedFd<'_>) -> io::Result<Identity> {
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<Identity> {
     let st = rustix::fs::fstat(fd).map_err(io_err)?;
     Ok((st.st_dev, st.st_ino))
 }
@@ -43,9 +43,10 @@ struct Level {
     identity: Option<Identity>,
 }
 
-/// An open directory at a relative path beneath a root; see the module doc.
-pub struct Cursor<'r> {
-    root: BorrowedFd<'r>,
+/// An open directory at a relative path beneath a root (borrowed or owned: `R`); see
+/// the module doc.
+pub struct Cursor<R> {
+    root: R,
     /// The current directory's path relative to the root, `/`-separated ("" at the root).
     path: Vec<u8>,
     levels: Vec<Level>,
@@ -53,9 +54,9 @@ pub struct Cursor<'r> {
     held: usize,
 }
 
-impl<'r> Cursor<'r> {
-    /// A cursor at `root` itself (borrowed: the cursor never closes it).
-    pub fn new(root: BorrowedFd<'r>) -> Cursor<'r> {
+impl<R: AsFd> Cursor<R> {
+    /// A cursor at `root` itself.
+    pub fn new(root: R) -> Cursor<R> {
         Cursor {
             root,
             path: Vec::new(),
@@ -72,7 +73,7 @@ impl<'r> Cursor<'r> {
                 .as_ref()
                 .expect("the deepest level is always open")
                 .as_fd(),
-            None => self.root,
+            None => self.root.as_fd(),
         }
     }
 
@@ -166,7 +167,7 @@ impl<'r> Cursor<'r> {
     /// Opens the current path again from the root (the slow way, for when `..` did not
     /// lead back), and checks it is still the directory the cursor went through.
     fn reopen(&self, wanted: Identity) -> io::Result<OwnedFd> {
-        let fd = dir::open_beneath(self.root, self.rel())?;
+        let fd = dir::open_beneath(self.root.as_fd(), self.rel())?;
         if identity(fd.as_fd())? == wanted {
             Ok(fd)
         } else {

@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod dir;
 pub mod file;
 pub mod meta;
+pub mod reopen;
 pub mod tree;
 pub mod xattr;
 

@@ -106,7 +106,7 @@ pub fn walk<V: Visit>(start: BorrowedFd<'_>, visit: &mut V) -> io::Result<()> {
 
 /// Enters the cursor's directory; false if the visit said stop.
 fn enter<V: Visit>(
-    cursor: &mut Cursor<'_>,
+    cursor: &mut Cursor<BorrowedFd<'_>>,
     visit: &mut V,
     stack: &mut Vec<Open<V::Frame>>,
 ) -> io::Result<bool> {

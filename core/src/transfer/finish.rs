@@ -195,7 +195,7 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
 
 /// Moves `cursor` to the parent of `rel` and opens `rel` from there; `None` for the root
 /// itself (the caller has it).
-fn open_in_parent(cursor: &mut Cursor<'_>, rel: &Path) -> io::Result<Option<OwnedFd>> {
+fn open_in_parent(cursor: &mut Cursor<BorrowedFd<'_>>, rel: &Path) -> io::Result<Option<OwnedFd>> {
     if rel.as_os_str().is_empty() {
         return Ok(None);
     }
