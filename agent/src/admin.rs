@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blit_core::EntryKind;
@@ -113,7 +113,7 @@ impl pb::admin_server::Admin for AdminService {
             .build()
             .map_err(|e| Status::invalid_argument(format!("glob {:?}: {e}", req.glob)))?
             .compile_matcher();
-        let root = self.open_tree(req.location.as_ref())?;
+        let (root, rel) = self.open_tree(req.location.as_ref())?;
         let (tx, rx) = mpsc::channel(256);
         tokio::task::spawn_blocking(move || {
             let mut finder = Finder {
@@ -122,9 +122,11 @@ impl pb::admin_server::Admin for AdminService {
                 found: 0,
                 tx,
             };
-            // Unreadable directories are skipped; the walk ends early only when the
-            // client went away or the limit was reached.
-            let _ = tree::walk(root.as_fd(), &mut finder);
+            // Unreadable directories are skipped; the walk ends early when the client
+            // went away, the limit was reached, or the tree moved under it.
+            if let Err(e) = tree::walk(root.as_fd(), &mut finder) {
+                report(&finder.tx, "find", &rel, &e);
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -136,7 +138,7 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::DiskUsageRequest>,
     ) -> Result<Response<Self::DiskUsageStream>, Status> {
         let req = req.into_inner();
-        let root = self.open_tree(req.location.as_ref())?;
+        let (root, rel) = self.open_tree(req.location.as_ref())?;
         let (tx, rx) = mpsc::channel(256);
         tokio::task::spawn_blocking(move || {
             let mut usage = Usage {
@@ -144,10 +146,13 @@ impl pb::admin_server::Admin for AdminService {
                 total: None,
                 tx,
             };
-            if tree::walk(root.as_fd(), &mut usage).is_ok()
-                && let Some(total) = usage.total
-            {
-                let _ = usage.tx.blocking_send(Ok(total));
+            match tree::walk(root.as_fd(), &mut usage) {
+                Ok(()) => {
+                    if let Some(total) = usage.total {
+                        let _ = usage.tx.blocking_send(Ok(total));
+                    }
+                }
+                Err(e) => report(&usage.tx, "du", &rel, &e),
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -157,7 +162,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::FsStatsRequest>,
     ) -> Result<Response<pb::FsStatsResponse>, Status> {
-        let root = self.open_tree(req.into_inner().location.as_ref())?;
+        let (root, _) = self.open_tree(req.into_inner().location.as_ref())?;
         let st = rustix::fs::fstatvfs(&root).map_err(|e| Status::internal(e.to_string()))?;
         let frsize = st.f_frsize.max(1);
         Ok(Response::new(pb::FsStatsResponse {
@@ -253,16 +258,24 @@ impl pb::admin_server::Admin for AdminService {
 }
 
 impl AdminService {
-    /// Opens the directory a location names.
-    fn open_tree(&self, location: Option<&pb::Location>) -> Result<OwnedFd, Status> {
+    /// Opens the directory a location names; with its path in the module, for messages.
+    fn open_tree(&self, location: Option<&pb::Location>) -> Result<(OwnedFd, PathBuf), Status> {
         let r = self.modules.resolve(location)?;
-        r.open_dir().map_err(|e| io_status("open", &r.rel, &e))
+        let fd = r.open_dir().map_err(|e| io_status("open", &r.rel, &e))?;
+        Ok((fd, r.rel))
     }
 }
 
 /// The client went away: the walk for it can stop.
 fn gone() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+}
+
+/// Ends a walk's stream with its error, unless the error is that the client went away.
+fn report<T>(tx: &mpsc::Sender<Result<T, Status>>, what: &str, rel: &Path, e: &io::Error) {
+    if e.kind() != io::ErrorKind::BrokenPipe {
+        let _ = tx.blocking_send(Err(io_status(what, rel, e)));
+    }
 }
 
 /// `find`: each directory's matching entries (sorted by name), then its subdirectories'.

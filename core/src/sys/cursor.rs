@@ -119,9 +119,10 @@ impl<R: AsFd> Cursor<R> {
         if self.held > KEEP_OPEN {
             let index = self.levels.len() - self.held;
             let oldest = &mut self.levels[index];
-            let fd = oldest.fd.take().expect("held levels are open");
+            let fd = oldest.fd.as_ref().expect("held levels are open");
             // Taken now, while it is certainly the directory the cursor came through.
             oldest.identity = Some(identity(fd.as_fd())?);
+            oldest.fd = None;
             self.held -= 1;
         }
         Ok(())
@@ -156,7 +157,15 @@ impl<R: AsFd> Cursor<R> {
         drop(child_fd);
         let fd = match climbed {
             Ok((found, fd)) if found == wanted => fd,
-            _ => self.reopen(wanted)?,
+            _ => match self.reopen(wanted) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    // Nowhere to stand but the root: start over from there.
+                    self.levels.clear();
+                    self.path.clear();
+                    return Err(e);
+                }
+            },
         };
         let parent = self.levels.last_mut().expect("not at the root");
         parent.fd = Some(fd);
@@ -376,6 +385,9 @@ mod tests {
         }
         let err = result.unwrap_err();
         assert!(err.to_string().contains("was moved"), "{err}");
+        assert_eq!(cursor.depth(), 0, "back at the root");
+        cursor.go(&chain_path(4)).unwrap();
+        assert_eq!(cursor.rel(), chain_path(4));
     }
 
     #[test]
