@@ -1,15 +1,19 @@
 //! The `Admin` service: what `blit list|ls|find|du|df|rm` and remote path completion
 //! talk to. Every path is resolved beneath its module; `Remove` refuses read-only modules
-//! and the module root itself.
+//! and the module root itself. Trees are walked without recursion (`sys::tree`), since
+//! their depth is whatever a client made it.
 
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use blit_core::EntryKind;
 use blit_core::sys::dir;
+use blit_core::sys::tree::{self, Parent, Step};
 use blit_core::wire::{self, pb};
-use blit_core::{Entry, EntryKind};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -109,24 +113,20 @@ impl pb::admin_server::Admin for AdminService {
             .build()
             .map_err(|e| Status::invalid_argument(format!("glob {:?}: {e}", req.glob)))?
             .compile_matcher();
-        let root = self.open_tree(req.location.as_ref())?;
+        let (root, rel) = self.open_tree(req.location.as_ref())?;
         let (tx, rx) = mpsc::channel(256);
         tokio::task::spawn_blocking(move || {
-            let mut found = 0u64;
-            walk(&root, Path::new(""), 0, &mut |rel, entry, _| {
-                let name_matches = matcher.is_match(Path::new(&entry.name));
-                if matcher.is_match(rel) || name_matches {
-                    found += 1;
-                    let m = pb::FindMatch {
-                        path: rel.as_os_str().as_bytes().to_vec(),
-                        entry: Some(wire::entry_to_wire(entry)),
-                    };
-                    if tx.blocking_send(Ok(m)).is_err() || (req.limit > 0 && found >= req.limit) {
-                        return Visit::Stop;
-                    }
-                }
-                Visit::Continue
-            });
+            let mut finder = Finder {
+                matcher,
+                limit: req.limit,
+                found: 0,
+                tx,
+            };
+            // Unreadable directories are skipped; the walk ends early when the client
+            // went away, the limit was reached, or the tree moved under it.
+            if let Err(e) = tree::walk(root.as_fd(), &mut finder) {
+                report(&finder.tx, "find", &rel, &e);
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -138,11 +138,22 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::DiskUsageRequest>,
     ) -> Result<Response<Self::DiskUsageStream>, Status> {
         let req = req.into_inner();
-        let root = self.open_tree(req.location.as_ref())?;
+        let (root, rel) = self.open_tree(req.location.as_ref())?;
         let (tx, rx) = mpsc::channel(256);
         tokio::task::spawn_blocking(move || {
-            let total = usage(&root, Path::new(""), 0, req.max_depth, &tx);
-            let _ = tx.blocking_send(Ok(total));
+            let mut usage = Usage {
+                max_depth: req.max_depth,
+                total: None,
+                tx,
+            };
+            match tree::walk(root.as_fd(), &mut usage) {
+                Ok(()) => {
+                    if let Some(total) = usage.total {
+                        let _ = usage.tx.blocking_send(Ok(total));
+                    }
+                }
+                Err(e) => report(&usage.tx, "du", &rel, &e),
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -151,7 +162,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::FsStatsRequest>,
     ) -> Result<Response<pb::FsStatsResponse>, Status> {
-        let root = self.open_tree(req.into_inner().location.as_ref())?;
+        let (root, _) = self.open_tree(req.into_inner().location.as_ref())?;
         let st = rustix::fs::fstatvfs(&root).map_err(|e| Status::internal(e.to_string()))?;
         let frsize = st.f_frsize.max(1);
         Ok(Response::new(pb::FsStatsResponse {
@@ -247,83 +258,141 @@ impl pb::admin_server::Admin for AdminService {
 }
 
 impl AdminService {
-    /// Opens the directory a location names.
-    fn open_tree(&self, location: Option<&pb::Location>) -> Result<OwnedFd, Status> {
+    /// Opens the directory a location names; with its path in the module, for messages.
+    fn open_tree(&self, location: Option<&pb::Location>) -> Result<(OwnedFd, PathBuf), Status> {
         let r = self.modules.resolve(location)?;
-        r.open_dir().map_err(|e| io_status("open", &r.rel, &e))
+        let fd = r.open_dir().map_err(|e| io_status("open", &r.rel, &e))?;
+        Ok((fd, r.rel))
     }
 }
 
-enum Visit {
-    Continue,
-    Stop,
+/// The client went away: the walk for it can stop.
+fn gone() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
 }
 
-/// Depth-first walk below `fd` (symlinks never followed); `f` sees each entry with its
-/// path and depth. Returns false once `f` said stop.
-fn walk(
-    fd: &OwnedFd,
-    rel: &Path,
-    depth: u32,
-    f: &mut dyn FnMut(&Path, &Entry, u32) -> Visit,
-) -> bool {
-    let Ok(listing) = dir::list(fd.as_fd()) else {
-        return true;
-    };
-    let mut entries = listing.entries;
-    blit_core::entry::sort_by_name(&mut entries);
-    for e in &entries {
-        let path = rel.join(&e.name);
-        if let Visit::Stop = f(&path, e, depth) {
-            return false;
-        }
-        if e.is_dir()
-            && let Ok(sub) = dir::open_dir_at(fd.as_fd(), &e.name)
-            && !walk(&sub, &path, depth + 1, f)
-        {
-            return false;
-        }
+/// Ends a walk's stream with its error, unless the error is that the client went away.
+fn report<T>(tx: &mpsc::Sender<Result<T, Status>>, what: &str, rel: &Path, e: &io::Error) {
+    if e.kind() != io::ErrorKind::BrokenPipe {
+        let _ = tx.blocking_send(Err(io_status(what, rel, e)));
     }
-    true
 }
 
-/// Sums a tree like `du`: a row for every directory down to `max_depth`, then the total.
-fn usage(
-    fd: &OwnedFd,
-    rel: &Path,
-    depth: u32,
-    max_depth: u32,
-    tx: &mpsc::Sender<Result<pb::DiskUsageEntry, Status>>,
-) -> pb::DiskUsageEntry {
-    let mut total = pb::DiskUsageEntry {
-        path: rel.as_os_str().as_bytes().to_vec(),
-        dirs: 1,
-        ..Default::default()
-    };
-    let Ok(listing) = dir::list(fd.as_fd()) else {
-        return total;
-    };
-    let mut entries = listing.entries;
-    blit_core::entry::sort_by_name(&mut entries);
-    for e in &entries {
-        if e.is_dir() {
-            let Ok(sub) = dir::open_dir_at(fd.as_fd(), &e.name) else {
-                continue;
-            };
-            let path: PathBuf = rel.join(&e.name);
-            let row = usage(&sub, &path, depth + 1, max_depth, tx);
-            total.bytes += row.bytes;
-            total.allocated += row.allocated;
-            total.files += row.files;
-            total.dirs += row.dirs;
-            if depth < max_depth {
-                let _ = tx.blocking_send(Ok(row));
+/// `find`: each directory's matching entries (sorted by name), then its subdirectories'.
+/// Symlinks are never followed; unreadable directories are skipped.
+struct Finder {
+    matcher: globset::GlobMatcher,
+    /// Matches wanted at most (0: all).
+    limit: u64,
+    found: u64,
+    tx: mpsc::Sender<Result<pb::FindMatch, Status>>,
+}
+
+impl tree::Visit for Finder {
+    type Frame = ();
+
+    fn enter(&mut self, dir: BorrowedFd<'_>, rel: &Path, _: usize) -> io::Result<Step<()>> {
+        let Ok(listing) = dir::list(dir) else {
+            return Ok(Step::Descend {
+                frame: (),
+                subdirs: Vec::new(),
+            });
+        };
+        let mut entries = listing.entries;
+        blit_core::entry::sort_by_name(&mut entries);
+        let mut subdirs = Vec::new();
+        for e in entries {
+            let path = rel.join(&e.name);
+            if self.matcher.is_match(&path) || self.matcher.is_match(Path::new(&e.name)) {
+                self.found += 1;
+                let m = pb::FindMatch {
+                    path: path.into_os_string().into_vec(),
+                    entry: Some(wire::entry_to_wire(&e)),
+                };
+                if self.tx.blocking_send(Ok(m)).is_err() {
+                    return Err(gone());
+                }
+                if self.limit > 0 && self.found >= self.limit {
+                    return Ok(Step::Stop);
+                }
             }
-        } else {
-            total.bytes += e.size;
-            total.allocated += e.allocated;
-            total.files += 1;
+            if e.is_dir() {
+                subdirs.push(e.name);
+            }
         }
+        Ok(Step::Descend { frame: (), subdirs })
     }
-    total
+
+    fn leave(&mut self, _: (), _: Option<Parent<'_, ()>>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn unreachable(&mut self, _: &Path, _: &OsStr, _: io::Error) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `du`: sums a tree; a row for every directory down to `max_depth` (sent as each one is
+/// finished), then the total. Unreadable directories count as empty.
+struct Usage {
+    max_depth: u32,
+    /// The starting directory's row, once the walk left it.
+    total: Option<pb::DiskUsageEntry>,
+    tx: mpsc::Sender<Result<pb::DiskUsageEntry, Status>>,
+}
+
+/// A directory's row while its subdirectories are summed.
+struct Sum {
+    row: pb::DiskUsageEntry,
+    depth: usize,
+}
+
+impl tree::Visit for Usage {
+    type Frame = Sum;
+
+    fn enter(&mut self, dir: BorrowedFd<'_>, rel: &Path, depth: usize) -> io::Result<Step<Sum>> {
+        let mut row = pb::DiskUsageEntry {
+            path: rel.as_os_str().as_bytes().to_vec(),
+            dirs: 1,
+            ..Default::default()
+        };
+        let mut subdirs = Vec::new();
+        if let Ok(listing) = dir::list(dir) {
+            let mut entries = listing.entries;
+            blit_core::entry::sort_by_name(&mut entries);
+            for e in entries {
+                if e.is_dir() {
+                    subdirs.push(e.name);
+                } else {
+                    row.bytes += e.size;
+                    row.allocated += e.allocated;
+                    row.files += 1;
+                }
+            }
+        }
+        Ok(Step::Descend {
+            frame: Sum { row, depth },
+            subdirs,
+        })
+    }
+
+    fn leave(&mut self, sum: Sum, parent: Option<Parent<'_, Sum>>) -> io::Result<()> {
+        let Some(parent) = parent else {
+            self.total = Some(sum.row);
+            return Ok(());
+        };
+        let total = &mut parent.frame.row;
+        total.bytes += sum.row.bytes;
+        total.allocated += sum.row.allocated;
+        total.files += sum.row.files;
+        total.dirs += sum.row.dirs;
+        if sum.depth <= self.max_depth as usize && self.tx.blocking_send(Ok(sum.row)).is_err() {
+            return Err(gone());
+        }
+        Ok(())
+    }
+
+    fn unreachable(&mut self, _: &Path, _: &OsStr, _: io::Error) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -7,7 +7,8 @@
 //! into (and with what state) by calling `Subdirs::descend`; each subdirectory becomes a
 //! job any idle worker can take. The pool runs jobs depth-first, so the directories in
 //! flight — and memory — stay small on trees of millions of entries: at most one listing
-//! per directory being visited.
+//! per directory being visited. Jobs are queued, never nested on a worker's stack, and
+//! a queued job holds no descriptor (`sys::reopen`), so neither grows with the depth.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -19,7 +20,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use crate::entry::{Entry, sort_by_name};
 use crate::filter::Filter;
 use crate::report::Stats;
-use crate::sys::dir;
+use crate::sys::{dir, reopen};
 
 /// One directory's entries, filtered and sorted by name.
 pub struct Listed {
@@ -53,28 +54,31 @@ pub struct Walk<'s, V: Visitor> {
 pub struct Subdirs<'a, 's, V: Visitor> {
     walk: &'s Walk<'s, V>,
     scope: &'a rayon::Scope<'s>,
+    root: &'a Arc<OwnedFd>,
     parent: &'a Arc<OwnedFd>,
     rel: &'a Path,
 }
 
 impl<'s, V: Visitor> Subdirs<'_, 's, V> {
     /// Queues the visit of subdirectory `name`. It is opened by whichever worker runs it,
-    /// so queued visits hold no descriptors of their own.
+    /// and queued visits hold no descriptors: not their own, and not their parent's
+    /// (`sys::reopen`), or a comb-shaped tree would hold one per level.
     pub fn descend(&self, name: &OsStr, state: V::State)
     where
         V::State: 's,
     {
         let walk = self.walk;
-        let parent = self.parent.clone();
+        let root = self.root.clone();
+        let parent = Arc::downgrade(self.parent);
         let rel = self.rel.join(name);
         let name = name.to_owned();
         self.scope.spawn(move |scope| {
-            let fd = match dir::open_dir_at(parent.as_fd(), &name) {
+            let parent_rel = rel.parent().unwrap_or(Path::new(""));
+            let fd = match reopen::open_child(root.as_fd(), &parent, parent_rel, &name) {
                 Ok(fd) => Arc::new(fd),
                 Err(e) => return walk.visitor.failed(&rel, "".as_ref(), "open directory", &e),
             };
-            drop(parent);
-            walk.visit(scope, fd, rel, None, state);
+            walk.visit(scope, &root, fd, rel, None, state);
         });
     }
 }
@@ -95,12 +99,15 @@ impl<'s, V: Visitor> Walk<'s, V> {
     where
         V::State: 's,
     {
-        rayon::scope(|scope| self.visit(scope, Arc::new(root), PathBuf::new(), only, state));
+        let root = Arc::new(root);
+        let fd = root.clone();
+        rayon::scope(|scope| self.visit(scope, &root, fd, PathBuf::new(), only, state));
     }
 
     fn visit(
         &'s self,
         scope: &rayon::Scope<'s>,
+        root: &Arc<OwnedFd>,
         fd: Arc<OwnedFd>,
         rel: PathBuf,
         only: Option<OsString>,
@@ -114,6 +121,7 @@ impl<'s, V: Visitor> Walk<'s, V> {
         let subdirs = Subdirs {
             walk: self,
             scope,
+            root,
             parent: &fd,
             rel: &rel,
         };

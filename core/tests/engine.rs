@@ -1098,3 +1098,121 @@ mod random_trees {
         }
     }
 }
+
+/// Levels of the deep chain below: its paths (8,000 bytes) are twice what the kernel
+/// takes in one call, and opening each directory from the root made a copy of it take
+/// 25 s (quadratic in the depth).
+const DEEP: usize = 4_000;
+
+#[test]
+fn a_deep_chain_is_copied_mirrored_and_moved_in_linear_time() {
+    use blit_test_support::chain;
+    use std::time::{Duration, Instant};
+    let fx = Fixture::new();
+    let moved = fx.path("moved");
+    let _cleanup = chain::Cleanup(vec![fx.src.clone(), fx.dst.clone(), moved.clone()]);
+    chain::make(&fx.src, "chain", DEEP);
+    // Well above what linear work takes here (under a second), well below quadratic.
+    let linear = Duration::from_secs(10);
+
+    let started = Instant::now();
+    let report = copy(&fx);
+    assert!(
+        started.elapsed() < linear,
+        "copy took {:?}",
+        started.elapsed()
+    );
+    assert_clean(&report);
+    assert_eq!(report.dirs_created, DEEP as u64);
+    chain::assert_copied(&fx.dst, "chain", DEEP);
+
+    // Strays deep in the destination: a mirror deletes them there and touches nothing else.
+    let level = chain::open_level(&fx.dst, "chain", DEEP - 10);
+    for d in ["stray-dir", "stray-dir/x", "stray-dir/x/y"] {
+        rustix::fs::mkdirat(&level, d, rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+    }
+    drop(level);
+    let started = Instant::now();
+    let report = mirror(&fx);
+    assert!(
+        started.elapsed() < linear,
+        "mirror took {:?}",
+        started.elapsed()
+    );
+    assert_clean(&report);
+    assert_eq!(report.deleted, 3, "stray-dir with x and y");
+    chain::assert_copied(&fx.dst, "chain", DEEP);
+
+    let started = Instant::now();
+    let report = transfer(&fx.src, &moved, |s| s.mode = Mode::Move);
+    assert!(
+        started.elapsed() < linear,
+        "move took {:?}",
+        started.elapsed()
+    );
+    assert_clean(&report);
+    chain::assert_copied(&moved, "chain", DEEP);
+    assert_eq!(
+        support::names(&fx.src),
+        Vec::<std::ffi::OsString>::new(),
+        "the emptied chain is gone from the source"
+    );
+}
+
+#[test]
+fn a_comb_shaped_tree_is_copied_with_a_bounded_number_of_descriptors() {
+    use blit_test_support::chain;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // A spine 2,000 levels deep with a side directory at every level. One worker takes
+    // its own queued visits last-in first-out: the side directories wait while the spine
+    // is walked, and each used to keep its parent open on both sides (4,000 descriptors).
+    const LEVELS: usize = 2_000;
+    let fx = Fixture::new();
+    let _cleanup = chain::Cleanup(vec![fx.src.clone(), fx.dst.clone()]);
+    chain::make(&fx.src, "comb", LEVELS);
+    let mut level = chain::open_level(&fx.src, "comb", 0);
+    for depth in 0..LEVELS {
+        // Named to sort before the spine's "d": queued first, so taken last.
+        rustix::fs::mkdirat(&level, "a", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        if depth + 1 < LEVELS {
+            level = rustix::fs::openat(
+                &level,
+                "d",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+        }
+    }
+    drop(level);
+    // Only this test's descriptors (other tests of this binary run at the same time):
+    // those inside its fixture, and those too deep for their path to be read back.
+    let root = fx.path("");
+    let open_fds = || {
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| fs::read_link(e.path()).map_or(true, |t| t.starts_with(&root)))
+            .count()
+    };
+    let before = open_fds();
+    let (done, most) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                most.fetch_max(open_fds(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let report = transfer(&fx.src, &fx.dst, |s| s.limits.workers = 1);
+        done.store(true, Ordering::Relaxed);
+        report
+    });
+    assert_clean(&report);
+    assert_eq!(report.dirs_created, 2 * LEVELS as u64);
+    let most = most.into_inner();
+    assert!(
+        most < before + 100,
+        "the copy held {most} descriptors ({before} before)"
+    );
+}

@@ -350,17 +350,23 @@ fn failed_authentications_are_logged_at_a_rate_limit() {
     fs::create_dir(&module).unwrap();
     let (agent, log) = logged_agent(&fx, "", &[&"--root", &module, &"--token", &"s3cret"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let hello = |token: &'static str| {
-        let remote = Remote {
+    // One connection (connecting greets the agent once, without a token: the first
+    // failure), then 200 calls with a wrong token on it.
+    let conn = rt.block_on(async {
+        Remote {
             host: "127.0.0.1".into(),
             port: agent.port,
             token: None,
             tls: None,
-        };
+        }
+        .connect()
+        .await
+        .unwrap()
+    });
+    let hello = |token: &'static str| {
+        let creds = Credentials::new(Some(token)).unwrap();
+        let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel.clone(), creds);
         async move {
-            let conn = remote.connect().await.unwrap();
-            let creds = Credentials::new(Some(token)).unwrap();
-            let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel, creds);
             c.hello(pb::HelloRequest {
                 protocol_major: pb::PROTOCOL_MAJOR,
                 protocol_minor: pb::PROTOCOL_MINOR,
@@ -384,7 +390,7 @@ fn failed_authentications_are_logged_at_a_rate_limit() {
     let all = log_lines(&log, "authentication failed");
     assert_eq!(all.len(), 2, "{all:#?}");
     assert!(
-        all[1].contains("199 more") && all[1].contains("most from 127.0.0.1"),
+        all[1].contains("200 more") && all[1].contains("most from 127.0.0.1"),
         "{}",
         all[1]
     );

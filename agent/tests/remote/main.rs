@@ -4,6 +4,7 @@
 //! serving.
 
 mod admin;
+mod depth;
 mod flood;
 mod jobs;
 mod moves;

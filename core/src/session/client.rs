@@ -128,20 +128,45 @@ impl Remote {
             data_tls = Some(tls.data(&self.host).map_err(|e| connect_err(&e))?);
         }
         let channel = endpoint.connect().await.map_err(|e| connect_err(&e))?;
+        let credentials = Credentials::new(self.token.as_deref())?;
+        greet(&channel, &credentials).await.map_err(|s| {
+            SessionError::Connect(format!(
+                "{target}: {}",
+                super::status_message(&s, super::Stage::Greeting)
+            ))
+        })?;
         Ok(Connection {
             channel,
-            credentials: Credentials::new(self.token.as_deref())?,
+            credentials,
             addr,
             data_tls,
         })
     }
 }
 
+/// Asks for the agent's hello before any real call, so that a connection the agent drops
+/// without a word (what a TLS agent does to a plain client) is told apart from one it
+/// drops later (it stopped or crashed): only the first deserves a hint about TLS. An
+/// answer that is an error (a token refused, say) is the agent speaking: the real call
+/// will say what is wrong.
+async fn greet(channel: &Channel, credentials: &Credentials) -> Result<(), tonic::Status> {
+    let mut admin =
+        pb::admin_client::AdminClient::with_interceptor(channel.clone(), credentials.clone());
+    let hello = pb::HelloRequest {
+        protocol_major: pb::PROTOCOL_MAJOR,
+        protocol_minor: pb::PROTOCOL_MINOR,
+    };
+    match admin.hello(hello).await {
+        Err(status) if std::error::Error::source(&status).is_some() => Err(status),
+        _ => Ok(()),
+    }
+}
+
 /// An error with its causes (each said once) and a hint when it looks like a TLS
-/// mismatch, for messages.
+/// mismatch, for messages about connecting (before the agent answered anything).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let s = causes(e);
-    let hint = super::tls_hint(&s);
+    let hint = super::tls_hint(&s, super::Stage::Greeting);
     s + hint
 }
 

@@ -81,8 +81,15 @@ impl SessionError {
     }
 }
 
-/// A failed call as a message, with a hint when it looks like a TLS mismatch.
+/// A failed call as a message, with a hint when it says something about the cause. The
+/// call came after the agent's hello (`client::Remote::connect` waits for it), so a
+/// closed connection here is not a TLS mismatch.
 pub fn rpc_message(s: &tonic::Status) -> String {
+    status_message(s, Stage::Answered)
+}
+
+/// A failed call at `stage` as a message: the status, its causes, and a hint.
+pub fn status_message(s: &tonic::Status, stage: Stage) -> String {
     let mut message = format!("{} ({:?})", s.message(), s.code());
     if let Some(cause) = std::error::Error::source(s) {
         let cause = client::causes(cause);
@@ -90,28 +97,57 @@ pub fn rpc_message(s: &tonic::Status) -> String {
             message = format!("{message}: {cause}");
         }
     }
-    let hint = tls_hint(&message);
+    let hint = tls_hint(&message, stage);
     message + hint
 }
 
+/// Where on a connection a failure happened, as far as hints go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before the agent answered anything. A connection closed now is what a TLS
+    /// mismatch looks like from the plain side (a TLS agent drops a client that does not
+    /// say hello in TLS).
+    Greeting,
+    /// After the agent answered: it spoke this client's protocol, so a closed connection
+    /// means it stopped, crashed or dropped the call — a TLS hint would mislead.
+    Answered,
+}
+
 /// What to try when `message` looks like one end speaking TLS and the other not, or a
-/// certificate the client does not trust.
-pub fn tls_hint(message: &str) -> &'static str {
-    if message.contains("UnknownIssuer") || message.contains("invalid peer certificate") {
+/// certificate the client does not trust; or, for a connection closed after the agent
+/// had answered, that the agent went away.
+pub fn tls_hint(message: &str, stage: Stage) -> &'static str {
+    let has = |needle: &str| message.contains(needle);
+    if has("UnknownIssuer") || has("invalid peer certificate") {
         " — the agent's certificate is not signed by a CA this client trusts (--tls-ca)"
-    } else if message.contains("h2 protocol error")
-        || message.contains("transport error")
-            && (message.contains("broken pipe") || message.contains("connection closed"))
-    {
-        " — the agent closed the connection: does it require TLS (--tls-ca PEM, or --tls for \
-         the system's roots) or a client certificate (--tls-cert, --tls-key)?"
-    } else if message.contains("InvalidContentType") || message.contains("CorruptMessage") {
+    } else if has("InvalidContentType") || has("CorruptMessage") {
         " — the agent does not seem to speak TLS (drop --tls*)"
-    } else if message.contains("CertificateRequired") || message.contains("certificate required") {
+    } else if has("CertificateRequired") || has("certificate required") {
         " — the agent requires a client certificate (--tls-cert, --tls-key)"
-    } else {
+    } else if !closed(message) {
         ""
+    } else if stage == Stage::Greeting {
+        " — the agent closed the connection before answering: does it require TLS (--tls-ca \
+         PEM, or --tls for the system's roots) or a client certificate (--tls-cert, --tls-key)?"
+    } else {
+        " — the agent closed the connection (it may have stopped or crashed; its log says why)"
     }
+}
+
+/// Whether `message` says the connection was closed or broken under the call (as hyper
+/// and h2 word it), or that the peer sent something that is not HTTP/2 (a TLS record).
+fn closed(message: &str) -> bool {
+    [
+        "broken pipe",
+        "connection closed",
+        "connection reset",
+        "error reading a body",
+        "connection was not ready",
+        "frame with invalid size",
+        "h2 protocol error",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// Wraps a frame kind.
@@ -129,4 +165,51 @@ pub async fn abort(tx: &mpsc::Sender<pb::Frame>, error: SessionError) -> Session
         .send(frame(pb::frame::Kind::Abort(pb::Abort { message })))
         .await;
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a plain client saw from a TLS agent (several runs), and what a client saw
+    /// when the agent crashed in the middle of a unary call and of a stream.
+    const TLS_MISMATCH: &[&str] = &[
+        "h2 protocol error: http2 error (Unknown): transport error: http2 error: connection \
+         error detected: frame with invalid size",
+        "operation was canceled (Cancelled): transport error: operation was canceled: \
+         connection closed",
+        "operation was canceled (Cancelled): transport error: operation was canceled: \
+         connection was not ready",
+        "transport error (Unknown): transport error: connection error: stream closed because \
+         of a broken pipe",
+    ];
+    const CRASHED: &[&str] = &[
+        "transport error (Unknown): transport error: connection error: stream closed because \
+         of a broken pipe",
+        "h2 protocol error: error reading a body from connection (Unknown): error reading a \
+         body from connection: stream closed because of a broken pipe",
+    ];
+
+    #[test]
+    fn a_tls_hint_only_before_the_agent_answered() {
+        for m in TLS_MISMATCH {
+            assert!(
+                tls_hint(m, Stage::Greeting).contains("does it require TLS"),
+                "{m}"
+            );
+        }
+        for m in CRASHED {
+            let hint = tls_hint(m, Stage::Answered);
+            assert!(
+                !hint.contains("TLS") && !hint.contains("--tls"),
+                "{m}: {hint}"
+            );
+            assert!(hint.contains("closed the connection"), "{m}: {hint}");
+        }
+        assert_eq!(tls_hint("not found (NotFound)", Stage::Answered), "");
+        assert!(
+            tls_hint("invalid peer certificate: UnknownIssuer", Stage::Answered)
+                .contains("--tls-ca")
+        );
+    }
 }

@@ -78,6 +78,10 @@ pub fn open_dir(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
 
 /// Opens the directory `rel` beneath `root`, creating the missing directories on the way
 /// (each checked to stay beneath `root`).
+///
+/// Each component is opened from the one before without following symlinks; only a
+/// component that is a symlink is resolved again from `root` (where the kernel checks it
+/// stays beneath), so a long path costs one open per component, not one per prefix.
 pub fn create_dirs(root: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<OwnedFd> {
     check(rel)?;
     match open_dir(root, rel) {
@@ -91,7 +95,7 @@ pub fn create_dirs(root: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<Ow
             continue;
         };
         so_far.push(name);
-        current = match open_dir(root, &so_far) {
+        current = match dir::open_dir_at(current.as_fd(), name) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 match dir::make_dir_at(current.as_fd(), name, mode) {
@@ -100,7 +104,9 @@ pub fn create_dirs(root: BorrowedFd<'_>, rel: &Path, mode: u32) -> io::Result<Ow
                     Err(e) => return Err(e),
                 }
             }
-            Err(e) => return Err(e),
+            // A symlink (ELOOP with O_NOFOLLOW) or not a directory: let the kernel resolve
+            // it beneath the root, which refuses an escape.
+            Err(_) => open_dir(root, &so_far)?,
         };
     }
     Ok(current)

@@ -6,10 +6,13 @@
 
 pub mod beneath;
 pub mod creds;
+pub mod cursor;
 pub mod dir;
 pub mod file;
 pub mod meta;
+pub mod reopen;
 pub mod temp;
+pub mod tree;
 pub mod xattr;
 
 use std::io;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -21,17 +21,18 @@ use crate::entry::{Entry, EntryKind, Meta, Xattrs, sort_by_name};
 use crate::plan::{self, Action};
 use crate::report::Change;
 use crate::spec::Mode;
-use crate::sys::dir;
 use crate::sys::meta::{self, MetaPolicy};
 use crate::sys::temp::{self, TempSuffix};
+use crate::sys::{dir, reopen};
 use crate::walk::{Listed, Subdirs, Visitor};
 
 /// The destination side of a directory being visited.
 pub enum DstDir {
-    /// Not opened yet: a queued visit holds only its parent. `meta` is `Some` if the
-    /// directory existed before this run, `None` if this run created it.
+    /// Not opened yet: a queued visit holds only its parent, and that weakly (see
+    /// `sys::reopen`: a comb-shaped tree must not hold a descriptor per level). `meta` is
+    /// `Some` if the directory existed before this run, `None` if this run created it.
     Child {
-        parent: Arc<OwnedFd>,
+        parent: Weak<OwnedFd>,
         meta: Option<Meta>,
     },
     /// It existed before this run: list it and diff.
@@ -60,7 +61,7 @@ impl DirState {
     /// metadata if it existed before this run.
     fn subdir(parent: Option<&Arc<OwnedFd>>, existing: Option<Meta>, src: Entry) -> DirState {
         let dst = parent.map_or(DstDir::Absent, |parent| DstDir::Child {
-            parent: parent.clone(),
+            parent: Arc::downgrade(parent),
             meta: existing,
         });
         DirState {
@@ -116,7 +117,12 @@ fn open_dst(ctx: &Ctx<'_>, rel: &Path, dst: DstDir) -> Option<DstDir> {
         return Some(dst);
     };
     let name = rel.file_name().unwrap_or_default();
-    match dir::open_dir_at(parent.as_fd(), name) {
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    let opened = match &ctx.dst_root {
+        Some(root) => reopen::open_child(root.as_fd(), &parent, parent_rel, name),
+        None => Err(io::Error::from(io::ErrorKind::NotFound)),
+    };
+    match opened {
         Ok(fd) => Some(match meta {
             Some(m) => DstDir::Existing(Arc::new(fd), m),
             None => DstDir::Created(Arc::new(fd)),

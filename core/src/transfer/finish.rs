@@ -15,6 +15,7 @@ use super::context::{Ctx, PendingDelete, lock};
 use crate::delete;
 use crate::report::Change;
 use crate::spec::Mode;
+use crate::sys::cursor::{Cursor, tree_order};
 use crate::sys::dir;
 use crate::sys::file;
 use crate::sys::meta::{self, MetaPolicy};
@@ -108,7 +109,7 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
         ));
     }
     // One directory open at a time, however many deletes there are.
-    pending.sort_by(|a, b| a.dir.cmp(&b.dir));
+    pending.sort_by(|a, b| tree_order(&a.dir, &b.dir));
     let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
     if let Some(limit) = ctx.spec.limits.max_delete {
         let mut total = ctx.deletes_reserved();
@@ -135,43 +136,60 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
     None
 }
 
-/// Calls `f` for each pending delete (sorted by directory) with its directory open.
+/// Calls `f` for each pending delete (sorted by directory) with its directory open. One
+/// cursor goes from directory to directory in path order, so each step is short.
 fn for_each_in_dir(
     ctx: &Ctx<'_>,
     dst_root: BorrowedFd<'_>,
     pending: &[PendingDelete],
     mut f: impl FnMut(BorrowedFd<'_>, &PendingDelete),
 ) {
+    let mut cursor = Cursor::new(dst_root);
     for group in pending.chunk_by(|a, b| a.dir == b.dir) {
         let dir_rel = &group[0].dir;
-        match dir::open_beneath(dst_root, dir_rel) {
-            Ok(fd) => group.iter().for_each(|d| f(fd.as_fd(), d)),
+        match cursor.go(dir_rel) {
+            Ok(()) => group.iter().for_each(|d| f(cursor.fd(), d)),
             Err(e) => ctx.fail(dir_rel, "".as_ref(), "open directory for deletes", &e),
         }
     }
 }
 
-/// Sets directory metadata, deepest first, now that nothing inside will change.
+/// Sets directory metadata, each directory after everything below it, now that nothing
+/// inside will change.
+///
+/// Reverse path order does both jobs: every directory comes after its subtree, and the
+/// next one is always near, so a cursor reaches it in a step or two where opening it
+/// from the root would cost its depth. The cursor stops at the parent and the directory
+/// itself is opened from there: once its final mode is set it may no longer be
+/// searchable, and the cursor must still be able to climb out.
 pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
     let mut dirs = std::mem::take(&mut *lock(&ctx.dirs));
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
+    dirs.sort_by(|a, b| tree_order(&b.rel, &a.rel));
+    let mut dst = Cursor::new(dst_root);
+    let mut src = ctx.src_root().ok().map(Cursor::new);
+    let policy = MetaPolicy {
+        owner: ctx.owner,
+        mode: true,
+    };
     for d in dirs {
-        let result = dir::open_beneath(dst_root, &d.rel).and_then(|fd| {
-            let policy = MetaPolicy {
-                owner: ctx.owner,
-                mode: true,
-            };
-            meta::set_owner_mode(fd.as_fd(), &d.meta, policy)?;
+        let result = open_in_parent(&mut dst, &d.rel).and_then(|fd| {
+            let fd = fd.as_ref().map_or(dst_root, |fd| fd.as_fd());
+            meta::set_owner_mode(fd, &d.meta, policy)?;
             if ctx.spec.preserve.xattrs {
-                match &d.xattrs {
-                    Some(wanted) => xattr::sync_to(wanted, fd.as_fd(), ctx.xattr_scope())?,
-                    None => {
-                        let src = dir::open_beneath(ctx.src_root()?, &d.rel)?;
-                        xattr::sync(src.as_fd(), fd.as_fd(), ctx.xattr_scope())?
+                match (&d.xattrs, &mut src) {
+                    (Some(wanted), _) => xattr::sync_to(wanted, fd, ctx.xattr_scope())?,
+                    (None, Some(src)) => {
+                        src.go(&d.rel)?;
+                        xattr::sync(src.fd(), fd, ctx.xattr_scope())?
+                    }
+                    // No local source and no attributes sent: `src_root` says why.
+                    (None, None) => {
+                        ctx.src_root()?;
+                        false
                     }
                 };
             }
-            meta::set_mtime(fd.as_fd(), &d.meta)
+            meta::set_mtime(fd, &d.meta)
         });
         if let Err(e) = result {
             let (parent, name) = split(&d.rel);
@@ -180,21 +198,35 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
     }
 }
 
-/// A move removes the source directories it emptied, deepest first. Directories that still
-/// hold something (excluded or failed entries) stay, silently; after any failure, all of
-/// them stay (a directory the run could not read completely must not go).
+/// Moves `cursor` to the parent of `rel` and opens `rel` from there; `None` for the root
+/// itself (the caller has it).
+fn open_in_parent(cursor: &mut Cursor<BorrowedFd<'_>>, rel: &Path) -> io::Result<Option<OwnedFd>> {
+    if rel.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let (parent, name) = split(rel);
+    cursor.go(parent)?;
+    dir::open_dir_at(cursor.fd(), name).map(Some)
+}
+
+/// A move removes the source directories it emptied, each after everything below it
+/// (reverse path order, one cursor: see `directories`). Directories that still hold
+/// something (excluded or failed entries) stay, silently; after any failure, all of them
+/// stay (a directory the run could not read completely must not go).
 pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
     if ctx.has_failures() {
         return;
     }
     let mut dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&ctx.src_dirs));
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
-        let (parent, name) = split(rel);
-        let _ = ctx
-            .src_root()
-            .and_then(|root| dir::open_beneath(root, parent))
-            .and_then(|fd| dir::rmdir_at(fd.as_fd(), name));
+    dirs.sort_by(|a, b| tree_order(b, a));
+    if let Ok(root) = ctx.src_root() {
+        let mut cursor = Cursor::new(root);
+        for rel in dirs.iter().filter(|r| !r.as_os_str().is_empty()) {
+            let (parent, name) = split(rel);
+            let _ = cursor
+                .go(parent)
+                .and_then(|()| dir::rmdir_at(cursor.fd(), name));
+        }
     }
     if whole_dir && !ctx.has_failures() {
         let _ = std::fs::remove_dir(src_root_path);

@@ -3,6 +3,7 @@
 //! attributes and hard-link structure — without following symlinks.
 
 pub mod agent;
+pub mod chain;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
