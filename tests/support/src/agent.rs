@@ -156,8 +156,8 @@ pub struct Usage {
 impl Usage {
     /// Reads `/proc/PID/status` and counts `/proc/PID/fd`.
     pub fn of(pid: u32) -> Usage {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .expect("the process is running");
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is running");
         let field = |key: &str| -> u64 {
             status
                 .lines()
