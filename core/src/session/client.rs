@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::data::{self, DataPlane};
 use super::destination::{self, DestinationJob};
+use super::lifetime::Lifetime;
 use super::shape::{self, Shape};
 use super::source::{self, SourceJob};
 use super::{Link, SessionError, frame};
@@ -313,6 +314,7 @@ pub async fn push(
             .bandwidth
             .map(|rate| Arc::new(super::throttle::Throttle::new(rate))),
         removal,
+        lifetime: Lifetime::default(),
     };
     source::run(job, link, plane, stats).await
 }
@@ -371,6 +373,7 @@ pub async fn pull_into(
         root,
         rename,
         filter: based_filter(&spec.filter, &shape),
+        lifetime: Lifetime::default(),
     };
     destination::run(job, link, plane, stats, observer).await
 }

@@ -24,6 +24,8 @@ pub mod client;
 pub mod data;
 pub mod destination;
 mod fetcher;
+pub mod lifetime;
+mod planner;
 pub mod shape;
 pub mod source;
 pub mod throttle;
@@ -61,6 +63,9 @@ pub enum SessionError {
     Transfer(#[from] crate::error::Error),
     #[error("cancelled")]
     Cancelled,
+    /// The peer made the session hold more than its limits allow.
+    #[error("{0}")]
+    Limit(String),
     #[error("cannot connect to {0}")]
     Connect(String),
     #[error("{}", rpc_message(.0))]
