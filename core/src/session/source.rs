@@ -277,6 +277,7 @@ fn walk_and_send(
         dirs: AtomicU64::new(0),
         visited,
         cancel,
+        sending: Mutex::new(()),
     };
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(job.workers.max(1))
@@ -314,6 +315,9 @@ struct Manifest {
     visited: Option<Arc<Mutex<Vec<PathBuf>>>>,
     /// The rest of the walk is skipped once the session is over.
     cancel: Cancel,
+    /// Held while one directory's batches are sent: the parts of a large directory must
+    /// arrive together, not mixed with the batches other workers send meanwhile.
+    sending: Mutex<()>,
 }
 
 impl Visitor for Manifest {
@@ -347,6 +351,7 @@ impl Visitor for Manifest {
         }
         let parts = entries.len().div_ceil(BATCH_ENTRIES).max(1);
         let mut entries = entries.into_iter();
+        let sending = lock(&self.sending);
         for part in 0..parts {
             let own = (part == 0 && dir.rel.as_os_str().is_empty())
                 .then(|| dir::stat_at_self(dir.fd.as_fd()).ok())
@@ -373,6 +378,7 @@ impl Visitor for Manifest {
                 return;
             }
         }
+        drop(sending);
         // Subdirectories are walked after their parent's batch is on its way, so the
         // destination always sees a parent before its children.
         for e in dir.entries.iter().filter(|e| e.is_dir()) {
@@ -597,10 +603,12 @@ impl Sender<'_> {
             let mut offset = start;
             while offset < start + len {
                 let n = record.min(start + len - offset);
-                if let Some(t) = self.throttle
-                    && !t.take(n, self.cancel)
-                {
-                    return Err(io::Error::other("the session was cancelled"));
+                if let Some(t) = self.throttle {
+                    // What is buffered goes out before a wait, not after it.
+                    self.sink.flush()?;
+                    if !t.take(n, self.cancel) {
+                        return Err(io::Error::other("the session was cancelled"));
+                    }
                 }
                 let header = Header::data(id, offset, n as u32, total);
                 if !self.sink.send_range(fd, header)? {
