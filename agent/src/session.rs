@@ -224,7 +224,7 @@ async fn supervise(
         Ok(outcome) => outcome,
         Err(_) => {
             tracing::warn!("a cancelled session did not stop within {STOP_GRACE:?}");
-            Err(SessionError::Aborted(reason))
+            Err(SessionError::Ended(reason))
         }
     }
 }

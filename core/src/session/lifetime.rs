@@ -114,7 +114,7 @@ impl Cancel {
     /// `Err` (the session's end, as an error) once cancelled.
     pub fn check(&self) -> Result<(), SessionError> {
         match self.reason() {
-            Some(reason) => Err(SessionError::Aborted(reason)),
+            Some(reason) => Err(SessionError::Ended(reason)),
             None => Ok(()),
         }
     }
@@ -361,7 +361,7 @@ mod tests {
         rt.block_on(async {
             cancel.cancelled().await;
             let pending = cancel.until(std::future::pending::<()>()).await;
-            assert!(matches!(pending, Err(SessionError::Aborted(_))));
+            assert!(matches!(pending, Err(SessionError::Ended(_))));
         });
     }
 }

@@ -66,6 +66,10 @@ pub enum SessionError {
     /// The peer made the session hold more than its limits allow.
     #[error("{0}")]
     Limit(String),
+    /// The session was ended from outside its role code (idle, shut down, its peer gone,
+    /// or an error elsewhere in it); the reason is a whole sentence.
+    #[error("{0}")]
+    Ended(String),
     #[error("cannot connect to {0}")]
     Connect(String),
     #[error("{}", rpc_message(.0))]
