@@ -5,6 +5,7 @@
 
 mod admin;
 mod jobs;
+mod lifetime;
 mod netns;
 mod routes;
 mod security;
