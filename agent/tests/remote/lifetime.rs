@@ -175,6 +175,24 @@ fn batches_whose_parent_never_comes_are_refused_and_nothing_stays_behind() {
         sender.abort();
         assert!(message.contains("did not list"), "{message}");
 
+        // The same while a directory's visit waits for file data that never comes (more
+        // files asked for than may be in flight): the refusal must not wait for it.
+        let mut peer = Peer::open(&agent, push_open("waiting")).await.unwrap();
+        peer.send(data_ready()).await;
+        for part in 0..5 {
+            let files = (part * 2000..(part + 1) * 2000).map(|i| file(&format!("f{i}")));
+            peer.send(batch("", files.collect(), part < 4)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = Instant::now();
+        peer.send(batch("never/listed", vec![file("f")], false)).await;
+        let message = peer.abort_message(Duration::from_secs(30)).await;
+        assert!(message.contains("did not list"), "{message}");
+        let took = refused.elapsed();
+        eprintln!("row 9: refused {took:?} after the orphan, a visit waiting for data");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        drop(peer);
+
         // Then what a client cancels: each time a session holding a large directory in
         // parts is given up (an Abort, then the connection dropped); each must end, and
         // what it held must not add up across sessions.

@@ -131,43 +131,58 @@ impl<'c> Planner<'c> {
             failures_held: self.budget.take(0, "failures reported by the source")?,
         };
         pool.in_place_scope(|scope| {
-            loop {
-                match inbound.blocking_recv() {
-                    Some(Inbound::Dir {
-                        rel,
-                        entries,
-                        partial,
-                        root,
-                    }) => {
-                        if let Some(root) = root {
-                            self.root_entry(root);
-                        }
-                        let Some((rel, entries, held)) =
-                            self.take_in(&mut intake, rel, entries, partial)?
-                        else {
-                            continue;
-                        };
-                        self.hold()?;
-                        self.arrive(scope, rel, entries, held);
-                    }
-                    Some(Inbound::SourceFailure(f)) => {
-                        intake.failures_held.grow(
-                            (f.path.len() + f.operation.len() + f.message.len()) as u64
-                                + std::mem::size_of::<crate::report::Failure>() as u64,
-                        )?;
-                        let path = PathBuf::from(OsString::from_vec(f.path));
-                        self.ctx.record_failure(path, f.operation.into(), f.message);
-                    }
-                    Some(Inbound::Done) if intake.parts.is_some() => {
-                        return Err(SessionError::Protocol(
-                            "the manifest ended in the middle of a directory".into(),
-                        ));
-                    }
-                    Some(Inbound::Done) => return Ok(()),
-                    None => return Err(self.cancel.or(SessionError::Closed)),
-                }
+            let taken = self.take_all(scope, inbound, &mut intake);
+            if let Err(e) = &taken {
+                // Before the scope waits for the visits under way: one may be waiting
+                // for data or room that only the session's end will release.
+                self.cancel.cancel(e.to_string());
             }
+            taken
         })
+    }
+
+    /// The manifest, batch by batch, until its end.
+    fn take_all(
+        &'c self,
+        scope: &rayon::Scope<'c>,
+        inbound: &mut mpsc::Receiver<Inbound>,
+        intake: &mut Intake,
+    ) -> Result<(), SessionError> {
+        loop {
+            match inbound.blocking_recv() {
+                Some(Inbound::Dir {
+                    rel,
+                    entries,
+                    partial,
+                    root,
+                }) => {
+                    if let Some(root) = root {
+                        self.root_entry(root);
+                    }
+                    let Some((rel, entries, held)) = self.take_in(intake, rel, entries, partial)?
+                    else {
+                        continue;
+                    };
+                    self.hold()?;
+                    self.arrive(scope, rel, entries, held);
+                }
+                Some(Inbound::SourceFailure(f)) => {
+                    intake.failures_held.grow(
+                        (f.path.len() + f.operation.len() + f.message.len()) as u64
+                            + std::mem::size_of::<crate::report::Failure>() as u64,
+                    )?;
+                    let path = PathBuf::from(OsString::from_vec(f.path));
+                    self.ctx.record_failure(path, f.operation.into(), f.message);
+                }
+                Some(Inbound::Done) if intake.parts.is_some() => {
+                    return Err(SessionError::Protocol(
+                        "the manifest ended in the middle of a directory".into(),
+                    ));
+                }
+                Some(Inbound::Done) => return Ok(()),
+                None => return Err(self.cancel.or(SessionError::Closed)),
+            }
+        }
     }
 
     /// Checks one arriving batch (or part) against what may come, charges it to the
