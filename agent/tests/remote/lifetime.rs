@@ -185,7 +185,8 @@ fn batches_whose_parent_never_comes_are_refused_and_nothing_stays_behind() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let refused = Instant::now();
-        peer.send(batch("never/listed", vec![file("f")], false)).await;
+        peer.send(batch("never/listed", vec![file("f")], false))
+            .await;
         let message = peer.abort_message(Duration::from_secs(30)).await;
         assert!(message.contains("did not list"), "{message}");
         let took = refused.elapsed();
@@ -578,6 +579,9 @@ struct Peer {
     tx: mpsc::Sender<pb::Frame>,
     rx: tonic::Streaming<pb::Frame>,
     accept: pb::Accept,
+    /// Kept for as long as the session: a dropped channel may close the connection
+    /// while a large frame is still on its way.
+    _channel: tonic::transport::Channel,
 }
 
 impl Peer {
@@ -609,7 +613,12 @@ impl Peer {
         let Some(Kind::Accept(accept)) = first.kind else {
             panic!("expected Accept, got {first:?}");
         };
-        Ok(Peer { tx, rx, accept })
+        Ok(Peer {
+            tx,
+            rx,
+            accept,
+            _channel: conn.channel,
+        })
     }
 
     async fn send(&self, kind: Kind) -> bool {

@@ -82,14 +82,7 @@ pub async fn run(
         tokio::pin!(dispatch);
         let mut planner = planner;
         tokio::select! {
-            d = &mut dispatch => {
-                // The dispatcher failing means the session is over: stop the planner's
-                // threads rather than wait for them to notice.
-                if let Err(e) = &d {
-                    cancel.cancel(e.to_string());
-                }
-                (d, planner.await)
-            }
+            d = &mut dispatch => (d, planner.await),
             p = &mut planner => (Ok(()), p),
         }
     };
@@ -130,8 +123,26 @@ pub async fn run(
 }
 
 /// Forwards the source's frames: manifest to the planner, `Data` bytes to the reader.
-/// Ends when the manifest is complete and the data is in (or on error).
+/// Ends when the manifest is complete and the data is in (or on error, which ends the
+/// session: it is cancelled with that error before the planner sees its channel close,
+/// so the session ends with the cause, not with "closed").
 async fn dispatch(
+    rx: &mut mpsc::Receiver<pb::Frame>,
+    planner: mpsc::Sender<Inbound>,
+    data: Option<mpsc::Sender<Vec<u8>>>,
+    cancel: &Cancel,
+) -> Result<(), SessionError> {
+    let open = planner.clone();
+    let dispatched = forward(rx, planner, data, cancel).await;
+    if let Err(e) = &dispatched {
+        cancel.cancel(e.to_string());
+    }
+    drop(open);
+    dispatched
+}
+
+/// See [`dispatch`].
+async fn forward(
     rx: &mut mpsc::Receiver<pb::Frame>,
     planner: mpsc::Sender<Inbound>,
     mut data: Option<mpsc::Sender<Vec<u8>>>,
