@@ -12,7 +12,9 @@
 //! ```
 //!
 //! The destination's half that talks to the data plane (needs out, records in, files
-//! staged and published) is `fetcher`.
+//! staged and published) is `fetcher`; the half that takes the manifest in and runs the
+//! visits is `planner`. Each session has a `lifetime`: a cancellation that reaches every
+//! wait of both roles, and a budget of memory the peer can make it hold.
 //!
 //! Nothing here is named push or pull: whichever end is the source runs `source::run`,
 //! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way
