@@ -14,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::data::{self, DataPlane};
 use super::destination::{self, DestinationJob};
-use super::lifetime::Lifetime;
+use super::lifetime::{CLIENT_SESSION_MEMORY, Lifetime};
 use super::shape::{self, Shape};
 use super::source::{self, SourceJob};
 use super::{Link, SessionError, frame};
@@ -314,7 +314,7 @@ pub async fn push(
             .bandwidth
             .map(|rate| Arc::new(super::throttle::Throttle::new(rate))),
         removal,
-        lifetime: Lifetime::default(),
+        lifetime: Lifetime::new(CLIENT_SESSION_MEMORY),
     };
     source::run(job, link, plane, stats).await
 }
@@ -373,7 +373,7 @@ pub async fn pull_into(
         root,
         rename,
         filter: based_filter(&spec.filter, &shape),
-        lifetime: Lifetime::default(),
+        lifetime: Lifetime::new(CLIENT_SESSION_MEMORY),
     };
     destination::run(job, link, plane, stats, observer).await
 }

@@ -29,6 +29,11 @@ use crate::transfer::context::lock;
 /// that, and eight sessions at once (the agent's default slots) stay within 2 GiB.
 pub const DEFAULT_SESSION_MEMORY: u64 = 256 << 20;
 
+/// Bytes a client's session may hold for the agent it talks to. A client chose that agent
+/// and runs for one user, so the bound is only against a runaway peer: high enough for a
+/// directory of about fifteen million entries arriving in parts.
+pub const CLIENT_SESSION_MEMORY: u64 = 4 << 30;
+
 /// A session's cancellation token and memory budget, shared by its owner and its roles.
 #[derive(Clone)]
 pub struct Lifetime {
@@ -43,12 +48,6 @@ impl Lifetime {
             cancel: Cancel::new(),
             budget: Budget::new(memory),
         }
-    }
-}
-
-impl Default for Lifetime {
-    fn default() -> Lifetime {
-        Lifetime::new(DEFAULT_SESSION_MEMORY)
     }
 }
 
