@@ -15,8 +15,11 @@
 //! ca = "/etc/blitd/agents-ca.crt"          # trust for agents this one pulls from
 //!
 //! [limits]
-//! concurrent_transfers = 8
+//! concurrent_transfers = 8    # sessions served at once (0: no limit)
 //! bandwidth = "200M"          # bytes per second per agent, with K/M/G suffixes
+//! idle_timeout = 300          # seconds a session may make no progress
+//! queue_timeout = 60          # seconds a session may wait for a free slot
+//! session_memory = "256M"     # memory one session may hold for its peer
 //!
 //! [jobs]                      # agent-to-agent transfers this agent runs for callers
 //! sources = ["10.0.0.7:9031", "10.1.0.0/16:9031"]  # the only agents it pulls from
@@ -34,6 +37,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use blit_core::spec::Privileges;
@@ -156,15 +160,97 @@ impl ModuleConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// What the agent lets sessions use: how many at once, how fast, how long idle, how
+/// much memory. Every limit has a default, so an agent on the network is bounded even
+/// with no `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Sessions served at once; more wait (0: no limit).
-    #[serde(default)]
+    /// Sessions served at once; more wait for a slot (0: no limit).
+    #[serde(default = "default_concurrent_transfers")]
     pub concurrent_transfers: u32,
     /// Bytes per second this agent sends, e.g. "100M" (absent: unlimited).
     #[serde(default)]
     pub bandwidth: Option<String>,
+    /// Seconds a session may go without progress (no frame, no data byte) before it is
+    /// ended and its slot freed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
+    /// Seconds a session waits for a free slot before it is refused as busy.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: u64,
+    /// Bytes of memory one session may hold for its peer (directory batches, queued
+    /// needs, reported failures), e.g. "256M"; past it the session ends with an error.
+    #[serde(
+        default = "default_session_memory",
+        deserialize_with = "bytes_with_suffix"
+    )]
+    pub session_memory: u64,
+}
+
+/// Sessions served at once by default. Each may hold up to its memory budget
+/// (`session_memory`, 256 MiB) and a thread per data stream (up to 16) plus its workers,
+/// so eight keep a busy agent within about 2 GiB and a few hundred threads, while a node
+/// serving an operator's transfers and a few users at once rarely makes one wait.
+pub const DEFAULT_CONCURRENT_TRANSFERS: u32 = 8;
+
+/// Seconds without progress after which a session ends. Long enough for the slowest
+/// legitimate silence (a peer hashing a file of a few hundred GB for `--checksum` before
+/// its next batch, or planning a huge directory), short enough that a slot held by an
+/// abandoned or hostile client is back within minutes.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+
+/// Seconds a session waits for a slot. A burst of sessions is absorbed as slots free up,
+/// and a client is told the agent is busy within a minute rather than left waiting,
+/// silent, for as long as the running sessions take.
+pub const DEFAULT_QUEUE_TIMEOUT: u64 = 60;
+
+fn default_concurrent_transfers() -> u32 {
+    DEFAULT_CONCURRENT_TRANSFERS
+}
+
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT
+}
+
+fn default_queue_timeout() -> u64 {
+    DEFAULT_QUEUE_TIMEOUT
+}
+
+fn default_session_memory() -> u64 {
+    blit_core::session::lifetime::DEFAULT_SESSION_MEMORY
+}
+
+/// A byte count: a number, or a string with a K/M/G suffix ("256M").
+fn bytes_with_suffix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Number(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Number(n) => Ok(n),
+        Size::Text(s) => {
+            blit_core::session::throttle::parse_rate(&s).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        toml::from_str("").expect("the empty [limits] is valid")
+    }
+}
+
+impl Limits {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_secs(self.queue_timeout)
+    }
 }
 
 /// `[jobs]`: transfers this agent runs on a caller's behalf, pulling from another agent.
@@ -336,6 +422,12 @@ impl Config {
         }
         self.bandwidth()?;
         self.jobs.validate()?;
+        if self.limits.idle_timeout == 0 {
+            bail!("[limits] idle_timeout must be at least 1 second");
+        }
+        if self.limits.session_memory < 1 << 20 {
+            bail!("[limits] session_memory must be at least 1M");
+        }
         Ok(())
     }
 
@@ -515,5 +607,39 @@ mod tests {
             let c: Config = toml::from_str(bad).unwrap();
             assert!(c.validate().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn limits_are_bounded_by_default_and_configurable() {
+        let d = Config::default().limits;
+        assert_eq!(d.concurrent_transfers, DEFAULT_CONCURRENT_TRANSFERS);
+        assert!(
+            d.concurrent_transfers > 0,
+            "sessions are limited by default"
+        );
+        assert_eq!(d.idle_timeout(), Duration::from_secs(DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(
+            d.queue_timeout(),
+            Duration::from_secs(DEFAULT_QUEUE_TIMEOUT)
+        );
+        assert_eq!(d.session_memory, 256 << 20);
+        let c: Config = toml::from_str(
+            "[limits]\nconcurrent_transfers = 0\nidle_timeout = 5\nqueue_timeout = 0\n\
+             session_memory = \"16M\"",
+        )
+        .unwrap();
+        assert_eq!(c.limits.concurrent_transfers, 0, "0 still means no limit");
+        assert_eq!((c.limits.idle_timeout, c.limits.queue_timeout), (5, 0));
+        assert_eq!(c.limits.session_memory, 16 << 20);
+        let n: Config = toml::from_str("[limits]\nsession_memory = 1048576").unwrap();
+        assert_eq!(n.limits.session_memory, 1 << 20);
+        assert!(toml::from_str::<Config>("[limits]\nsession_memory = \"lots\"").is_err());
+        let idle: Config = toml::from_str("[limits]\nidle_timeout = 0").unwrap();
+        assert!(
+            idle.validate().is_err(),
+            "sessions always have an idle timeout"
+        );
+        let tiny: Config = toml::from_str("[limits]\nsession_memory = \"1K\"").unwrap();
+        assert!(tiny.validate().is_err());
     }
 }

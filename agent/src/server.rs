@@ -85,6 +85,7 @@ pub async fn run(
         slots,
         shutdown: stop.clone(),
         metrics: metrics.clone(),
+        limits: config.limits.clone(),
     };
     let admin = AdminService { modules };
     let (health_reporter, health) = tonic_health::server::health_reporter();

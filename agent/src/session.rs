@@ -2,13 +2,21 @@
 //! path, rights, options), grants the data plane, and runs the same role code the client
 //! runs (`blit_core::session::{source, destination}`), in whichever role it is asked to
 //! play.
+//!
+//! Every session is bounded (see `[limits]`): it waits at most `queue_timeout` for one of
+//! the agent's slots and is refused as busy after that, it ends after `idle_timeout`
+//! without progress, and it holds at most `session_memory` for its peer. However it ends
+//! — finished, failed, idle, its client gone, the agent shutting down — its role code is
+//! cancelled, so no thread stays behind waiting for it and its slot is free at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use blit_core::session::client::XATTRS_SINCE;
 use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
 use blit_core::session::destination::{self, DestinationJob};
+use blit_core::session::lifetime::{Cancel, Lifetime};
 use blit_core::session::shape::{self, Shape};
 use blit_core::session::source::{self, SourceJob};
 use blit_core::session::throttle::Throttle;
@@ -17,17 +25,23 @@ use blit_core::spec::{Endpoint, Mode};
 use blit_core::sys::beneath;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Stats};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::config::Limits;
 use crate::dataplane::{DataPlane, Grant};
 use crate::metrics::{Metrics, Role};
 use crate::modules::{Modules, io_status};
 
-/// How long a client has to connect its data streams.
+/// How long a client has to say `DataReady` and connect all its data streams.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a cancelled session's role code has to stop before the session is given up
+/// (every wait in it sees the cancellation within a fraction of a second; this only
+/// guards against one that does not).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct SessionService {
     pub modules: Arc<Modules>,
@@ -37,6 +51,8 @@ pub struct SessionService {
     pub slots: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
+    /// How long sessions may wait and idle, and what they may hold.
+    pub limits: Limits,
 }
 
 /// A checked `Open`: what this end does.
@@ -54,9 +70,12 @@ impl pb::session_server::Session for SessionService {
         request: Request<Streaming<pb::Frame>>,
     ) -> Result<Response<Self::TransferStream>, Status> {
         let mut inbound = request.into_inner();
-        let first = inbound
-            .message()
-            .await?
+        let idle = self.limits.idle_timeout();
+        let first = tokio::time::timeout(idle, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!("no Open within {} s", idle.as_secs()))
+            })??
             .ok_or_else(|| Status::invalid_argument("the session ended before its Open"))?;
         let Some(pb::frame::Kind::Open(open)) = first.kind else {
             return Err(Status::invalid_argument("a session starts with Open"));
@@ -69,7 +88,9 @@ impl pb::session_server::Session for SessionService {
                 pb::PROTOCOL_MAJOR
             )));
         }
-        let prepared = prepare(&self.modules, &open, self.throttle.as_ref())?;
+        let lifetime = Lifetime::new(self.limits.session_memory);
+        let prepared = prepare(&self.modules, &open, self.throttle.as_ref(), &lifetime)?;
+        let slot = self.slot().await?;
         let grant = if open.force_grpc {
             None
         } else {
@@ -96,11 +117,18 @@ impl pb::session_server::Session for SessionService {
             data_tls: false,
         };
 
+        let activity = Arc::new(AtomicU64::new(0));
+        let cancel = lifetime.cancel.clone();
         let (out_tx, out_rx) = mpsc::channel::<pb::Frame>(blit_core::session::LINK_DEPTH);
         let (resp_tx, resp_rx) = mpsc::channel(blit_core::session::LINK_DEPTH);
-        tokio::spawn(forward_out(out_rx, resp_tx));
+        tokio::spawn(forward_out(
+            out_rx,
+            resp_tx,
+            activity.clone(),
+            cancel.clone(),
+        ));
         let (in_tx, in_rx) = mpsc::channel(blit_core::session::LINK_DEPTH);
-        tokio::spawn(forward_in(inbound, in_tx));
+        tokio::spawn(forward_in(inbound, in_tx, activity.clone(), cancel.clone()));
         out_tx
             .send(frame(pb::frame::Kind::Accept(accept)))
             .await
@@ -113,21 +141,25 @@ impl pb::session_server::Session for SessionService {
             Prepared::Source { .. } => Role::Source,
             Prepared::Destination { .. } => Role::Destination,
         };
-        let (slots, mut shutdown, metrics) = (
-            self.slots.clone(),
-            self.shutdown.clone(),
-            self.metrics.clone(),
-        );
+        let (shutdown, metrics) = (self.shutdown.clone(), self.metrics.clone());
         tokio::spawn(async move {
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return;
-            };
+            let _slot = slot;
             let _active = metrics.session_started();
             let tx = link.tx.clone();
-            let outcome = tokio::select! {
-                r = serve(prepared, link, grant, &metrics) => r,
-                _ = shutdown.wait_for(|stop| *stop) => Err(SessionError::Aborted("the agent is shutting down".into())),
+            let stats = Arc::new(Stats::default());
+            let progress = {
+                let stats = stats.clone();
+                move || {
+                    let s = stats.snapshot();
+                    activity.load(Ordering::Relaxed)
+                        + s.entries_seen
+                        + s.files_planned
+                        + s.files_done
+                        + s.bytes_done
+                }
             };
+            let session = serve(prepared, link, grant, &metrics, stats);
+            let outcome = supervise(session, &cancel, idle, progress, shutdown).await;
             match outcome {
                 Ok(report) => {
                     metrics.session_finished(role, &report);
@@ -149,28 +181,134 @@ impl pb::session_server::Session for SessionService {
     }
 }
 
-/// Frames to the client.
-async fn forward_out(
-    mut rx: mpsc::Receiver<pb::Frame>,
-    tx: mpsc::Sender<Result<pb::Frame, Status>>,
-) {
-    while let Some(f) = rx.recv().await {
-        if tx.send(Ok(f)).await.is_err() {
-            break;
+impl SessionService {
+    /// One of the agent's slots, waited for at most `queue_timeout`.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, Status> {
+        let wait = self.limits.queue_timeout();
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            permit = tokio::time::timeout(wait, self.slots.clone().acquire_owned()) => match permit {
+                Ok(Ok(permit)) => Ok(permit),
+                Ok(Err(_)) => Err(Status::unavailable("the agent is shutting down")),
+                Err(_) => Err(Status::resource_exhausted(format!(
+                    "the agent is busy: all {} transfer slots stayed in use for {} s \
+                     ([limits] concurrent_transfers); try again later",
+                    self.limits.concurrent_transfers,
+                    wait.as_secs()
+                ))),
+            },
+            _ = shutdown.wait_for(|stop| *stop) => Err(Status::unavailable("the agent is shutting down")),
         }
     }
 }
 
-/// Frames from the client; a transport error becomes an Abort for the role code.
-async fn forward_in(mut inbound: Streaming<pb::Frame>, tx: mpsc::Sender<pb::Frame>) {
-    while let Some(item) = inbound.next().await {
+/// Runs a session to its end, or ends it: after `idle` without progress (`progress`
+/// unchanged), when the agent shuts down, or when its client goes away. An ended session
+/// is cancelled and given [`STOP_GRACE`] to stop.
+async fn supervise(
+    session: impl Future<Output = Result<blit_core::Report, SessionError>>,
+    cancel: &Cancel,
+    idle: Duration,
+    progress: impl Fn() -> u64,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<blit_core::Report, SessionError> {
+    tokio::pin!(session);
+    let reason = tokio::select! {
+        outcome = &mut session => return outcome,
+        reason = stalled(idle, progress) => reason,
+        _ = shutdown.wait_for(|stop| *stop) => "the agent is shutting down".to_owned(),
+        () = cancel.cancelled() => cancel.reason().unwrap_or_default(),
+    };
+    cancel.cancel(reason.clone());
+    match tokio::time::timeout(STOP_GRACE, session).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::warn!("a cancelled session did not stop within {STOP_GRACE:?}");
+            Err(SessionError::Ended(reason))
+        }
+    }
+}
+
+/// Resolves (with the reason) once `progress` has not changed for `idle`.
+async fn stalled(idle: Duration, progress: impl Fn() -> u64) -> String {
+    let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let (mut seen, mut since) = (progress(), Instant::now());
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = progress();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if since.elapsed() >= idle {
+            return format!(
+                "the session made no progress for {} s and was ended ([limits] idle_timeout)",
+                idle.as_secs()
+            );
+        }
+    }
+}
+
+/// Whether a frame is more than a progress report (which is no progress by itself: a
+/// client sending only those is idle).
+fn advances(f: &pb::Frame) -> bool {
+    !matches!(f.kind, Some(pb::frame::Kind::Progress(_)))
+}
+
+/// Frames to the client, each delivered one counted as progress. A client that went
+/// away cancels the session. Once the session is cancelled nothing more is sent but the
+/// reason (if the client has room for it: one that stopped reading is not waited for),
+/// and the role code's sends fail from then on instead of blocking.
+async fn forward_out(
+    mut rx: mpsc::Receiver<pb::Frame>,
+    tx: mpsc::Sender<Result<pb::Frame, Status>>,
+    activity: Arc<AtomicU64>,
+    cancel: Cancel,
+) {
+    loop {
+        let step = cancel
+            .until(async {
+                let f = rx.recv().await?;
+                let advances = advances(&f);
+                Some(tx.send(Ok(f)).await.map(|()| advances))
+            })
+            .await;
+        match step {
+            Ok(Some(Ok(advances))) => {
+                activity.fetch_add(u64::from(advances), Ordering::Relaxed);
+            }
+            // The role code is done with the stream.
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                cancel.cancel("the client went away");
+                break;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let _ = tx.try_send(Ok(frame(pb::frame::Kind::Abort(pb::Abort { message }))));
+                break;
+            }
+        }
+    }
+}
+
+/// Frames from the client, each counted as progress (but `Progress` frames); a transport
+/// error (the client gone) cancels the session and becomes an Abort for the role code.
+async fn forward_in(
+    mut inbound: Streaming<pb::Frame>,
+    tx: mpsc::Sender<pb::Frame>,
+    activity: Arc<AtomicU64>,
+    cancel: Cancel,
+) {
+    while let Ok(Some(item)) = cancel.until(inbound.next()).await {
         let f = match item {
             Ok(f) => f,
-            Err(status) => frame(pb::frame::Kind::Abort(pb::Abort {
-                message: format!("the client's stream failed: {}", status.message()),
-            })),
+            Err(status) => {
+                let message = format!("the client's stream failed: {}", status.message());
+                cancel.cancel(message.clone());
+                frame(pb::frame::Kind::Abort(pb::Abort { message }))
+            }
         };
-        if tx.send(f).await.is_err() {
+        activity.fetch_add(u64::from(advances(&f)), Ordering::Relaxed);
+        if !matches!(cancel.until(tx.send(f)).await, Ok(Ok(()))) {
             break;
         }
     }
@@ -182,8 +320,10 @@ async fn serve(
     mut link: Link,
     grant: Option<Grant>,
     metrics: &Metrics,
+    stats: Arc<Stats>,
 ) -> Result<blit_core::Report, SessionError> {
-    let ready = tokio::time::timeout(CONNECT_TIMEOUT, link.rx.recv())
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let ready = tokio::time::timeout_at(deadline, link.rx.recv())
         .await
         .map_err(|_| SessionError::Protocol("no DataReady from the client".into()))?
         .ok_or(SessionError::Closed)?;
@@ -197,7 +337,7 @@ async fn serve(
         (n, Some(mut grant)) => {
             let mut conns = Vec::new();
             for _ in 0..n.min(MAX_STREAMS) {
-                match tokio::time::timeout(CONNECT_TIMEOUT, grant.connections.recv()).await {
+                match tokio::time::timeout_at(deadline, grant.connections.recv()).await {
                     Ok(Some(c)) => conns.push(c),
                     _ => {
                         return Err(SessionError::Protocol(
@@ -209,7 +349,6 @@ async fn serve(
             Plane::Tcp(conns)
         }
     };
-    let stats = Arc::new(Stats::default());
     let streams = match &plane {
         Plane::Tcp(s) => s.len() as i64,
         Plane::Grpc => 0,
@@ -253,6 +392,7 @@ fn prepare(
     modules: &Modules,
     open: &pb::Open,
     throttle: Option<&Arc<Throttle>>,
+    lifetime: &Lifetime,
 ) -> Result<Prepared, Status> {
     let resolved = modules.resolve(open.location.as_ref())?;
     let options = open
@@ -318,6 +458,7 @@ fn prepare(
                 throttle: session_throttle(throttle, spec.limits.bandwidth),
                 removal,
                 privileges: spec.privileges,
+                lifetime: lifetime.clone(),
             };
             Ok(Prepared::Source { job, shape })
         }
@@ -333,6 +474,7 @@ fn prepare(
                     root,
                     rename,
                     filter,
+                    lifetime: lifetime.clone(),
                 },
             })
         }

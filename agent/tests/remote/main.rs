@@ -7,6 +7,7 @@ mod admin;
 mod depth;
 mod flood;
 mod jobs;
+mod lifetime;
 mod moves;
 mod netns;
 mod privilege;

@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::data::{self, DataPlane};
 use super::destination::{self, DestinationJob};
+use super::lifetime::{CLIENT_SESSION_MEMORY, Lifetime};
 use super::shape::{self, Shape};
 use super::source::{self, SourceJob};
 use super::{Link, SessionError, frame};
@@ -339,6 +340,7 @@ pub async fn push(
             .map(|rate| Arc::new(super::throttle::Throttle::new(rate))),
         removal,
         privileges: spec.privileges,
+        lifetime: Lifetime::new(CLIENT_SESSION_MEMORY),
     };
     source::run(job, link, plane, stats).await
 }
@@ -397,6 +399,7 @@ pub async fn pull_into(
         root,
         rename,
         filter: based_filter(&spec.filter, &shape),
+        lifetime: Lifetime::new(CLIENT_SESSION_MEMORY),
     };
     destination::run(job, link, plane, stats, observer).await
 }

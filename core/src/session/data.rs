@@ -129,7 +129,8 @@ impl Stream {
         matches!(self, Stream::Plain(_))
     }
 
-    fn socket(&self) -> &TcpStream {
+    /// The TCP connection underneath (shut down to end a blocked read or write).
+    pub fn socket(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::TlsClient(t) => &t.sock,

@@ -3,13 +3,12 @@
 //! that must be written, and write them as their records arrive — staged under a temp
 //! name or `O_TMPFILE`, published by rename or `linkat` only when complete — then run the
 //! same end-of-run steps (hard links, mirror deletes, directory metadata).
+//!
+//! The manifest is checked and planned by `planner`; the session's [`Lifetime`] ends it
+//! early (its owner cancels it, or this role does when it fails) and bounds what the
+//! source can make it hold.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::fd::{AsFd, OwnedFd};
@@ -17,16 +16,18 @@ use tokio::sync::mpsc;
 
 use super::data::{DataPlane, FrameReader, Incoming};
 use super::fetcher::Fetcher;
+use super::lifetime::{Cancel, Lifetime, shut_on_cancel};
+use super::planner::{Inbound, Planner};
+use super::source::BATCH_ENTRIES;
 use super::{Link, SessionError, frame};
-use crate::entry::{Entry, Meta};
+use crate::entry::Meta;
 use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
 use crate::spec::TransferSpec;
 use crate::sys::{creds, dir as sysdir};
-use crate::transfer::context::{Ctx, Rename, lock};
-use crate::transfer::dir::{Batch, Descend, DirState, DstDir, visit};
+use crate::transfer::context::{Ctx, Rename};
+use crate::transfer::dir::{DirState, DstDir};
 use crate::transfer::finish_run;
-use crate::transfer::policy;
 use crate::wire::{self, pb};
 
 /// What the destination end writes into.
@@ -37,20 +38,13 @@ pub struct DestinationJob {
     pub rename: Option<Rename>,
     /// Filter rules (protecting excluded destination entries from mirror deletes).
     pub filter: Filter,
+    /// What ends the session early, and the memory it may hold for the source.
+    pub lifetime: Lifetime,
 }
 
-/// What the session's dispatcher hands the planner.
-enum Inbound {
-    Dir {
-        rel: PathBuf,
-        entries: Vec<Entry>,
-        partial: bool,
-        /// The source root's own entry (root batch only).
-        root: Option<Entry>,
-    },
-    Done,
-    SourceFailure(pb::Failure),
-}
+/// `Data` frames (gRPC fallback) queued for the reader at most: each is up to a message
+/// long, so this (not the manifest's depth) bounds the bytes waiting to be written.
+const DATA_DEPTH: usize = 16;
 
 /// Runs the destination role to the end and returns its report (also sent to the source).
 pub async fn run(
@@ -61,13 +55,19 @@ pub async fn run(
     observer: Arc<dyn Observer + Send + Sync>,
 ) -> Result<Report, SessionError> {
     let started = Instant::now();
+    let cancel = job.lifetime.cancel.clone();
+    // Dropped with this future: a caller giving up stops the threads below too.
+    let guard = cancel.guard();
     let Link { tx, mut rx } = link;
     let (plane, streams) = data.describe();
     let (in_tx, in_rx) = mpsc::channel(super::LINK_DEPTH);
     let (data_tx, readers) = match data {
-        DataPlane::Tcp(s) => (None, s.into_iter().map(Incoming::stream).collect()),
+        DataPlane::Tcp(s) => {
+            shut_on_cancel(&cancel, &s);
+            (None, s.into_iter().map(Incoming::stream).collect())
+        }
         DataPlane::Grpc => {
-            let (dtx, drx) = mpsc::channel(super::LINK_DEPTH);
+            let (dtx, drx) = mpsc::channel(DATA_DEPTH);
             (Some(dtx), vec![Incoming::frames(FrameReader::new(drx))])
         }
     };
@@ -78,7 +78,7 @@ pub async fn run(
     // The dispatcher ends with the manifest (TCP) or never on its own (gRPC: it forwards
     // data until the source stops); the planner ends when everything is written.
     let (dispatched, planned) = {
-        let dispatch = dispatch(&mut rx, in_tx, data_tx);
+        let dispatch = dispatch(&mut rx, in_tx, data_tx, &cancel);
         tokio::pin!(dispatch);
         let mut planner = planner;
         tokio::select! {
@@ -89,9 +89,14 @@ pub async fn run(
     let planned =
         planned.unwrap_or_else(|e| Err(SessionError::Protocol(format!("planner failed: {e}"))));
     let mut report = match (dispatched, planned) {
-        (Err(e), _) | (Ok(()), Err(e)) => return Err(super::abort(&tx, e).await),
+        (Err(e), _) | (Ok(()), Err(e)) => {
+            let e = cancel.or(e);
+            cancel.cancel(e.to_string());
+            return Err(super::abort(&tx, e).await);
+        }
         (Ok(()), Ok(report)) => report,
     };
+    guard.disarm();
     report.data_plane = plane;
     report.streams = streams;
     report.set_elapsed(started.elapsed());
@@ -102,7 +107,7 @@ pub async fn run(
     // Close our half and let the source finish (it ends the session on the summary), so
     // the summary is delivered before either end goes away.
     drop(tx);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         while let Some(f) = rx.recv().await {
             // A move's source reports what it removed.
             if let Some(pb::frame::Kind::SourceDone(done)) = f.kind {
@@ -112,22 +117,41 @@ pub async fn run(
                     .extend(done.failures.into_iter().map(wire::failure_from_wire));
             }
         }
-    })
-    .await;
+    });
+    let _ = cancel.until(rest).await;
     Ok(report)
 }
 
 /// Forwards the source's frames: manifest to the planner, `Data` bytes to the reader.
-/// Ends when the manifest is complete and the data is in (or on error).
+/// Ends when the manifest is complete and the data is in (or on error, which ends the
+/// session: it is cancelled with that error before the planner sees its channel close,
+/// so the session ends with the cause, not with "closed").
 async fn dispatch(
     rx: &mut mpsc::Receiver<pb::Frame>,
     planner: mpsc::Sender<Inbound>,
+    data: Option<mpsc::Sender<Vec<u8>>>,
+    cancel: &Cancel,
+) -> Result<(), SessionError> {
+    let open = planner.clone();
+    let dispatched = forward(rx, planner, data, cancel).await;
+    if let Err(e) = &dispatched {
+        cancel.cancel(e.to_string());
+    }
+    drop(open);
+    dispatched
+}
+
+/// See [`dispatch`].
+async fn forward(
+    rx: &mut mpsc::Receiver<pb::Frame>,
+    planner: mpsc::Sender<Inbound>,
     mut data: Option<mpsc::Sender<Vec<u8>>>,
+    cancel: &Cancel,
 ) -> Result<(), SessionError> {
     use pb::frame::Kind;
     let mut planner = Some(planner);
     loop {
-        let Some(f) = rx.recv().await else {
+        let Some(f) = cancel.until(rx.recv()).await? else {
             return if planner.is_none() && data.is_none() {
                 Ok(())
             } else {
@@ -136,6 +160,12 @@ async fn dispatch(
         };
         let inbound = match f.kind {
             Some(Kind::Dir(b)) => {
+                if b.entries.len() > BATCH_ENTRIES {
+                    return Err(SessionError::Limit(format!(
+                        "a directory batch of {} entries; at most {BATCH_ENTRIES} may come at once",
+                        b.entries.len()
+                    )));
+                }
                 let rel = wire::valid_rel(&b.rel)?;
                 let entries = b
                     .entries
@@ -165,7 +195,7 @@ async fn dispatch(
                     ));
                 };
                 // The reader ending early is the planner's error to report.
-                let _ = d.send(bytes).await;
+                let _ = cancel.until(d.send(bytes)).await?;
                 continue;
             }
             Some(Kind::Abort(a)) => return Err(SessionError::Aborted(a.message)),
@@ -179,7 +209,7 @@ async fn dispatch(
                 "frame after the manifest ended".into(),
             ));
         };
-        let _ = to_planner.send(inbound).await;
+        let _ = cancel.until(to_planner.send(inbound)).await?;
         if done {
             planner = None;
             if data.is_none() {
@@ -189,7 +219,7 @@ async fn dispatch(
             // stream has ended: the source closes it after the need list is done, then the
             // only frames left are Data.
             if let Some(d) = data.take() {
-                return forward_data(rx, d).await;
+                return cancel.until(forward_data(rx, d)).await?;
             }
         }
     }
@@ -236,6 +266,7 @@ fn receive(
         .map(creds::Identity::act)
         .transpose()
         .map_err(SessionError::Data)?;
+    let Lifetime { cancel, budget } = job.lifetime.clone();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(job.spec.limits.workers.max(1))
         .thread_name(|i| format!("blit-dest-{i}"))
@@ -276,18 +307,14 @@ fn receive(
             })
             .collect::<Result<_, _>>()
             .map_err(SessionError::Data)?;
-        let planner = Planner {
-            ctx: &ctx,
-            fetcher: &fetcher,
-            slots: Mutex::default(),
-            held: Mutex::new(0),
-            room: Condvar::new(),
-        };
-        let manifest = pool.install(|| planner.run(&mut inbound, root_state));
+        let planner = Planner::new(&ctx, &fetcher, cancel.clone(), budget);
+        let manifest = planner.run(&pool, &mut inbound, root_state);
+        drop(planner);
         fetcher.flush();
         let _ = tx.blocking_send(frame(pb::frame::Kind::NeedDone(pb::NeedDone {})));
-        if manifest.is_err() {
+        if let Err(e) = &manifest {
             // The source is gone or misbehaved: stop waiting for its data.
+            cancel.cancel(e.to_string());
             fetcher.cancel(&ctx);
         }
         let mut data = Ok(());
@@ -320,217 +347,10 @@ fn root_state(job: &DestinationJob) -> Result<DirState, SessionError> {
     };
     Ok(DirState {
         dst,
-        // Replaced by the root batch's own metadata when it arrives (see `Planner::arrive`).
+        // Replaced by the root batch's own metadata when it arrives (see `Planner::root_entry`).
         src_meta: Meta::default(),
         src_xattrs: None,
         finalize: false,
         rename: job.rename.clone(),
     })
-}
-
-/// Matches arriving directory batches with the visit states their parents hand down, and
-/// runs each visit on the pool once it has both.
-struct Planner<'c> {
-    ctx: &'c Ctx<'c>,
-    fetcher: &'c Fetcher,
-    slots: Mutex<Slots>,
-    /// Directory batches received and not yet visited (queued, or waiting for their
-    /// parent's visit): the manifest is taken in only as fast as it is planned.
-    held: Mutex<usize>,
-    room: Condvar,
-}
-
-/// Directory batches held at most before the planner stops taking the manifest in.
-const MAX_HELD: usize = 128;
-
-#[derive(Default)]
-struct Slots {
-    waiting: HashMap<PathBuf, Slot>,
-    /// Directories the destination does not enter (creation failed, or a dry run's
-    /// missing ones are still entered): their batches are dropped.
-    skipped: HashSet<PathBuf>,
-}
-
-enum Slot {
-    State(DirState),
-    Batch(Vec<Entry>),
-}
-
-impl<'c> Planner<'c> {
-    /// Takes batches until the manifest is complete; returns once every visit is done.
-    fn run(
-        &'c self,
-        inbound: &mut mpsc::Receiver<Inbound>,
-        root: DirState,
-    ) -> Result<(), SessionError> {
-        lock(&self.slots)
-            .waiting
-            .insert(PathBuf::new(), Slot::State(root));
-        rayon::scope(|scope| {
-            let mut parts: Option<(PathBuf, Vec<Entry>)> = None;
-            loop {
-                match inbound.blocking_recv() {
-                    Some(Inbound::Dir {
-                        rel,
-                        entries,
-                        partial,
-                        root,
-                    }) => {
-                        if let Some(root) = root {
-                            self.root_entry(root);
-                        }
-                        let entries = match parts.take() {
-                            Some((r, mut earlier)) if r == rel => {
-                                earlier.extend(entries);
-                                earlier
-                            }
-                            Some(_) => {
-                                return Err(SessionError::Protocol(
-                                    "a directory's parts were interleaved".into(),
-                                ));
-                            }
-                            None => entries,
-                        };
-                        if partial {
-                            parts = Some((rel, entries));
-                        } else {
-                            self.hold();
-                            self.arrive(scope, rel, entries);
-                        }
-                    }
-                    Some(Inbound::SourceFailure(f)) => {
-                        let path = PathBuf::from(OsString::from_vec(f.path));
-                        self.ctx.record_failure(path, f.operation.into(), f.message);
-                    }
-                    Some(Inbound::Done) => return Ok(()),
-                    None => return Err(SessionError::Closed),
-                }
-            }
-        })
-    }
-
-    /// The source root's metadata (and xattrs): the destination root gets them at the end (a single
-    /// file's directory is not part of the transfer and keeps its own).
-    fn root_entry(&self, mut root: Entry) {
-        policy::sanitize(&self.ctx.spec.privileges, &mut root);
-        if let Some(Slot::State(state)) = lock(&self.slots).waiting.get_mut(Path::new("")) {
-            state.src_meta = root.meta;
-            state.src_xattrs = root.xattrs;
-            state.finalize = state.rename.is_none();
-        }
-    }
-
-    /// Counts one more batch held, first waiting while too many are.
-    fn hold(&self) {
-        let mut held = lock(&self.held);
-        while *held >= MAX_HELD {
-            held = self.room.wait(held).unwrap_or_else(|p| p.into_inner());
-        }
-        *held += 1;
-    }
-
-    /// `n` held batches were visited or dropped.
-    fn release(&self, n: usize) {
-        let mut held = lock(&self.held);
-        *held = held.saturating_sub(n);
-        self.room.notify_all();
-    }
-
-    fn arrive(&'c self, scope: &rayon::Scope<'c>, rel: PathBuf, mut entries: Vec<Entry>) {
-        crate::entry::sort_by_name(&mut entries);
-        let privileges = &self.ctx.spec.privileges;
-        entries
-            .iter_mut()
-            .for_each(|e| policy::sanitize(privileges, e));
-        let mut slots = lock(&self.slots);
-        let parent_skipped = rel.parent().is_some_and(|p| slots.skipped.contains(p));
-        if parent_skipped || slots.skipped.contains(&rel) {
-            slots.skipped.insert(rel);
-            drop(slots);
-            return self.release(1);
-        }
-        match slots.waiting.remove(&rel) {
-            Some(Slot::State(state)) => {
-                drop(slots);
-                self.spawn(scope, rel, entries, state);
-            }
-            replaced => {
-                slots.waiting.insert(rel, Slot::Batch(entries));
-                drop(slots);
-                // A directory sent twice: the earlier batch is dropped.
-                if let Some(Slot::Batch(_)) = replaced {
-                    self.release(1);
-                }
-            }
-        }
-    }
-
-    fn spawn(
-        &'c self,
-        scope: &rayon::Scope<'c>,
-        rel: PathBuf,
-        entries: Vec<Entry>,
-        state: DirState,
-    ) {
-        scope.spawn(move |scope| {
-            let dirs: Vec<OsString> = entries
-                .iter()
-                .filter(|e| e.is_dir())
-                .map(|e| e.name.clone())
-                .collect();
-            let descend = Subdirs {
-                planner: self,
-                scope,
-                rel: &rel,
-                entered: RefCell::new(HashSet::new()),
-            };
-            let batch = Batch {
-                rel: rel.clone(),
-                src: None,
-                entries,
-            };
-            visit(self.ctx, batch, state, &descend);
-            self.fetcher.flush();
-            let entered = descend.entered.into_inner();
-            let mut dropped = 0;
-            let mut slots = lock(&self.slots);
-            for name in dirs.iter().filter(|n| !entered.contains(*n)) {
-                let skipped = rel.join(name);
-                slots.waiting.retain(|k, slot| {
-                    let keep = !k.starts_with(&skipped);
-                    dropped += usize::from(!keep && matches!(slot, Slot::Batch(_)));
-                    keep
-                });
-                slots.skipped.insert(skipped);
-            }
-            drop(slots);
-            self.release(1 + dropped);
-        });
-    }
-}
-
-/// `Descend` for a remote source: the subdirectory's batch may already be here, or will
-/// come.
-struct Subdirs<'p, 'c> {
-    planner: &'c Planner<'c>,
-    scope: &'p rayon::Scope<'c>,
-    rel: &'p Path,
-    entered: RefCell<HashSet<OsString>>,
-}
-
-impl Descend for Subdirs<'_, '_> {
-    fn descend(&self, name: &std::ffi::OsStr, state: DirState) {
-        self.entered.borrow_mut().insert(name.to_owned());
-        let rel = self.rel.join(name);
-        let mut slots = lock(&self.planner.slots);
-        match slots.waiting.remove(&rel) {
-            Some(Slot::Batch(entries)) => {
-                drop(slots);
-                self.planner.spawn(self.scope, rel, entries, state);
-            }
-            _ => {
-                slots.waiting.insert(rel, Slot::State(state));
-            }
-        }
-    }
 }

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! The destination's half that talks to the data plane (needs out, records in, files
-//! staged and published) is `fetcher`.
+//! staged and published) is `fetcher`; the half that takes the manifest in and runs the
+//! visits is `planner`. Each session has a `lifetime`: a cancellation that reaches every
+//! wait of both roles, and a budget of memory the peer can make it hold.
 //!
 //! Nothing here is named push or pull: whichever end is the source runs `source::run`,
 //! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way
@@ -24,6 +26,8 @@ pub mod client;
 pub mod data;
 pub mod destination;
 mod fetcher;
+pub mod lifetime;
+mod planner;
 pub mod shape;
 pub mod source;
 pub mod throttle;
@@ -61,6 +65,13 @@ pub enum SessionError {
     Transfer(#[from] crate::error::Error),
     #[error("cancelled")]
     Cancelled,
+    /// The peer made the session hold more than its limits allow.
+    #[error("{0}")]
+    Limit(String),
+    /// The session was ended from outside its role code (idle, shut down, its peer gone,
+    /// or an error elsewhere in it); the reason is a whole sentence.
+    #[error("{0}")]
+    Ended(String),
     #[error("cannot connect to {0}")]
     Connect(String),
     #[error("{}", rpc_message(.0))]

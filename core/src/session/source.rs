@@ -5,6 +5,10 @@
 //! that any stream can carry; sparse files send only
 //! their data extents; a file that changed since it was listed is refused (`Fail`
 //! record), never sent torn.
+//!
+//! The need lists come from the network: the queue they fill is bounded (a count, and
+//! bytes charged to the session's budget), and the session's [`Lifetime`] reaches every
+//! wait here — throttle sleeps, the queue, blocked sockets — when it is cancelled.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -12,13 +16,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::SeekFrom;
 use tokio::sync::mpsc;
 
 use super::data::{DataPlane, Sink};
+use super::lifetime::{Budget, Cancel, Held, Lifetime, shut_on_cancel};
 use super::{Link, SessionError, frame};
 use crate::checksum;
 use crate::entry::{EntryKind, Timestamp};
@@ -30,12 +35,17 @@ use crate::walk::{Listed, Subdirs, Visitor, Walk};
 use crate::wire::record::Header;
 use crate::wire::{self, pb};
 
-/// Entries per `DirBatch` frame; a larger directory is sent in parts.
-const BATCH_ENTRIES: usize = 2000;
+/// Entries per `DirBatch` frame; a larger directory is sent in parts. A destination
+/// refuses larger batches: a few hundred KiB each, so one frame never costs much memory.
+pub const BATCH_ENTRIES: usize = 2000;
 /// Files larger than this are cut into chunks that several streams carry at once.
 const CHUNK: u64 = 16 << 20;
 /// Largest record sent: the receiver holds one record's payload per stream.
 const RECORD: u64 = 4 << 20;
+/// File needs queued at most. A destination keeps at most 8,192 files in flight (its
+/// fetcher's limit), so a queue four times that long only comes from a peer that asks
+/// for more than it can take: the session ends with an error instead of growing.
+const MAX_QUEUED_FILES: usize = 32_768;
 
 /// What the source end serves.
 pub struct SourceJob {
@@ -58,6 +68,8 @@ pub struct SourceJob {
     /// As whom the tree is read (and a move's sources removed), and which attribute
     /// namespaces are sent.
     pub privileges: crate::spec::Privileges,
+    /// What ends the session early, and the memory it may hold for the destination.
+    pub lifetime: Lifetime,
 }
 
 /// What a move removes at the source besides the confirmed entries.
@@ -75,6 +87,9 @@ pub async fn run(
     stats: Arc<Stats>,
 ) -> Result<Report, SessionError> {
     let Link { tx, mut rx } = link;
+    let Lifetime { cancel, budget } = job.lifetime.clone();
+    // Dropped with this future: a caller giving up stops the threads below too.
+    let guard = cancel.guard();
     let root = Arc::new(job.root.try_clone().map_err(SessionError::Data)?);
     let identity = job.privileges.identity;
     let dirs: ListedDirs = Arc::default();
@@ -92,13 +107,22 @@ pub async fn run(
     });
     let throttle = job.throttle.clone();
     let walk = {
-        let (tx, stats) = (tx.clone(), stats.clone());
+        let (tx, stats, cancel) = (tx.clone(), stats.clone(), cancel.clone());
         let dirs = remover.as_ref().map(|_| dirs.clone());
-        tokio::task::spawn_blocking(move || walk_and_send(job, tx, &stats, dirs))
+        tokio::task::spawn_blocking(move || walk_and_send(job, tx, &stats, dirs, cancel))
     };
     let queue = Arc::new(WorkQueue::default());
+    let waiting: Weak<WorkQueue> = Arc::downgrade(&queue);
+    cancel.on_cancel(move || {
+        if let Some(queue) = waiting.upgrade() {
+            queue.close();
+        }
+    });
     let sinks = match data {
-        DataPlane::Tcp(streams) => streams.into_iter().map(Sink::tcp).collect(),
+        DataPlane::Tcp(streams) => {
+            shut_on_cancel(&cancel, &streams);
+            streams.into_iter().map(Sink::tcp).collect()
+        }
         DataPlane::Grpc => vec![Sink::frames(tx.clone())],
     };
     // Chunks of one file on several streams mean several writers of one file at the
@@ -111,6 +135,7 @@ pub async fn run(
         .map(|sink| {
             let (queue, root, stats) = (queue.clone(), root.clone(), stats.clone());
             let (throttle, open_dir) = (throttle.clone(), open_dir.clone());
+            let cancel = cancel.clone();
             tokio::task::spawn_blocking(move || {
                 let _acting = acting(identity)?;
                 let sender = Sender {
@@ -121,25 +146,41 @@ pub async fn run(
                     stats: &stats,
                     throttle: throttle.as_deref(),
                     dirs: &open_dir,
+                    cancel: &cancel,
                 };
                 sender.run()
             })
         })
         .collect();
-    let result = serve_needs(&mut rx, &queue, &stats, remover.as_mut()).await;
+    let needs = Needs {
+        queue: &queue,
+        stats: &stats,
+        budget: &budget,
+    };
+    let result = cancel
+        .until(serve_needs(&mut rx, &needs, remover.as_mut()))
+        .await
+        .and_then(|served| served);
+    if let Err(e) = &result {
+        // Nothing more will be asked for: the senders stop rather than empty the queue.
+        cancel.cancel(e.to_string());
+    }
     queue.close();
     for sender in senders {
         if let Ok(Err(e)) = sender.await
             && result.is_ok()
         {
-            return Err(super::abort(&tx, SessionError::Data(e)).await);
+            let e = cancel.or(SessionError::Data(e));
+            cancel.cancel(e.to_string());
+            return Err(super::abort(&tx, e).await);
         }
     }
     let _ = walk.await;
     let mut report = match result {
         Ok(report) => report,
-        Err(e) => return Err(super::abort(&tx, e).await),
+        Err(e) => return Err(super::abort(&tx, cancel.or(e)).await),
     };
+    guard.disarm();
     if let Some(remover) = remover {
         let dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&dirs)).into_iter().collect();
         // Directories go only after a move in which nothing failed, on either end.
@@ -161,11 +202,55 @@ pub async fn run(
     Ok(report)
 }
 
+/// Where the destination's needs go: the senders' queue, counted.
+struct Needs<'a> {
+    queue: &'a WorkQueue,
+    stats: &'a Stats,
+    budget: &'a Arc<Budget>,
+}
+
+impl Needs<'_> {
+    /// Queues one `NeedBatch` for the senders, each need charged to the budget until
+    /// it is sent.
+    fn push(&self, batch: pb::NeedBatch) -> Result<(), SessionError> {
+        let mut works = Vec::with_capacity(batch.needs.len());
+        for need in batch.needs {
+            let path = wire::valid_rel(&need.path)?;
+            let blocks = match need.block_size {
+                0 => Vec::new(),
+                crate::resume::BLOCK => need.block_hashes,
+                other => {
+                    return Err(SessionError::Protocol(format!(
+                        "resume block size {other} is not supported"
+                    )));
+                }
+            };
+            let bytes = std::mem::size_of::<Work>()
+                + path.as_os_str().len()
+                + blocks.iter().map(|b| b.len() + 24).sum::<usize>();
+            let held = self.budget.take(bytes as u64, "files asked for")?;
+            Stats::add(&self.stats.files_planned, 1);
+            Stats::add(&self.stats.bytes_planned, need.size);
+            works.push(Work::File(FileNeed {
+                id: need.id,
+                path,
+                size: need.size,
+                mtime: Timestamp {
+                    sec: need.mtime_sec,
+                    nsec: need.mtime_nsec,
+                },
+                blocks,
+                _held: held,
+            }));
+        }
+        self.queue.push_back(works)
+    }
+}
+
 /// Takes the destination's need lists until its summary arrives.
 async fn serve_needs(
     rx: &mut mpsc::Receiver<pb::Frame>,
-    queue: &WorkQueue,
-    stats: &Stats,
+    needs: &Needs<'_>,
     mut remover: Option<&mut Remover>,
 ) -> Result<Report, SessionError> {
     use pb::frame::Kind;
@@ -174,34 +259,8 @@ async fn serve_needs(
             return Err(SessionError::Closed);
         };
         match f.kind {
-            Some(Kind::Need(batch)) => {
-                let mut works = Vec::with_capacity(batch.needs.len());
-                for need in batch.needs {
-                    let path = wire::valid_rel(&need.path)?;
-                    Stats::add(&stats.files_planned, 1);
-                    Stats::add(&stats.bytes_planned, need.size);
-                    works.push(Work::File(FileNeed {
-                        id: need.id,
-                        path,
-                        size: need.size,
-                        mtime: Timestamp {
-                            sec: need.mtime_sec,
-                            nsec: need.mtime_nsec,
-                        },
-                        blocks: match need.block_size {
-                            0 => Vec::new(),
-                            crate::resume::BLOCK => need.block_hashes,
-                            other => {
-                                return Err(SessionError::Protocol(format!(
-                                    "resume block size {other} is not supported"
-                                )));
-                            }
-                        },
-                    }));
-                }
-                queue.push_back(works);
-            }
-            Some(Kind::NeedDone(_)) => queue.close(),
+            Some(Kind::Need(batch)) => needs.push(batch)?,
+            Some(Kind::NeedDone(_)) => needs.queue.close(),
             Some(Kind::Landed(batch)) => match remover.as_deref_mut() {
                 Some(r) => r.remove(batch).await?,
                 None => {
@@ -228,6 +287,7 @@ fn walk_and_send(
     tx: mpsc::Sender<pb::Frame>,
     stats: &Stats,
     visited: Option<ListedDirs>,
+    cancel: Cancel,
 ) {
     let identity = job.privileges.identity;
     let _acting = match acting(identity) {
@@ -240,6 +300,8 @@ fn walk_and_send(
         xattrs: job.xattrs.then(|| job.privileges.xattr_scope()),
         dirs: AtomicU64::new(0),
         visited,
+        cancel,
+        sending: Mutex::new(()),
     };
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(job.workers.max(1))
@@ -253,6 +315,9 @@ fn walk_and_send(
         return abort_walk(&visitor.tx, e);
     }
     pool.install(|| Walk::new(&visitor, &job.filter, stats).run(job.root, job.only, ()));
+    if visitor.cancel.is_cancelled() {
+        return;
+    }
     let dirs = visitor.dirs.load(Ordering::Relaxed);
     let _ = visitor
         .tx
@@ -282,6 +347,11 @@ struct Manifest {
     /// A move's record of the directories listed (the scope of its removals; emptied
     /// ones are removed at the end).
     visited: Option<ListedDirs>,
+    /// The rest of the walk is skipped once the session is over.
+    cancel: Cancel,
+    /// Held while one directory's batches are sent: the parts of a large directory must
+    /// arrive together, not mixed with the batches other workers send meanwhile.
+    sending: Mutex<()>,
 }
 
 /// The directories a move's walk listed, relative to its root.
@@ -291,6 +361,9 @@ impl Visitor for Manifest {
     type State = ();
 
     fn visit<'s>(&'s self, dir: Listed, _: (), subdirs: &Subdirs<'_, 's, Self>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
         let rel = dir.rel.as_os_str().as_bytes().to_vec();
         let mut entries = Vec::with_capacity(dir.entries.len());
         for e in &dir.entries {
@@ -315,6 +388,7 @@ impl Visitor for Manifest {
         }
         let parts = entries.len().div_ceil(BATCH_ENTRIES).max(1);
         let mut entries = entries.into_iter();
+        let sending = lock(&self.sending);
         for part in 0..parts {
             let own = (part == 0 && dir.rel.as_os_str().is_empty())
                 .then(|| dir::stat_at_self(dir.fd.as_fd()).ok())
@@ -341,6 +415,7 @@ impl Visitor for Manifest {
                 return;
             }
         }
+        drop(sending);
         // Subdirectories are walked after their parent's batch is on its way, so the
         // destination always sees a parent before its children.
         for e in dir.entries.iter().filter(|e| e.is_dir()) {
@@ -368,6 +443,8 @@ struct FileNeed {
     mtime: Timestamp,
     /// `--resume`: the destination's partial blocks (BLAKE3, `resume::BLOCK` each).
     blocks: Vec<Vec<u8>>,
+    /// Its memory, charged to the session until it is sent.
+    _held: Held,
 }
 
 /// One unit of sending work.
@@ -387,43 +464,70 @@ enum Work {
 /// (so a file's chunks go out together, whichever streams carry them).
 #[derive(Default)]
 struct WorkQueue {
-    state: Mutex<(VecDeque<Work>, bool)>,
+    state: Mutex<Queued>,
     ready: Condvar,
 }
 
+#[derive(Default)]
+struct Queued {
+    works: VecDeque<Work>,
+    /// File needs among `works` (chunks are this end's own doing, not counted).
+    files: usize,
+    closed: bool,
+}
+
+impl Queued {
+    fn pop(&mut self) -> Option<Work> {
+        let work = self.works.pop_front()?;
+        if matches!(work, Work::File(_)) {
+            self.files -= 1;
+        }
+        Some(work)
+    }
+}
+
 impl WorkQueue {
-    fn push_back(&self, works: Vec<Work>) {
+    /// Queues the destination's needs; an error if that makes more than
+    /// [`MAX_QUEUED_FILES`] waiting.
+    fn push_back(&self, works: Vec<Work>) -> Result<(), SessionError> {
         let mut s = lock(&self.state);
-        s.0.extend(works);
+        if s.files + works.len() > MAX_QUEUED_FILES {
+            return Err(SessionError::Limit(format!(
+                "the destination asked for more than {MAX_QUEUED_FILES} files at once"
+            )));
+        }
+        s.files += works.len();
+        s.works.extend(works);
         self.ready.notify_all();
+        Ok(())
     }
 
     fn push_front(&self, works: Vec<Work>) {
         let mut s = lock(&self.state);
         for w in works.into_iter().rev() {
-            s.0.push_front(w);
+            s.works.push_front(w);
         }
         self.ready.notify_all();
     }
 
     fn close(&self) {
-        lock(&self.state).1 = true;
+        lock(&self.state).closed = true;
         self.ready.notify_all();
     }
 
     /// The next work if there is one now.
     fn try_pop(&self) -> Option<Work> {
-        lock(&self.state).0.pop_front()
+        lock(&self.state).pop()
     }
 
     /// The next work, or `None` once closed and empty.
     fn pop(&self) -> Option<Work> {
         let mut s = lock(&self.state);
         loop {
-            if let Some(w) = s.0.pop_front() {
+            if let Some(w) = s.pop() {
                 return Some(w);
             }
-            if s.1 {
+            if s.closed {
                 return None;
             }
             s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -442,11 +546,15 @@ struct Sender<'a> {
     throttle: Option<&'a super::throttle::Throttle>,
     /// The directory of the last file sent, open, shared by all senders.
     dirs: &'a DirSlot,
+    cancel: &'a Cancel,
 }
 
 impl Sender<'_> {
     fn run(mut self) -> io::Result<()> {
         loop {
+            if self.cancel.is_cancelled() {
+                return Err(io::Error::other("the session was cancelled"));
+            }
             // Before waiting for more work, push out what is buffered: the destination
             // may be waiting for exactly these files before it asks for more.
             let work = match self.queue.try_pop() {
@@ -525,12 +633,19 @@ impl Sender<'_> {
             self.sink.send_range(fd, Header::data(id, 0, 0, 0))?;
             return Ok(());
         }
+        // Throttled, a record is at most what the limit lets through at once, so the
+        // sender waits in short steps and the bytes (progress) move steadily.
+        let record = self.throttle.map_or(RECORD, |t| t.quantum().min(RECORD));
         for &(start, len) in ranges {
             let mut offset = start;
             while offset < start + len {
-                let n = RECORD.min(start + len - offset);
+                let n = record.min(start + len - offset);
                 if let Some(t) = self.throttle {
-                    t.take(n);
+                    // What is buffered goes out before a wait, not after it.
+                    self.sink.flush()?;
+                    if !t.take(n, self.cancel) {
+                        return Err(io::Error::other("the session was cancelled"));
+                    }
                 }
                 let header = Header::data(id, offset, n as u32, total);
                 if !self.sink.send_range(fd, header)? {
@@ -566,7 +681,10 @@ impl DirSlot {
 }
 
 /// Opens a needed file beneath the root (no symlink followed, no escape) and checks it is
-/// still the file that was listed; returns it with its status.
+/// still the file that was listed; returns it with its status. The path comes from the
+/// destination, so anything but a regular file is refused before it is opened (a FIFO
+/// would block the sender forever, a device could act on being opened), and again on
+/// the open file in case it was swapped in between.
 fn open_checked(
     root: BorrowedFd<'_>,
     need: &FileNeed,
@@ -579,8 +697,13 @@ fn open_checked(
         ));
     };
     let dir = dirs.open(root, parent)?;
-    let fd = file::open_source(dir.as_fd(), name)?;
-    let st = rustix::fs::fstat(&fd).map_err(io_err)?;
+    if dir::stat_at(dir.as_fd(), name)?.kind != EntryKind::File {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file; not sent",
+        ));
+    }
+    let (fd, st) = file::open_source_stat(dir.as_fd(), name)?;
     let mtime = Timestamp {
         sec: st.st_mtime,
         nsec: st.st_mtime_nsec as u32,

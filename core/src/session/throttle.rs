@@ -1,10 +1,16 @@
 //! A bandwidth limit for the bytes a source sends: one token bucket, shared by all the
 //! data streams it covers (a session, or every session of an agent), refilled at `rate`
 //! bytes per second with a burst of a quarter second's worth.
+//!
+//! A sender waits for its turn in a sleep the session's cancellation cuts short, and
+//! takes at most a burst at a time (see [`Throttle::quantum`]): a very low limit makes a
+//! session slow, never a thread that sleeps for days after its session ended.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use super::lifetime::Cancel;
 
 #[derive(Debug)]
 pub struct Throttle {
@@ -28,8 +34,9 @@ impl Throttle {
         }
     }
 
-    /// Waits until `n` bytes may be sent.
-    pub fn take(&self, n: u64) {
+    /// Waits until `n` bytes may be sent; `false` if the session was cancelled meanwhile
+    /// (the bytes stay charged: the session is over anyway).
+    pub fn take(&self, n: u64, cancel: &Cancel) -> bool {
         let wait = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
@@ -39,11 +46,21 @@ impl Throttle {
             // In debt: wait until the bucket is back to zero.
             (s.1 < 0.0).then(|| Duration::from_secs_f64(-s.1 / self.rate))
         };
-        if let Some(wait) = wait {
-            self.waited_ns
-                .fetch_add(wait.as_nanos() as u64, Ordering::Relaxed);
-            std::thread::sleep(wait);
-        }
+        let Some(wait) = wait else {
+            return !cancel.is_cancelled();
+        };
+        let started = Instant::now();
+        let slept = cancel.sleep(wait);
+        self.waited_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        slept
+    }
+
+    /// The most a sender should take at once: one burst. At any rate that is at most a
+    /// quarter second's worth (or 64 KiB), so no single wait is longer than the time the
+    /// limit itself sets for those bytes.
+    pub fn quantum(&self) -> u64 {
+        self.burst as u64
     }
 
     /// The rate, in bytes per second.
@@ -91,13 +108,33 @@ mod tests {
     #[test]
     fn the_bucket_holds_senders_to_the_rate() {
         let t = Throttle::new(4 << 20);
+        let cancel = Cancel::new();
         let start = Instant::now();
         // The burst (1 MiB) goes at once; 3 MiB more take about 0.75 s.
         for _ in 0..16 {
-            t.take(256 << 10);
+            assert!(t.take(256 << 10, &cancel));
         }
         let took = start.elapsed().as_secs_f64();
         assert!((0.6..1.5).contains(&took), "took {took} s");
         assert!(t.waited() > 0.5);
+    }
+
+    #[test]
+    fn a_cancelled_session_stops_waiting_at_once() {
+        // One byte per second: a 64 KiB burst, then a record of 4 MiB would be a wait of
+        // about 48 days.
+        let t = std::sync::Arc::new(Throttle::new(1));
+        assert_eq!(t.quantum(), 64 << 10);
+        let cancel = Cancel::new();
+        assert!(t.take(t.quantum(), &cancel), "the burst goes at once");
+        let sender = {
+            let (t, cancel) = (t.clone(), cancel.clone());
+            std::thread::spawn(move || t.take(4 << 20, &cancel))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        cancel.cancel("stop");
+        assert!(!sender.join().unwrap(), "the wait reports the cancellation");
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Stat};
 
 use super::io_err;
 
@@ -19,17 +19,43 @@ use super::io_err;
 static NOATIME_OK: AtomicBool = AtomicBool::new(true);
 
 /// Opens a source file for reading without following symlinks and, where permitted,
-/// without updating its access time.
+/// without updating its access time. Only a regular file is opened for reading: see
+/// [`open_source_stat`].
 pub fn open_source(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
-    let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    open_source_stat(dir, name).map(|(fd, _)| fd)
+}
+
+/// [`open_source`], with the open file's status. The open itself never blocks: a FIFO
+/// without a writer (or a device) in place of the file listed would otherwise hold the
+/// thread forever, so it is opened non-blocking (and never as a controlling terminal),
+/// refused unless the open file is a regular one, and only then made blocking again.
+pub fn open_source_stat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(OwnedFd, Stat)> {
+    let base =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let mut opened = None;
     if NOATIME_OK.load(Ordering::Relaxed) {
         match rustix::fs::openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
-            Ok(fd) => return Ok(fd),
+            Ok(fd) => opened = Some((fd, OFlags::NOATIME)),
             Err(rustix::io::Errno::PERM) => NOATIME_OK.store(false, Ordering::Relaxed),
             Err(e) => return Err(io_err(e)),
         }
     }
-    rustix::fs::openat(dir, name, base, Mode::empty()).map_err(io_err)
+    let (fd, status) = match opened {
+        Some(opened) => opened,
+        None => (
+            rustix::fs::openat(dir, name, base, Mode::empty()).map_err(io_err)?,
+            OFlags::empty(),
+        ),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(io_err)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file; not read",
+        ));
+    }
+    rustix::fs::fcntl_setfl(&fd, status).map_err(io_err)?;
+    Ok((fd, st))
 }
 
 /// Opens an existing destination file for reading (used to verify and resume).
