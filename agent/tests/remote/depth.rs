@@ -5,9 +5,10 @@
 //! transfer, with every level's metadata intact, though its paths are three times what
 //! the kernel takes in one call.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use blit_test_support::agent::{Agent, Usage};
+use blit_test_support::agent::{Agent, Usage, binary};
 use blit_test_support::{self as support, Fixture, chain};
 
 use crate::*;
@@ -130,4 +131,44 @@ fn a_chain_deeper_than_path_max_is_pushed_and_pulled_intact() {
     ok(&timed(&fx, &[&"copy", &agent.url("m", "pushed/"), &pulled]));
     chain::assert_copied(&pulled, "chain", DEPTH);
     agent.usage().assert_within(bound(before), "after the pull");
+}
+
+/// Levels of the comb: a spine with a side directory at every level.
+const COMB: usize = 2_000;
+
+#[test]
+fn a_comb_is_copied_with_few_descriptors() {
+    // One worker takes its own queued visits last-in first-out: the side directories
+    // ("a" sorts before the spine's "d", so they are queued first) wait while the spine
+    // is walked. Each used to keep its parent open on both sides: 3,967 descriptors for
+    // this comb. (A local copy: the same walk and visits run in an agent's sessions.)
+    let fx = Fixture::new();
+    let copied = fx.path("copied");
+    let _cleanup = chain::Cleanup(vec![fx.src.clone(), copied.clone()]);
+    chain::make(&fx.src, "comb", COMB);
+    chain::add_sides(&fx.src, "comb", COMB, "a");
+    let mut c = Command::new(binary("blit"));
+    c.env("XDG_STATE_HOME", fx.path("state"))
+        .env_remove("BLIT_TOKEN")
+        .args(["copy", "--workers", "1"])
+        .arg(fx.src_contents())
+        .arg(&copied)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("blit runs");
+    let mut most = 0;
+    let started = Instant::now();
+    while child.try_wait().expect("blit is waited for").is_none() {
+        let held = std::fs::read_dir(format!("/proc/{}/fd", child.id())).map_or(0, |d| d.count());
+        most = most.max(held);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the copy hangs"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ok(&child.wait_with_output().expect("blit's output"));
+    chain::assert_copied(&copied, "comb", COMB);
+    assert!(most < 64, "the copy held {most} descriptors");
 }
