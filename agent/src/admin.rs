@@ -351,8 +351,15 @@ impl tree::Visit for Usage {
     type Frame = Sum;
 
     fn enter(&mut self, dir: BorrowedFd<'_>, rel: &Path, depth: usize) -> io::Result<Step<Sum>> {
+        // Only rows that are sent carry their path: a path per level of a deep chain
+        // would add up to the square of its depth.
+        let sent = depth == 0 || depth <= self.max_depth as usize;
         let mut row = pb::DiskUsageEntry {
-            path: rel.as_os_str().as_bytes().to_vec(),
+            path: if sent {
+                rel.as_os_str().as_bytes().to_vec()
+            } else {
+                Vec::new()
+            },
             dirs: 1,
             ..Default::default()
         };

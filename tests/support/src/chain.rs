@@ -58,15 +58,33 @@ pub fn make(root: &Path, top: &str, depth: usize) {
     // Once nothing more is created inside them (that would change them), the mtimes.
     let mut fd = open_dir(&base, OsStr::new(top));
     for level in 0..depth {
-        let t = Timespec {
-            tv_sec: MTIME + level as i64,
-            tv_nsec: 0,
-        };
-        let times = Timestamps {
-            last_access: t,
-            last_modification: t,
-        };
-        rustix::fs::futimens(&fd, &times).expect("futimens");
+        set_mtime(&fd, level);
+        if level + 1 < depth {
+            fd = open_dir(&fd, OsStr::new("d"));
+        }
+    }
+}
+
+/// Gives level `level` its mtime.
+fn set_mtime(fd: &OwnedFd, level: usize) {
+    let t = Timespec {
+        tv_sec: MTIME + level as i64,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::futimens(fd, &times).expect("futimens");
+}
+
+/// Adds an empty directory `side` at every level of the chain `root/top`, making it a
+/// comb (each level keeps its mtime).
+pub fn add_sides(root: &Path, top: &str, depth: usize, side: &str) {
+    let mut fd = open_level(root, top, 0);
+    for level in 0..depth {
+        rustix::fs::mkdirat(&fd, side, Mode::from_raw_mode(0o755)).expect("mkdirat");
+        set_mtime(&fd, level);
         if level + 1 < depth {
             fd = open_dir(&fd, OsStr::new("d"));
         }
