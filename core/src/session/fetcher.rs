@@ -221,7 +221,7 @@ impl Fetcher {
                 .blocking_send(frame(pb::frame::Kind::Need(pb::NeedBatch { needs })));
         }
         let Landed { entries, mut dirs } = std::mem::take(&mut *lock(&self.landed));
-        dirs.sort_by_key(|d| Arc::as_ptr(d));
+        dirs.sort_by_key(Arc::as_ptr);
         dirs.dedup_by(|a, b| Arc::ptr_eq(a, b));
         // An entry whose directory cannot be synced is not confirmed: its source stays.
         if dirs.iter().any(|d| file::sync_dir(d.as_fd()).is_err()) {
