@@ -20,9 +20,7 @@ use pb::frame::Kind;
 
 use crate::*;
 
-mod peer;
-
-use peer::{Peer, batch, data_ready, dir, file, long_name, need, pull_open, push_open};
+use crate::peer::{Peer, batch, data_ready, dir, file, long_name, need, pull_open, push_open};
 
 /// Slack for timings on a shared, noisy machine.
 const SLACK: Duration = Duration::from_secs(2);

@@ -13,7 +13,7 @@ use blit_test_support::agent::{Agent, Usage, binary};
 use blit_test_support::{self as support, Fixture};
 use pb::frame::Kind;
 
-use crate::raw::{RawSession, options};
+use crate::peer::{self, Peer, data_ready, pull_open};
 use crate::*;
 
 const BIG: usize = 48 << 20;
@@ -118,17 +118,19 @@ fn concurrent_pushes_to_one_path_leave_one_complete_file() {
     );
 }
 
-/// A pull-move of `path` from the agent on `port` by a destination that confirms
-/// `confirm` (with the listed metadata of the real file) and then reports `failures`.
-/// Returns the agent's `SourceDone`.
+/// A pull-move of `path` from `agent` by a destination that confirms `confirm` (with the
+/// listed metadata of the real file) and then reports `failures`. Returns the agent's
+/// `SourceDone`.
 async fn lying_move(
-    port: u16,
+    agent: &Agent,
     path: &str,
     exclude: &[&str],
     confirm: &[(&str, &Path)],
     failures: Vec<pb::Failure>,
 ) -> pb::SourceDone {
-    let mut options = options(pb::Mode::Move);
+    let mut open = pull_open(path);
+    let mut options = peer::options();
+    options.mode = pb::Mode::Move as i32;
     options.filter = exclude
         .iter()
         .map(|p| pb::FilterRule {
@@ -136,25 +138,10 @@ async fn lying_move(
             pattern: p.to_string(),
         })
         .collect();
-    let mut s = RawSession::open(
-        port,
-        pb::Open {
-            server_role: pb::Role::Source as i32,
-            location: Some(pb::Location {
-                module: "default".into(),
-                path: path.as_bytes().to_vec(),
-            }),
-            options: Some(options),
-            force_grpc: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    s.until(|k| matches!(k, Kind::Accept(_)).then_some(()))
-        .await;
-    s.send(Kind::DataReady(pb::DataReady { streams: 0 })).await;
-    s.until(|k| matches!(k, Kind::ManifestDone(_)).then_some(()))
-        .await;
+    open.options = Some(options);
+    let mut s = Peer::open(agent, open).await.expect("the move is accepted");
+    s.send(data_ready()).await;
+    s.read_manifest().await;
     let entries = confirm
         .iter()
         .map(|(rel, real)| {
@@ -179,11 +166,13 @@ async fn lying_move(
         }),
     }))
     .await;
-    s.until(|k| match k {
-        Kind::SourceDone(d) => Some(d),
-        _ => None,
-    })
-    .await
+    loop {
+        match s.next(Duration::from_secs(10)).await.and_then(|f| f.kind) {
+            Some(Kind::SourceDone(done)) => return done,
+            Some(_) => {}
+            None => panic!("the session ended without SourceDone"),
+        }
+    }
 }
 
 #[test]
@@ -199,7 +188,7 @@ fn a_move_removes_only_what_it_listed() {
 
     // A single-file move of a.txt; the destination confirms b.txt, which it never saw.
     let done = rt.block_on(lying_move(
-        agent.port,
+        &agent,
         "a.txt",
         &[],
         &[("b.txt", &module.join("b.txt"))],
@@ -227,7 +216,7 @@ fn a_move_removes_only_what_it_listed() {
     // filter kept out of its listing removes nothing; confirming its own file works.
     support::write(&module.join("dir/unlisted/d.txt"), b"d");
     let done = rt.block_on(lying_move(
-        agent.port,
+        &agent,
         "dir/",
         &["unlisted/", "*.log"],
         &[
@@ -262,7 +251,7 @@ fn a_failed_move_removes_no_directories() {
         operation: "copy".into(),
         message: "disk full".into(),
     };
-    let done = rt.block_on(lying_move(agent.port, "tree", &[], &[], vec![failure]));
+    let done = rt.block_on(lying_move(&agent, "tree", &[], &[], vec![failure]));
     assert_eq!(done.sources_removed, 0);
     for kept in ["tree/empty/nested", "tree/other", "tree/f.txt"] {
         assert!(module.join(kept).exists(), "{kept} was removed");

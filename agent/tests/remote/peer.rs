@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// A client end of one session, speaking the protocol frame by frame.
-pub(super) struct Peer {
-    pub(super) tx: mpsc::Sender<pb::Frame>,
+pub(crate) struct Peer {
+    pub(crate) tx: mpsc::Sender<pb::Frame>,
     rx: tonic::Streaming<pb::Frame>,
     accept: pb::Accept,
     /// Kept for as long as the session: a dropped channel may close the connection
@@ -26,7 +26,7 @@ pub(super) struct Peer {
 
 impl Peer {
     /// Opens a session; the agent's refusal as its status.
-    pub(super) async fn open(agent: &Agent, open: pb::Open) -> Result<Peer, tonic::Status> {
+    pub(crate) async fn open(agent: &Agent, open: pb::Open) -> Result<Peer, tonic::Status> {
         let remote = Remote {
             host: "127.0.0.1".into(),
             port: agent.port,
@@ -61,12 +61,12 @@ impl Peer {
         })
     }
 
-    pub(super) async fn send(&self, kind: Kind) -> bool {
+    pub(crate) async fn send(&self, kind: Kind) -> bool {
         self.tx.send(frame(kind)).await.is_ok()
     }
 
     /// Sends `frames` from a task of their own (the agent may stop reading them).
-    pub(super) fn send_many(
+    pub(crate) fn send_many(
         &self,
         frames: impl Iterator<Item = Kind> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
@@ -81,7 +81,7 @@ impl Peer {
     }
 
     /// The next frame, `None` once the agent ended the stream.
-    pub(super) async fn next(&mut self, within: Duration) -> Option<pb::Frame> {
+    pub(crate) async fn next(&mut self, within: Duration) -> Option<pb::Frame> {
         tokio::time::timeout(within, self.rx.message())
             .await
             .expect("the agent answers in time")
@@ -90,7 +90,7 @@ impl Peer {
     }
 
     /// Reads until the agent's Abort and returns its message.
-    pub(super) async fn abort_message(&mut self, within: Duration) -> String {
+    pub(crate) async fn abort_message(&mut self, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -103,7 +103,7 @@ impl Peer {
     }
 
     /// Reads the manifest of a pull up to its end.
-    pub(super) async fn read_manifest(&mut self) {
+    pub(crate) async fn read_manifest(&mut self) {
         loop {
             match self
                 .next(Duration::from_secs(10))
@@ -118,7 +118,7 @@ impl Peer {
     }
 
     /// Reads `Data` frames up to the end record; returns the `Fail` records (id, message).
-    pub(super) async fn read_records(&mut self, within: Duration) -> Vec<(u64, String)> {
+    pub(crate) async fn read_records(&mut self, within: Duration) -> Vec<(u64, String)> {
         let mut bytes = Vec::new();
         let deadline = Instant::now() + within;
         loop {
@@ -150,7 +150,7 @@ impl Peer {
     }
 
     /// Connects one data stream as granted (and never reads it).
-    pub(super) async fn connect_data(
+    pub(crate) async fn connect_data(
         &self,
         agent: &Agent,
     ) -> Vec<blit_core::session::data::Stream> {
@@ -170,13 +170,13 @@ impl Peer {
     }
 }
 
-pub(super) fn options() -> pb::TransferOptions {
+pub(crate) fn options() -> pb::TransferOptions {
     let spec = TransferSpec::new(Endpoint::Local("from".into()), Endpoint::Local("to".into()));
     wire::options_to_wire(&spec)
 }
 
 /// An Open for a push into `path` of the module (the agent is the destination).
-pub(super) fn push_open(path: &str) -> pb::Open {
+pub(crate) fn push_open(path: &str) -> pb::Open {
     pb::Open {
         server_role: pb::Role::Destination as i32,
         source: Some(Shape::Tree { name: None }.to_wire()),
@@ -185,14 +185,14 @@ pub(super) fn push_open(path: &str) -> pb::Open {
 }
 
 /// An Open for a pull of `path` of the module (the agent is the source).
-pub(super) fn pull_open(path: &str) -> pb::Open {
+pub(crate) fn pull_open(path: &str) -> pb::Open {
     pb::Open {
         server_role: pb::Role::Source as i32,
         ..open(path)
     }
 }
 
-pub(super) fn open(path: &str) -> pb::Open {
+pub(crate) fn open(path: &str) -> pb::Open {
     pb::Open {
         protocol_major: pb::PROTOCOL_MAJOR,
         protocol_minor: pb::PROTOCOL_MINOR,
@@ -210,11 +210,11 @@ pub(super) fn open(path: &str) -> pb::Open {
 }
 
 /// No data connections: the bytes travel in the session's stream.
-pub(super) fn data_ready() -> Kind {
+pub(crate) fn data_ready() -> Kind {
     Kind::DataReady(pb::DataReady { streams: 0 })
 }
 
-pub(super) fn batch(rel: &str, entries: Vec<pb::Entry>, partial: bool) -> Kind {
+pub(crate) fn batch(rel: &str, entries: Vec<pb::Entry>, partial: bool) -> Kind {
     Kind::Dir(pb::DirBatch {
         rel: rel.as_bytes().to_vec(),
         entries,
@@ -223,7 +223,7 @@ pub(super) fn batch(rel: &str, entries: Vec<pb::Entry>, partial: bool) -> Kind {
     })
 }
 
-pub(super) fn file(name: &str) -> pb::Entry {
+pub(crate) fn file(name: &str) -> pb::Entry {
     pb::Entry {
         name: name.as_bytes().to_vec(),
         kind: pb::EntryKind::File as i32,
@@ -235,7 +235,7 @@ pub(super) fn file(name: &str) -> pb::Entry {
     }
 }
 
-pub(super) fn dir(name: &str) -> pb::Entry {
+pub(crate) fn dir(name: &str) -> pb::Entry {
     pb::Entry {
         kind: pb::EntryKind::Dir as i32,
         type_bits: 0o040000,
@@ -245,12 +245,12 @@ pub(super) fn dir(name: &str) -> pb::Entry {
 }
 
 /// A 100-byte name, distinct for each `i`.
-pub(super) fn long_name(i: usize) -> String {
+pub(crate) fn long_name(i: usize) -> String {
     format!("{i:0>100}")
 }
 
 /// A need for `path` as the source listed it.
-pub(super) fn need(id: u64, path: &str, listed: &fs::Metadata) -> pb::Need {
+pub(crate) fn need(id: u64, path: &str, listed: &fs::Metadata) -> pb::Need {
     use std::os::unix::fs::MetadataExt;
     pb::Need {
         id,
