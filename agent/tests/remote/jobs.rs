@@ -9,23 +9,15 @@ use blit_test_support::Fixture;
 use blit_test_support::agent::Agent;
 
 use crate::*;
-use blit_core::session::client::{Credentials, Remote};
+use blit_core::session::client::Credentials;
 use blit_core::wire::pb;
 
-type Client = pb::jobs_client::JobsClient<
+pub(crate) type Client = pb::jobs_client::JobsClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
 >;
 
-async fn client(agent: &Agent) -> Client {
-    let conn = Remote {
-        host: "127.0.0.1".into(),
-        port: agent.port,
-        token: None,
-        tls: None,
-    }
-    .connect()
-    .await
-    .unwrap();
+pub(crate) async fn client(agent: &Agent) -> Client {
+    let conn = connect(agent).await;
     pb::jobs_client::JobsClient::with_interceptor(conn.channel, conn.credentials)
 }
 

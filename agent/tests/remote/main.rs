@@ -29,6 +29,21 @@ pub const FULL: support::Compare = support::Compare {
     owner: false,
 };
 
+/// A control connection to `agent` (no token, no TLS).
+pub async fn connect(
+    agent: &blit_test_support::agent::Agent,
+) -> blit_core::session::client::Connection {
+    blit_core::session::client::Remote {
+        host: "127.0.0.1".into(),
+        port: agent.port,
+        token: None,
+        tls: None,
+    }
+    .connect()
+    .await
+    .expect("the agent accepts connections")
+}
+
 pub fn blit(fx: &Fixture, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut c = Command::new(binary("blit"));
     c.env("XDG_STATE_HOME", fx.path("state"))

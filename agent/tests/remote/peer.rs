@@ -4,7 +4,6 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use blit_core::session::client::Remote;
 use blit_core::session::{Shape, frame};
 use blit_core::spec::{Endpoint, TransferSpec};
 use blit_core::wire::record::{Kind as Record, RecordReader};
@@ -27,16 +26,7 @@ pub(crate) struct Peer {
 impl Peer {
     /// Opens a session; the agent's refusal as its status.
     pub(crate) async fn open(agent: &Agent, open: pb::Open) -> Result<Peer, tonic::Status> {
-        let remote = Remote {
-            host: "127.0.0.1".into(),
-            port: agent.port,
-            token: None,
-            tls: None,
-        };
-        let conn = remote
-            .connect()
-            .await
-            .expect("the agent accepts connections");
+        let conn = crate::connect(agent).await;
         let mut client = pb::session_client::SessionClient::with_interceptor(
             conn.channel.clone(),
             conn.credentials.clone(),

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use blit_agent::jobs::{SOURCE_REFUSED, SOURCE_UNREACHABLE};
-use blit_core::session::client::{Credentials, Remote};
 use blit_core::wire::pb;
 use blit_test_support::agent::{Agent, Usage};
 use blit_test_support::{self as support, Fixture};
@@ -403,23 +402,6 @@ fn an_identity_never_leaks_into_another_session() {
     );
 }
 
-type JobsClient = pb::jobs_client::JobsClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
->;
-
-async fn jobs_client(agent: &Agent) -> JobsClient {
-    let conn = Remote {
-        host: "127.0.0.1".into(),
-        port: agent.port,
-        token: None,
-        tls: None,
-    }
-    .connect()
-    .await
-    .unwrap();
-    pb::jobs_client::JobsClient::with_interceptor(conn.channel, conn.credentials)
-}
-
 /// A job pulling `src_path` from `address` into `dst_path`, with the caller's token.
 fn start(key: &str, address: &str, src_path: &str, dst_path: &str) -> pb::StartTransferRequest {
     let spec = blit_core::TransferSpec::new(
@@ -447,7 +429,7 @@ fn start(key: &str, address: &str, src_path: &str, dst_path: &str) -> pb::StartT
 }
 
 /// Watches a job to its end.
-async fn finish(c: &mut JobsClient, id: &str) -> pb::Job {
+async fn finish(c: &mut crate::jobs::Client, id: &str) -> pb::Job {
     let mut stream = c
         .watch_job(pb::WatchJobRequest { id: id.into() })
         .await
@@ -502,7 +484,7 @@ fn jobs_pull_only_from_listed_sources_and_never_dial_others() {
     let unlisted_closed = closed_port();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = jobs_client(&b).await;
+        let mut c = crate::jobs::client(&b).await;
         let before = b.usage();
         let mut answers = Vec::new();
         let started = Instant::now();
@@ -615,7 +597,7 @@ fn finished_jobs_are_pruned_by_count_and_by_age() {
     let source = format!("127.0.0.1:{}", a.port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = jobs_client(&by_count).await;
+        let mut c = crate::jobs::client(&by_count).await;
         let mut ids = Vec::new();
         let mut after_first = None;
         for i in 0..7 {
@@ -661,7 +643,7 @@ fn finished_jobs_are_pruned_by_count_and_by_age() {
         eprintln!("agent after 1 job: {after_first:?}; after 8: {after:?}");
         after.assert_within(bound(after_first.unwrap()), "after 8 jobs");
 
-        let mut c = jobs_client(&by_age).await;
+        let mut c = crate::jobs::client(&by_age).await;
         let job = c
             .start_transfer(start("aged", &source, "tree/", "aged"))
             .await
