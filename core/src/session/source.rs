@@ -38,6 +38,10 @@ use crate::wire::{self, pb};
 /// Entries per `DirBatch` frame; a larger directory is sent in parts. A destination
 /// refuses larger batches: a few hundred KiB each, so one frame never costs much memory.
 pub const BATCH_ENTRIES: usize = 2000;
+/// Encoded bytes of entries per `DirBatch` at most: long symlink targets or large `-X`
+/// attributes (XFS and btrfs allow 64 KiB values) would otherwise make a batch of 2,000
+/// entries far larger than the messages an agent accepts (16 MiB).
+const BATCH_BYTES: usize = 4 << 20;
 /// Files larger than this are cut into chunks that several streams carry at once.
 const CHUNK: u64 = 16 << 20;
 /// Largest record sent: the receiver holds one record's payload per stream.
@@ -386,17 +390,17 @@ impl Visitor for Manifest {
         if let Some(v) = &self.visited {
             lock(v).insert(dir.rel.clone());
         }
-        let parts = entries.len().div_ceil(BATCH_ENTRIES).max(1);
-        let mut entries = entries.into_iter();
+        let parts = into_parts(entries);
+        let count = parts.len();
         let sending = lock(&self.sending);
-        for part in 0..parts {
+        for (part, entries) in parts.into_iter().enumerate() {
             let own = (part == 0 && dir.rel.as_os_str().is_empty())
                 .then(|| dir::stat_at_self(dir.fd.as_fd()).ok())
                 .flatten();
             let batch = pb::DirBatch {
                 rel: rel.clone(),
-                entries: entries.by_ref().take(BATCH_ENTRIES).collect(),
-                partial: part + 1 < parts,
+                entries,
+                partial: part + 1 < count,
                 dir: own.map(|mut e| {
                     e.name = ".".into();
                     if let Some(scope) = self.xattrs {
@@ -868,4 +872,65 @@ fn remove_landed(root: BorrowedFd<'_>, path: &Path, landed: &pb::Landed) -> io::
         ));
     }
     dir::unlink_at(dir.as_fd(), name)
+}
+
+/// Cuts a directory's entries into batches of at most [`BATCH_ENTRIES`] entries and
+/// [`BATCH_BYTES`] encoded bytes (a single larger entry goes alone); an empty directory
+/// is one empty batch.
+fn into_parts(entries: Vec<pb::Entry>) -> Vec<Vec<pb::Entry>> {
+    let mut parts = vec![Vec::new()];
+    let mut bytes = 0;
+    for e in entries {
+        let n = prost::Message::encoded_len(&e);
+        let full = parts.last().is_some_and(|p| {
+            !p.is_empty() && (p.len() >= BATCH_ENTRIES || bytes + n > BATCH_BYTES)
+        });
+        if full {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n;
+        parts.last_mut().expect("never empty").push(e);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, target_len: usize) -> pb::Entry {
+        pb::Entry {
+            name: name.as_bytes().to_vec(),
+            link_target: Some(vec![b'x'; target_len]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_size() {
+        assert_eq!(
+            into_parts(Vec::new()),
+            vec![Vec::new()],
+            "an empty directory"
+        );
+        let many: Vec<_> = (0..4500).map(|i| entry(&i.to_string(), 0)).collect();
+        let sizes: Vec<usize> = into_parts(many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2000, 2000, 500]);
+        // 2,000 symlinks with 4 KiB targets: 8 MiB in all, two batches of about 4 MiB.
+        let long: Vec<_> = (0..2000).map(|i| entry(&i.to_string(), 4095)).collect();
+        let parts = into_parts(long);
+        assert_eq!(parts.len(), 2);
+        for p in &parts {
+            let bytes: usize = p.iter().map(prost::Message::encoded_len).sum();
+            assert!(bytes <= BATCH_BYTES, "{bytes}");
+        }
+        // An entry larger than a batch still goes, alone.
+        let huge = into_parts(vec![
+            entry("a", 1),
+            entry("b", BATCH_BYTES + 1),
+            entry("c", 1),
+        ]);
+        assert_eq!(huge.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+    }
 }
