@@ -6,7 +6,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use blit_core::sys::temp;
 use blit_core::{Compare, Endpoint, Mode, Quiet, Report, Transfer, TransferSpec};
 use blit_test_support::{
     self as support, Fixture, assert_same_tree, bytes_path, set_mode, set_mtime, with_slash,
@@ -56,6 +55,10 @@ fn assert_clean(report: &Report) {
         report.deletes_skipped
     );
 }
+
+mod deep;
+mod moves;
+mod temps;
 
 #[test]
 fn awkward_names_survive() {
@@ -621,184 +624,6 @@ fn dry_run_changes_nothing() {
 }
 
 #[test]
-fn move_removes_sources_after_success() {
-    let fx = Fixture::new();
-    fx.file("a", b"a");
-    fx.file("dir/b", b"bb");
-    fx.dir("dir/empty");
-    fx.symlink("link", "a");
-    let reference = fx.path("reference");
-    transfer(&fx.src, &reference, |_| {});
-    let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
-    assert_clean(&report);
-    assert_eq!(report.sources_removed, 3);
-    assert_same_tree(&reference, &fx.dst, PLAIN);
-    assert!(
-        support::names(&fx.src).is_empty(),
-        "left in source: {:?}",
-        support::names(&fx.src)
-    );
-}
-
-#[test]
-fn move_keeps_sources_whose_copy_failed() {
-    let fx = Fixture::new();
-    fx.file("ok/a", b"a");
-    fx.file("blocked/b", b"b");
-    fs::create_dir_all(fx.dst.join("blocked")).unwrap();
-    // An immutable directory refuses new entries even to root.
-    let Some(_guard) = support::Immutable::set(&fx.dst.join("blocked")) else {
-        eprintln!("skipped: cannot set the immutable flag here");
-        return;
-    };
-    let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
-    assert!(
-        report
-            .failures
-            .iter()
-            .any(|f| f.path == Path::new("blocked/b") && f.operation == "copy"),
-        "{:?}",
-        report.failures
-    );
-    assert!(!fx.src.join("ok/a").exists(), "the good file moved");
-    assert_eq!(
-        fs::read(fx.src.join("blocked/b")).unwrap(),
-        b"b",
-        "the failed one stayed"
-    );
-}
-
-#[test]
-fn resume_keeps_verified_blocks_and_rewrites_bad_ones() {
-    let fx = Fixture::new();
-    let block = blit_core::resume::BLOCK as usize;
-    let content: Vec<u8> = (0..10 * block).map(|i| (i * 7 + i / 4096) as u8).collect();
-    fx.file("big.bin", &content);
-    fs::create_dir_all(&fx.dst).unwrap();
-    // An interrupted run left six blocks, one of them damaged.
-    let mut partial = content[..6 * block].to_vec();
-    partial[block + 10] ^= 0xff;
-    let part = fx.dst.join(temp::unique_name(
-        "big.bin".as_ref(),
-        temp::TempSuffix::Part,
-    ));
-    fs::write(&part, &partial).unwrap();
-
-    let report = transfer(&fx.src, &fx.dst, |s| s.resume = true);
-    assert_clean(&report);
-    assert_eq!(report.bytes_resumed, 5 * block as u64);
-    assert_eq!(report.bytes_copied, 5 * block as u64);
-    assert_eq!(fs::read(fx.dst.join("big.bin")).unwrap(), content);
-    assert!(!part.exists());
-}
-
-#[test]
-fn leftover_temp_files_are_removed_without_resume() {
-    let fx = Fixture::new();
-    fx.file(
-        "big.bin",
-        &vec![1u8; (blit_core::transfer::RESUMABLE_MIN + 1) as usize],
-    );
-    fs::create_dir_all(&fx.dst).unwrap();
-    let part = fx.dst.join(temp::unique_name(
-        "big.bin".as_ref(),
-        temp::TempSuffix::Part,
-    ));
-    let tmp = fx
-        .dst
-        .join(temp::unique_name("gone".as_ref(), temp::TempSuffix::Tmp));
-    fs::write(&part, b"stale").unwrap();
-    fs::write(&tmp, b"stale").unwrap();
-    let report = copy(&fx);
-    assert_clean(&report);
-    assert_eq!(report.bytes_resumed, 0);
-    assert_eq!(
-        support::names(&fx.dst),
-        vec![std::ffi::OsString::from("big.bin")]
-    );
-}
-
-#[test]
-fn a_temp_file_another_run_is_writing_is_left_alone() {
-    let fx = Fixture::new();
-    let size = (blit_core::transfer::RESUMABLE_MIN + 1) as usize;
-    fx.file("big.bin", &vec![7u8; size]);
-    fs::create_dir_all(&fx.dst).unwrap();
-    // Another writer holds temp files for the same target: a partial large file and a
-    // small one. Neither may be resumed, truncated or removed by this run.
-    let dst = blit_core::sys::dir::open_root(&fx.dst).unwrap();
-    let dst = rustix::fd::AsFd::as_fd(&dst);
-    let held = temp::create(dst, "big.bin".as_ref(), temp::TempSuffix::Part).unwrap();
-    let small = temp::create(dst, "x".as_ref(), temp::TempSuffix::Tmp).unwrap();
-    rustix::io::write(&held.fd, b"someone else's bytes").unwrap();
-    let report = transfer(&fx.src, &fx.dst, |s| s.resume = true);
-    assert_clean(&report);
-    assert_eq!(report.bytes_resumed, 0, "a held part is not taken over");
-    assert_eq!(fs::read(fx.dst.join("big.bin")).unwrap(), vec![7u8; size]);
-    assert_eq!(
-        fs::read(fx.dst.join(&held.name)).unwrap(),
-        b"someone else's bytes"
-    );
-    assert!(fx.dst.join(&small.name).exists());
-    // Once its writer is gone, a leftover is garbage for the next run.
-    drop((held, small));
-    assert_clean(&copy(&fx));
-    assert_eq!(
-        support::names(&fx.dst),
-        vec![std::ffi::OsString::from("big.bin")]
-    );
-}
-
-#[test]
-fn concurrent_runs_to_one_path_end_with_one_complete_file() {
-    let fx = Fixture::new();
-    let size = (blit_core::transfer::RESUMABLE_MIN as usize) * 2;
-    let contents: Vec<Vec<u8>> = (0..4u8)
-        .map(|k| (0..size).map(|i| (i as u8).wrapping_mul(k + 3)).collect())
-        .collect();
-    let sources: Vec<PathBuf> = contents
-        .iter()
-        .enumerate()
-        .map(|(k, c)| fx.file(format!("s{k}/big.bin"), c))
-        .collect();
-    let small: Vec<PathBuf> = (0..4)
-        .map(|k| fx.file(format!("t{k}/small.txt"), format!("small {k}").as_bytes()))
-        .collect();
-    fs::create_dir_all(&fx.dst).unwrap();
-    for round in 0..3 {
-        // Four writers of the same two targets at once, large files and small ones.
-        std::thread::scope(|scope| {
-            for (big, little) in sources.iter().zip(&small) {
-                let dst = fx.dst.clone();
-                scope.spawn(move || {
-                    let mut s = spec(big, &dst);
-                    s.compare = Compare::IgnoreTimes;
-                    assert_clean(&run_spec(s));
-                    let mut s = spec(little, &dst);
-                    s.compare = Compare::IgnoreTimes;
-                    assert_clean(&run_spec(s));
-                });
-            }
-        });
-        let landed = fs::read(fx.dst.join("big.bin")).unwrap();
-        assert!(
-            contents.contains(&landed),
-            "round {round}: the final name holds a complete file of one writer"
-        );
-        let text = fs::read_to_string(fx.dst.join("small.txt")).unwrap();
-        assert!(text.starts_with("small "), "{text:?}");
-        assert_eq!(
-            support::names(&fx.dst),
-            vec![
-                std::ffi::OsString::from("big.bin"),
-                std::ffi::OsString::from("small.txt")
-            ],
-            "round {round}: no temp file is left behind"
-        );
-    }
-}
-
-#[test]
 fn single_files_follow_the_destination_rules() {
     let fx = Fixture::new();
     let f = fx.file("one.txt", b"one");
@@ -807,27 +632,6 @@ fn single_files_follow_the_destination_rules() {
     assert_eq!(fs::read(fx.dst.join("one.txt")).unwrap(), b"one");
     assert_clean(&run_spec(spec(&f, &fx.dst.join("renamed.txt"))));
     assert_eq!(fs::read(fx.dst.join("renamed.txt")).unwrap(), b"one");
-}
-
-#[test]
-fn a_single_file_resumes_too() {
-    let fx = Fixture::new();
-    let block = blit_core::resume::BLOCK as usize;
-    let content: Vec<u8> = (0..5 * block).map(|i| (i % 253) as u8).collect();
-    let f = fx.file("disk.img", &content);
-    fs::create_dir_all(&fx.dst).unwrap();
-    let part = fx.dst.join(temp::unique_name(
-        "disk.img".as_ref(),
-        temp::TempSuffix::Part,
-    ));
-    fs::write(&part, &content[..3 * block]).unwrap();
-    let mut s = spec(&f, &fx.dst);
-    s.resume = true;
-    let report = run_spec(s);
-    assert_clean(&report);
-    assert_eq!(report.bytes_resumed, 3 * block as u64);
-    assert_eq!(fs::read(fx.dst.join("disk.img")).unwrap(), content);
-    assert!(!part.exists());
 }
 
 #[test]
@@ -862,87 +666,6 @@ fn a_file_replacing_a_directory_deletes_only_in_a_mirror() {
     // Without protection, mirror replaces it.
     assert_clean(&mirror(&fx));
     assert_eq!(fs::read(fx.dst.join("x")).unwrap(), b"now a file");
-}
-
-#[test]
-fn a_name_that_looks_like_a_temp_file_is_still_copied() {
-    let fx = Fixture::new();
-    let name = ".blit-0123456789abcdef.tmp";
-    fx.file(name, b"a user file with an unlucky name");
-    for _ in 0..3 {
-        assert_clean(&copy(&fx));
-        assert_eq!(
-            fs::read(fx.dst.join(name)).unwrap(),
-            b"a user file with an unlucky name"
-        );
-    }
-}
-
-#[test]
-fn move_with_size_only_confirms_by_content() {
-    let fx = Fixture::new();
-    let f = fx.file("f", b"source data");
-    set_mtime(&f, 1_700_000_000, 0);
-    support::write(&fx.dst.join("f"), b"other bytes");
-    let report = transfer(&fx.src, &fx.dst, |s| {
-        s.mode = Mode::Move;
-        s.compare = Compare::SizeOnly;
-    });
-    assert!(
-        report
-            .failures
-            .iter()
-            .any(|f| f.operation == "remove source"),
-        "{report:?}"
-    );
-    assert_eq!(
-        fs::read(&f).unwrap(),
-        b"source data",
-        "the only copy of the data stays"
-    );
-}
-
-#[test]
-fn move_confirms_every_file_it_did_not_write_by_content() {
-    // Same size, mtimes within the modify window: the comparison calls it up to date, but
-    // the bytes differ, so the source is the only copy of its data and must stay.
-    let fx = Fixture::new();
-    let f = fx.file("f", b"source data");
-    set_mtime(&f, 1_700_000_000, 0);
-    let d = support::write(&fx.dst.join("f"), b"other bytes");
-    set_mtime(&d, 1_700_000_000, 500);
-    let report = transfer(&fx.src, &fx.dst, |s| {
-        s.mode = Mode::Move;
-        s.limits.modify_window_ns = 1_000_000_000;
-    });
-    assert!(
-        report
-            .failures
-            .iter()
-            .any(|f| f.operation == "remove source"),
-        "{report:?}"
-    );
-    assert_eq!(fs::read(&f).unwrap(), b"source data");
-}
-
-#[test]
-fn a_move_with_failures_removes_no_source_directories() {
-    let fx = Fixture::new();
-    fx.file("ok/a", b"a");
-    fx.dir("empty/nested");
-    fx.file("blocked/b", b"b");
-    fs::create_dir_all(fx.dst.join("blocked")).unwrap();
-    let Some(_guard) = support::Immutable::set(&fx.dst.join("blocked")) else {
-        eprintln!("skipped: cannot set the immutable flag here");
-        return;
-    };
-    let report = transfer(&fx.src, &fx.dst, |s| s.mode = Mode::Move);
-    assert!(!report.failures.is_empty());
-    assert!(!fx.src.join("ok/a").exists(), "the good file moved");
-    assert!(
-        fx.src.join("ok").is_dir() && fx.src.join("empty/nested").is_dir(),
-        "no directory is removed after a failure"
-    );
 }
 
 #[test]
@@ -1097,64 +820,4 @@ mod random_trees {
             assert_same_tree(&fx.src, &fx.dst, PLAIN);
         }
     }
-}
-
-/// Levels of the deep chain below: its paths (8,000 bytes) are twice what the kernel
-/// takes in one call, and opening each directory from the root made a copy of it take
-/// 25 s (quadratic in the depth).
-const DEEP: usize = 4_000;
-
-#[test]
-fn a_deep_chain_is_copied_mirrored_and_moved_in_linear_time() {
-    use blit_test_support::chain;
-    use std::time::{Duration, Instant};
-    let fx = Fixture::new();
-    let moved = fx.path("moved");
-    let _cleanup = chain::Cleanup(vec![fx.src.clone(), fx.dst.clone(), moved.clone()]);
-    chain::make(&fx.src, "chain", DEEP);
-    // Well above what linear work takes here (under a second), well below quadratic.
-    let linear = Duration::from_secs(10);
-
-    let started = Instant::now();
-    let report = copy(&fx);
-    assert!(
-        started.elapsed() < linear,
-        "copy took {:?}",
-        started.elapsed()
-    );
-    assert_clean(&report);
-    assert_eq!(report.dirs_created, DEEP as u64);
-    chain::assert_copied(&fx.dst, "chain", DEEP);
-
-    // Strays deep in the destination: a mirror deletes them there and touches nothing else.
-    let level = chain::open_level(&fx.dst, "chain", DEEP - 10);
-    for d in ["stray-dir", "stray-dir/x", "stray-dir/x/y"] {
-        rustix::fs::mkdirat(&level, d, rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
-    }
-    drop(level);
-    let started = Instant::now();
-    let report = mirror(&fx);
-    assert!(
-        started.elapsed() < linear,
-        "mirror took {:?}",
-        started.elapsed()
-    );
-    assert_clean(&report);
-    assert_eq!(report.deleted, 3, "stray-dir with x and y");
-    chain::assert_copied(&fx.dst, "chain", DEEP);
-
-    let started = Instant::now();
-    let report = transfer(&fx.src, &moved, |s| s.mode = Mode::Move);
-    assert!(
-        started.elapsed() < linear,
-        "move took {:?}",
-        started.elapsed()
-    );
-    assert_clean(&report);
-    chain::assert_copied(&moved, "chain", DEEP);
-    assert_eq!(
-        support::names(&fx.src),
-        Vec::<std::ffi::OsString>::new(),
-        "the emptied chain is gone from the source"
-    );
 }
