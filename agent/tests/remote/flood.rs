@@ -221,14 +221,13 @@ fn slow_and_idle_data_connections_neither_starve_sessions_nor_pile_up() {
     let ls = blit_ok(&fx, &[&"ls", &agent.url("default", "")]);
     let loaded = push("under-slow");
     eprintln!("push {unloaded:?} → {loaded:?}, ls {ls_unloaded:?} → {ls:?}");
-    during.assert_within(
-        Usage {
-            rss_bytes: before.rss_bytes + 64 * MIB,
-            threads: before.threads + 8,
-            fds: before.fds + limits::DATA_PENDING_PER_PEER as u64 + 32,
-        },
-        "600 slow data connections",
-    );
+    // What the agent may hold under either attack: the waiting connections' descriptors.
+    let bound = Usage {
+        rss_bytes: before.rss_bytes + 64 * MIB,
+        threads: before.threads + 8,
+        fds: before.fds + limits::DATA_PENDING_PER_PEER as u64 + 32,
+    };
+    during.assert_within(bound, "600 slow data connections");
     assert_not_starved(unloaded, loaded, SLACK);
     assert_not_starved(ls_unloaded, ls, SLACK);
     // Every one of them is closed: the excess at once, the rest at the admission deadline.
@@ -253,14 +252,7 @@ fn slow_and_idle_data_connections_neither_starve_sessions_nor_pile_up() {
     eprintln!("2,000 idle data connections: during {during:?}");
     let loaded = push("under-idle");
     eprintln!("push {unloaded:?} → {loaded:?}");
-    during.assert_within(
-        Usage {
-            rss_bytes: before.rss_bytes + 64 * MIB,
-            threads: before.threads + 8,
-            fds: before.fds + limits::DATA_PENDING_PER_PEER as u64 + 32,
-        },
-        "2,000 idle data connections",
-    );
+    during.assert_within(bound, "2,000 idle data connections");
     assert_not_starved(unloaded, loaded, SLACK);
     assert_eq!(fs::read_dir(module.join("under-idle")).unwrap().count(), 50);
     let closed = wait_closed(
@@ -343,7 +335,7 @@ fn idle_control_connections_under_a_low_fd_limit_neither_spin_nor_lock_out_ls() 
 /// address, and a flood of them is one summary line per interval.
 #[test]
 fn failed_authentications_are_logged_at_a_rate_limit() {
-    use blit_core::session::client::{Credentials, Remote};
+    use blit_core::session::client::Credentials;
     use blit_core::wire::pb;
     let fx = Fixture::new();
     let module = fx.path("module");
@@ -352,17 +344,7 @@ fn failed_authentications_are_logged_at_a_rate_limit() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // One connection (connecting greets the agent once, without a token: the first
     // failure), then 200 calls with a wrong token on it.
-    let conn = rt.block_on(async {
-        Remote {
-            host: "127.0.0.1".into(),
-            port: agent.port,
-            token: None,
-            tls: None,
-        }
-        .connect()
-        .await
-        .unwrap()
-    });
+    let conn = rt.block_on(connect(&agent));
     let hello = |token: &'static str| {
         let creds = Credentials::new(Some(token)).unwrap();
         let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel.clone(), creds);
