@@ -368,12 +368,6 @@ impl Fetcher {
         } else {
             Ok(())
         })
-        // A move confirms this file to its source, which then deletes its copy: the
-        // data must be on disk first.
-        .and_then(|()| match ctx.spec.mode {
-            crate::spec::Mode::Move => file::sync_data(staged.fd.as_fd()),
-            _ => Ok(()),
-        })
         .and_then(|()| {
             apply::publish_file(
                 ctx,

@@ -109,6 +109,11 @@ pub fn publish_file(
     src_fd: Option<BorrowedFd<'_>>,
     replaces: Option<&Entry>,
 ) -> io::Result<()> {
+    // A move confirms this file to its source, which then deletes its copy: the data
+    // must be on disk first, whichever end the bytes came from.
+    if ctx.spec.mode == Mode::Move {
+        file::sync_data(staged.fd.as_fd())?;
+    }
     finish_meta(ctx, at, src, src_fd, staged.fd.as_fd(), staged.created_mode)?;
     if let Some(old) = replaces.filter(|e| e.kind == EntryKind::Dir) {
         clear_dir_in_the_way(ctx, at, old)?;
@@ -372,7 +377,8 @@ fn sync_xattrs_of(
 /// the source has not changed since it was read, then removes the source entry. Size and
 /// mtime confirm a file this run wrote; a file it did not write (found up to date, by
 /// whatever comparison) is confirmed by BLAKE3, as is every file with `--checksum`. The
-/// copy's data is synced first (its directory was synced by the caller).
+/// copy's data is on disk first (`publish_file` synced what this run wrote; a file found
+/// up to date is synced here), and its directory was synced by the caller.
 pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -> io::Result<()> {
     let landed = dir::stat_at(at.dst, at.names.dst)?;
     let now = dir::stat_at(at.src()?, at.names.src)?;
@@ -392,7 +398,8 @@ pub fn remove_source(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, written: bool) -
             "destination does not match the source; source left in place",
         ));
     }
-    if src.kind == EntryKind::File {
+    // A copy this run wrote was synced before it was published.
+    if src.kind == EntryKind::File && !written {
         let copy = file::open_read(at.dst, at.names.dst)?;
         file::sync_data(copy.as_fd())?;
     }
