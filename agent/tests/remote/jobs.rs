@@ -22,6 +22,23 @@ pub(crate) async fn client(agent: &Agent) -> Client {
 }
 
 fn request(key: &str, source: &Agent, src_path: &str, dst_path: &str) -> pb::StartTransferRequest {
+    start_request(
+        key,
+        &format!("127.0.0.1:{}", source.port),
+        "",
+        src_path,
+        dst_path,
+    )
+}
+
+/// A job pulling `src_path` from the agent at `address` into `dst_path`, passing `token`.
+pub(crate) fn start_request(
+    key: &str,
+    address: &str,
+    token: &str,
+    src_path: &str,
+    dst_path: &str,
+) -> pb::StartTransferRequest {
     let spec = blit_core::TransferSpec::new(
         blit_core::Endpoint::Local("a".into()),
         blit_core::Endpoint::Local("b".into()),
@@ -29,12 +46,12 @@ fn request(key: &str, source: &Agent, src_path: &str, dst_path: &str) -> pb::Sta
     pb::StartTransferRequest {
         idempotency_key: key.into(),
         source: Some(pb::RemoteSource {
-            address: format!("127.0.0.1:{}", source.port),
+            address: address.into(),
             location: Some(pb::Location {
                 module: "default".into(),
                 path: src_path.as_bytes().to_vec(),
             }),
-            token: String::new(),
+            token: token.into(),
         }),
         destination: Some(pb::Location {
             module: "default".into(),

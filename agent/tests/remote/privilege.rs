@@ -404,28 +404,7 @@ fn an_identity_never_leaks_into_another_session() {
 
 /// A job pulling `src_path` from `address` into `dst_path`, with the caller's token.
 fn start(key: &str, address: &str, src_path: &str, dst_path: &str) -> pb::StartTransferRequest {
-    let spec = blit_core::TransferSpec::new(
-        blit_core::Endpoint::Local("a".into()),
-        blit_core::Endpoint::Local("b".into()),
-    );
-    pb::StartTransferRequest {
-        idempotency_key: key.into(),
-        source: Some(pb::RemoteSource {
-            address: address.into(),
-            location: Some(pb::Location {
-                module: "default".into(),
-                path: src_path.as_bytes().to_vec(),
-            }),
-            token: "the-callers-token".into(),
-        }),
-        destination: Some(pb::Location {
-            module: "default".into(),
-            path: dst_path.as_bytes().to_vec(),
-        }),
-        options: Some(blit_core::wire::options_to_wire(&spec)),
-        streams: 1,
-        force_grpc: false,
-    }
+    crate::jobs::start_request(key, address, "the-callers-token", src_path, dst_path)
 }
 
 /// Watches a job to its end.
