@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use blit_core::session::client::{DataOptions, Remote};
 use blit_core::session::{SessionError, client};
-use blit_core::spec::{Endpoint, TransferSpec};
+use blit_core::spec::Options;
 use blit_core::tls::ClientTls;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Report, Stats};
@@ -312,8 +312,7 @@ impl pb::jobs_server::Jobs for JobsService {
         let spec = {
             let resolved = self.modules.resolve(req.destination.as_ref())?;
             resolved.module.writable()?;
-            let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
-            let mut spec = wire::spec_from_wire(options, Endpoint::Local("remote".into()), here)
+            let mut spec = wire::options_from_wire(options)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             spec.privileges = resolved.module.privileges();
             spec
@@ -429,7 +428,7 @@ impl pb::jobs_server::Jobs for JobsService {
 struct Task {
     remote: Remote,
     data: DataOptions,
-    spec: TransferSpec,
+    spec: Options,
     source: pb::Location,
     destination: Option<pb::Location>,
     modules: Arc<Modules>,

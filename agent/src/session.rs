@@ -21,7 +21,7 @@ use blit_core::session::shape::{self, Shape};
 use blit_core::session::source::{self, SourceJob};
 use blit_core::session::throttle::Throttle;
 use blit_core::session::{Link, SessionError, client, frame};
-use blit_core::spec::{Endpoint, Mode};
+use blit_core::spec::Mode;
 use blit_core::sys::beneath;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Stats};
@@ -376,7 +376,7 @@ fn session_throttle(agent: Option<&Arc<Throttle>>, asked: Option<u64>) -> Option
 }
 
 /// Refuses what the peer's protocol version cannot carry.
-fn supported(spec: &blit_core::TransferSpec, peer_minor: u32) -> Result<(), Status> {
+fn supported(spec: &blit_core::Options, peer_minor: u32) -> Result<(), Status> {
     if spec.preserve.xattrs && peer_minor < XATTRS_SINCE {
         return Err(Status::failed_precondition(format!(
             "extended attributes (-X) need protocol {}.{XATTRS_SINCE}; the client speaks {}.{peer_minor}",
@@ -399,15 +399,12 @@ fn prepare(
         .options
         .as_ref()
         .ok_or_else(|| Status::invalid_argument("no transfer options"))?;
-    let here = Endpoint::Local(resolved.module.config.path.join(&resolved.rel));
     let role = pb::Role::try_from(open.server_role).unwrap_or(pb::Role::Unspecified);
-    let (source, destination) = match role {
-        pb::Role::Source => (here.clone(), Endpoint::Local("remote".into())),
-        pb::Role::Destination => (Endpoint::Local("remote".into()), here),
-        pb::Role::Unspecified => return Err(Status::invalid_argument("no server role")),
-    };
-    let mut spec = wire::spec_from_wire(options, source, destination)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if role == pb::Role::Unspecified {
+        return Err(Status::invalid_argument("no server role"));
+    }
+    let mut spec =
+        wire::options_from_wire(options).map_err(|e| Status::invalid_argument(e.to_string()))?;
     spec.limits.workers = spec.limits.workers.min(blit_core::spec::default_workers());
     // What this end may do in the module, and as whom (the `Resolved` acts as it here).
     spec.privileges = resolved.module.privileges();
@@ -470,7 +467,7 @@ fn prepare(
             let filter = client::based_filter(&spec.filter, &shape);
             Ok(Prepared::Destination {
                 job: DestinationJob {
-                    spec,
+                    options: spec,
                     root,
                     rename,
                     filter,

@@ -17,11 +17,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use blit_core::session::client::DataOptions;
-use blit_core::{Mode, Transfer};
+use blit_core::{Endpoint, Mode, Transfer};
 use clap::{ArgMatches, FromArgMatches};
 
 use crate::args::{Cli, Command, Diagnostics, TransferArgs};
-use crate::remote::Side;
 
 /// Exit status of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +92,7 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
     if !args.dry_run && !args.yes {
         confirm(mode)?;
     }
-    let workers = spec.limits.workers;
-    let sides = (
-        remote::side(&args.source)?,
-        remote::side(&args.destination)?,
-    );
+    let workers = spec.options.limits.workers;
     let printer = Arc::new(output::EventPrinter::new(
         out.verbose,
         args.dry_run,
@@ -107,28 +102,21 @@ fn transfer(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Re
     let bars = out
         .progress
         .then(|| progress::Progress::start(stats.clone()));
-    let result = match sides {
-        (Side::Local, Side::Local) => Transfer::with_stats(spec, stats)
+    let result = match (&spec.source, &spec.destination) {
+        (Endpoint::Local(_), Endpoint::Local(_)) => Transfer::with_stats(spec, stats)
             .run(&*printer)
             .map_err(anyhow::Error::from),
-        (src, dst) => {
-            let job = remote::RemoteTransfer {
-                spec: &spec,
-                data: DataOptions {
-                    streams: args.streams,
-                    force_grpc: args.force_grpc,
-                },
-                remote: &args.remote,
-                stats,
-                observer: printer.clone(),
-            };
-            match (src, dst) {
-                (Side::Local, Side::Agent(dst)) => job.push(&args.source, &dst),
-                (Side::Agent(src), Side::Local) => job.pull(&src, &args.destination),
-                (Side::Agent(src), Side::Agent(dst)) => job.delegate(&src, &dst),
-                (Side::Local, Side::Local) => unreachable!("handled above"),
-            }
+        _ => remote::RemoteTransfer {
+            spec: &spec,
+            data: DataOptions {
+                streams: args.streams,
+                force_grpc: args.force_grpc,
+            },
+            remote: &args.remote,
+            stats,
+            observer: printer.clone(),
         }
+        .run(),
     };
     if let Some(bars) = bars {
         bars.finish();

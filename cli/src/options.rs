@@ -18,17 +18,14 @@ pub struct Output {
 
 /// Builds the engine's spec. `matches` are the subcommand's, used to keep --include and
 /// --exclude in the order they were given (first match wins, as in rsync).
-pub fn spec(
-    mode: Mode,
-    args: &TransferArgs,
-    matches: &ArgMatches,
-) -> Result<TransferSpec, blit_core::Error> {
+pub fn spec(mode: Mode, args: &TransferArgs, matches: &ArgMatches) -> anyhow::Result<TransferSpec> {
     let mut spec = TransferSpec::new(
-        Endpoint::Local(args.source.clone()),
-        Endpoint::Local(args.destination.clone()),
+        Endpoint::parse(args.source.as_os_str()).map_err(anyhow::Error::msg)?,
+        Endpoint::parse(args.destination.as_os_str()).map_err(anyhow::Error::msg)?,
     );
-    spec.mode = mode;
-    spec.compare = if args.checksum {
+    let options = &mut spec.options;
+    options.mode = mode;
+    options.compare = if args.checksum {
         Compare::Checksum
     } else if args.ignore_times {
         Compare::IgnoreTimes
@@ -37,13 +34,13 @@ pub fn spec(
     } else {
         Compare::SizeMtime
     };
-    spec.filter = filter(matches)?;
-    spec.preserve = Preserve {
+    options.filter = filter(matches)?;
+    options.preserve = Preserve {
         hard_links: args.hard_links,
         xattrs: args.xattrs,
         owner: !args.no_owner,
     };
-    spec.limits = Limits {
+    options.limits = Limits {
         workers: args
             .workers
             .map_or_else(blit_core::spec::default_workers, usize::from),
@@ -51,13 +48,13 @@ pub fn spec(
         modify_window_ns: (args.modify_window.max(0.0) * 1e9) as u64,
         bandwidth: args.bwlimit,
     };
-    spec.reflink = match args.reflink {
+    options.reflink = match args.reflink {
         ReflinkArg::Auto => Reflink::Auto,
         ReflinkArg::Always => Reflink::Always,
         ReflinkArg::Never => Reflink::Never,
     };
-    spec.resume = args.resume;
-    spec.dry_run = args.dry_run;
+    options.resume = args.resume;
+    options.dry_run = args.dry_run;
     Ok(spec)
 }
 

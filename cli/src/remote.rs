@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use blit_core::session::client::{Connection, DataOptions, Remote};
 use blit_core::tls::ClientTls;
 use blit_core::wire::pb;
-use blit_core::{AgentPath, Observer, Report, Stats, TransferSpec};
+use blit_core::{AgentPath, Endpoint, Observer, Report, Stats, TransferSpec};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -72,6 +72,16 @@ pub struct RemoteTransfer<'a> {
 }
 
 impl RemoteTransfer<'_> {
+    /// Runs the transfer the spec's endpoints describe (at least one on an agent).
+    pub fn run(&self) -> anyhow::Result<Report> {
+        match (&self.spec.source, &self.spec.destination) {
+            (Endpoint::Local(src), Endpoint::Agent(dst)) => self.push(src, dst),
+            (Endpoint::Agent(src), Endpoint::Local(dst)) => self.pull(src, dst),
+            (Endpoint::Agent(src), Endpoint::Agent(dst)) => self.delegate(src, dst),
+            (Endpoint::Local(_), Endpoint::Local(_)) => Err(blit_core::Error::NotLocal.into()),
+        }
+    }
+
     /// Local `src` to `dst` on an agent.
     pub fn push(&self, src: &Path, dst: &AgentPath) -> anyhow::Result<Report> {
         need_module(dst)?;
@@ -81,7 +91,7 @@ impl RemoteTransfer<'_> {
                 &conn,
                 src,
                 dst.location(),
-                self.spec,
+                &self.spec.options,
                 self.data,
                 self.stats.clone(),
             )
@@ -99,7 +109,7 @@ impl RemoteTransfer<'_> {
                 &conn,
                 src.location(),
                 dst,
-                self.spec,
+                &self.spec.options,
                 self.data,
                 self.stats.clone(),
                 self.observer.clone(),
@@ -131,7 +141,7 @@ impl RemoteTransfer<'_> {
                     token: self.remote.token.clone().unwrap_or_default(),
                 }),
                 destination: Some(dst.location()),
-                options: Some(blit_core::wire::options_to_wire(self.spec)),
+                options: Some(blit_core::wire::options_to_wire(&self.spec.options)),
                 streams: self.data.streams.unwrap_or(0),
                 force_grpc: self.data.force_grpc,
             };

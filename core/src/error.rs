@@ -42,6 +42,11 @@ pub enum Error {
 
     #[error("could not start worker threads: {0}")]
     Workers(String),
+
+    /// `Transfer` runs both ends on this machine; a spec with an end on an agent goes
+    /// through `agent::AgentClient` instead.
+    #[error("one end of this transfer is on an agent: it runs through an agent client")]
+    NotLocal,
 }
 
 impl Error {

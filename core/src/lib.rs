@@ -52,5 +52,5 @@ pub use entry::{Entry, EntryKind, Meta, Timestamp};
 pub use error::Error;
 pub use filter::{Filter, RuleKind};
 pub use report::{Change, Event, Failure, Observer, Quiet, Report, Stats, StatsSnapshot};
-pub use spec::{Compare, Endpoint, Limits, Mode, Preserve, TransferSpec};
+pub use spec::{Compare, Endpoint, Limits, Mode, Options, Preserve, TransferSpec};
 pub use transfer::Transfer;

@@ -1,10 +1,16 @@
 //! `TransferSpec`: everything a transfer needs to know, as plain data.
 //!
-//! Front ends (the CLI, later the agent) translate their arguments into a spec; the engine
-//! never sees flags or config files.
+//! A front end (the CLI, the agent's jobs, the operator) turns what it was given into a
+//! spec once: two [`Endpoint`]s — a local path, or a path on an agent parsed into an
+//! [`AgentPath`] — and the [`Options`] both ends of a transfer must agree on. From then on
+//! the spec travels as data: the options go over the wire as they are
+//! (`wire::options_to_wire`), and an agent's end of a session works from [`Options`]
+//! alone, since the other endpoint is its peer. The engine never sees flags or config
+//! files.
 
 use std::path::PathBuf;
 
+use crate::agent_path::AgentPath;
 use crate::copy::Reflink;
 use crate::filter::Filter;
 use crate::sys::creds::Identity;
@@ -14,6 +20,30 @@ use crate::sys::creds::Identity;
 pub enum Endpoint {
     /// A path on this machine, as the user wrote it (a trailing `/` is significant).
     Local(PathBuf),
+    /// A path inside a module of an agent (a trailing `/` is significant there too).
+    Agent(AgentPath),
+}
+
+impl Endpoint {
+    /// A path as a user types it: `host[:port]:/module/path` or `blit://host/module/path`
+    /// names a path on an agent, anything else a local path. A remote path that does not
+    /// parse is an error, not a local path by accident.
+    pub fn parse(s: &std::ffi::OsStr) -> Result<Endpoint, String> {
+        match AgentPath::parse(s) {
+            None => Ok(Endpoint::Local(PathBuf::from(s))),
+            Some(Ok(a)) => Ok(Endpoint::Agent(a)),
+            Some(Err(e)) => Err(format!("{}: {e}", s.to_string_lossy())),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Local(p) => write!(f, "{}", p.display()),
+            Endpoint::Agent(a) => write!(f, "{a}"),
+        }
+    }
 }
 
 /// What happens to entries the source does not have, and to the source afterwards.
@@ -148,11 +178,10 @@ pub fn default_workers() -> usize {
         .clamp(2, 32)
 }
 
-/// One transfer, fully described.
+/// How a transfer behaves, whichever machines its ends are on: what both ends agree on
+/// (sent to an agent as `pb::TransferOptions`) and what the writing end may do.
 #[derive(Debug, Clone)]
-pub struct TransferSpec {
-    pub source: Endpoint,
-    pub destination: Endpoint,
+pub struct Options {
     pub mode: Mode,
     pub compare: Compare,
     pub filter: Filter,
@@ -167,12 +196,11 @@ pub struct TransferSpec {
     pub privileges: Privileges,
 }
 
-impl TransferSpec {
-    /// A spec with default options: copy `source` to `destination`.
-    pub fn new(source: Endpoint, destination: Endpoint) -> TransferSpec {
-        TransferSpec {
-            source,
-            destination,
+impl Default for Options {
+    /// Copy, compare by size and mtime, keep owners where allowed, no filter; whatever
+    /// this process may do ([`Privileges::ALL`]).
+    fn default() -> Options {
+        Options {
             mode: Mode::Copy,
             compare: Compare::SizeMtime,
             filter: Filter::new(),
@@ -185,6 +213,25 @@ impl TransferSpec {
             resume: false,
             dry_run: false,
             privileges: Privileges::ALL,
+        }
+    }
+}
+
+/// One transfer, fully described.
+#[derive(Debug, Clone)]
+pub struct TransferSpec {
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub options: Options,
+}
+
+impl TransferSpec {
+    /// A spec with default options: copy `source` to `destination`.
+    pub fn new(source: Endpoint, destination: Endpoint) -> TransferSpec {
+        TransferSpec {
+            source,
+            destination,
+            options: Options::default(),
         }
     }
 }

@@ -57,7 +57,7 @@ pub(crate) fn start_request(
             module: "default".into(),
             path: dst_path.as_bytes().to_vec(),
         }),
-        options: Some(blit_core::wire::options_to_wire(&spec)),
+        options: Some(blit_core::wire::options_to_wire(&spec.options)),
         streams: 1,
         force_grpc: false,
     }

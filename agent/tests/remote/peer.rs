@@ -162,7 +162,7 @@ impl Peer {
 
 pub(crate) fn options() -> pb::TransferOptions {
     let spec = TransferSpec::new(Endpoint::Local("from".into()), Endpoint::Local("to".into()));
-    wire::options_to_wire(&spec)
+    wire::options_to_wire(&spec.options)
 }
 
 /// An Open for a push into `path` of the module (the agent is the destination).

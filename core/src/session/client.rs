@@ -20,7 +20,7 @@ use super::source::{self, SourceJob};
 use super::{Link, SessionError, frame};
 use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
-use crate::spec::TransferSpec;
+use crate::spec::Options;
 use crate::sys::dir as sysdir;
 use crate::tls::{ClientTls, DataTls};
 use crate::wire::{self, pb};
@@ -292,7 +292,7 @@ async fn negotiate_data(
 fn open_frame(
     role: pb::Role,
     location: pb::Location,
-    spec: &TransferSpec,
+    spec: &Options,
     source: Option<&Shape>,
     options: DataOptions,
 ) -> pb::Open {
@@ -314,7 +314,7 @@ pub async fn push(
     conn: &Connection,
     src: &Path,
     dest: pb::Location,
-    spec: &TransferSpec,
+    spec: &Options,
     options: DataOptions,
     stats: Arc<Stats>,
 ) -> Result<Report, SessionError> {
@@ -350,7 +350,7 @@ pub async fn pull(
     conn: &Connection,
     src: pb::Location,
     dst: &Path,
-    spec: &TransferSpec,
+    spec: &Options,
     options: DataOptions,
     stats: Arc<Stats>,
     observer: Arc<dyn Observer + Send + Sync>,
@@ -375,7 +375,7 @@ pub async fn pull(
 pub async fn pull_into(
     conn: &Connection,
     src: pb::Location,
-    spec: &TransferSpec,
+    spec: &Options,
     options: DataOptions,
     stats: Arc<Stats>,
     observer: Arc<dyn Observer + Send + Sync>,
@@ -395,7 +395,7 @@ pub async fn pull_into(
     };
     let plane = negotiate_data(conn, &link, &accept, options).await?;
     let job = DestinationJob {
-        spec: spec.clone(),
+        options: spec.clone(),
         root,
         rename,
         filter: based_filter(&spec.filter, &shape),

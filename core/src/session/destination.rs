@@ -23,7 +23,7 @@ use super::{Link, SessionError, frame};
 use crate::entry::Meta;
 use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
-use crate::spec::TransferSpec;
+use crate::spec::Options;
 use crate::sys::{creds, dir as sysdir};
 use crate::transfer::context::{Ctx, Rename};
 use crate::transfer::dir::{DirState, DstDir};
@@ -32,7 +32,7 @@ use crate::wire::{self, pb};
 
 /// What the destination end writes into.
 pub struct DestinationJob {
-    pub spec: TransferSpec,
+    pub options: Options,
     /// The destination root; `None` in a dry run whose destination does not exist.
     pub root: Option<OwnedFd>,
     pub rename: Option<Rename>,
@@ -261,14 +261,14 @@ fn receive(
 ) -> Result<Report, SessionError> {
     // Everything below reads and writes as the session's identity, if it has one: this
     // thread until it returns, the session's own pool and receivers for their lifetime.
-    let identity = job.spec.privileges.identity;
+    let identity = job.options.privileges.identity;
     let _acting = identity
         .map(creds::Identity::act)
         .transpose()
         .map_err(SessionError::Data)?;
     let Lifetime { cancel, budget } = job.lifetime.clone();
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(job.spec.limits.workers.max(1))
+        .num_threads(job.options.limits.workers.max(1))
         .thread_name(|i| format!("blit-dest-{i}"))
         .build()
         .map_err(|e| crate::error::Error::Workers(e.to_string()))?;
@@ -276,7 +276,7 @@ fn receive(
     let root_state = root_state(&job)?;
     let fetcher = Fetcher::new(tx.clone());
     let mut ctx = Ctx::new(
-        &job.spec,
+        &job.options,
         stats,
         observer,
         job.filter.clone(),

@@ -393,7 +393,7 @@ impl Fetcher {
                     size - reused,
                     reused,
                 );
-                if ctx.spec.mode == crate::spec::Mode::Move {
+                if ctx.options.mode == crate::spec::Mode::Move {
                     act::land(ctx, self, file.place(), &file.entry, true);
                 }
             }

@@ -62,16 +62,20 @@ pub fn act<'a>(
         ctx.count(|t| &t.files_skipped, 1);
     }
     // A remote source learns what landed; fetched files are reported once written.
-    if let (Mode::Move, false, Some(landing), Some(at), Some(src)) =
-        (ctx.spec.mode, ctx.dry_run(), ctx.landing, at, moved(action))
-        && !matches!(action, Action::Copy { .. } | Action::Resume { .. })
+    if let (Mode::Move, false, Some(landing), Some(at), Some(src)) = (
+        ctx.options.mode,
+        ctx.dry_run(),
+        ctx.landing,
+        at,
+        moved(action),
+    ) && !matches!(action, Action::Copy { .. } | Action::Resume { .. })
     {
         land(ctx, landing, at, src, false);
     }
     // A local source is removed here, once its directory is done.
     let local_source = at.is_some_and(|a| a.src.is_some());
     match (
-        ctx.spec.mode,
+        ctx.options.mode,
         ctx.dry_run(),
         local_source,
         at,
@@ -148,7 +152,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             apply::set_meta(ctx, at, src)?;
             Outcome::Changed(Change::Meta)
         }
-        Action::Skip { src, .. } if ctx.spec.preserve.xattrs && src.kind == EntryKind::File => {
+        Action::Skip { src, .. } if ctx.options.preserve.xattrs && src.kind == EntryKind::File => {
             match apply::sync_xattrs(ctx, at, src)? {
                 true => Outcome::Changed(Change::Meta),
                 false => Outcome::UpToDate(src.kind),

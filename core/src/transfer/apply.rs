@@ -111,7 +111,7 @@ pub fn publish_file(
 ) -> io::Result<()> {
     // A move confirms this file to its source, which then deletes its copy: the data
     // must be on disk first, whichever end the bytes came from.
-    if ctx.spec.mode == Mode::Move {
+    if ctx.options.mode == Mode::Move {
         file::sync_data(staged.fd.as_fd())?;
     }
     finish_meta(ctx, at, src, src_fd, staged.fd.as_fd(), staged.created_mode)?;
@@ -201,7 +201,7 @@ fn finish_meta(
     fd: BorrowedFd<'_>,
     created_mode: u32,
 ) -> io::Result<()> {
-    let wanted = policy::meta(&ctx.spec.privileges, src.kind, &src.meta);
+    let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
     let owner = ctx.owner && (at.dst_setgid || wanted.uid != 0 || wanted.gid != 0);
     let meta_policy = MetaPolicy {
         owner,
@@ -210,7 +210,7 @@ fn finish_meta(
         mode: created_mode != wanted.mode || wanted.mode & 0o6000 != 0,
     };
     meta::set_owner_mode(fd, &wanted, meta_policy)?;
-    if ctx.spec.preserve.xattrs {
+    if ctx.options.preserve.xattrs {
         let scope = ctx.xattr_scope();
         match (&src.xattrs, src_fd) {
             (Some(set), _) => xattr::set_new(set, fd, scope)?,
@@ -247,7 +247,7 @@ fn publish(at: Place<'_>, fd: BorrowedFd<'_>, staging: &Staging) -> io::Result<(
 /// `--max-delete`.
 fn clear_dir_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result<()> {
     let name = at.names.dst;
-    if ctx.spec.mode != Mode::Mirror {
+    if ctx.options.mode != Mode::Mirror {
         return match dir::rmdir_at(at.dst, name) {
             Ok(()) => {
                 ctx.count(|t| &t.deleted, 1);
@@ -286,8 +286,8 @@ pub fn make_node(
     src: &Entry,
     replaces: Option<&Entry>,
 ) -> io::Result<()> {
-    policy::may_create(&ctx.spec.privileges, src)?;
-    let wanted = policy::meta(&ctx.spec.privileges, src.kind, &src.meta);
+    policy::may_create(&ctx.options.privileges, src)?;
+    let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
     // With something in the way, build the node under a temp name of its own first.
     let tmp = temp::unique_name(at.names.dst, TempSuffix::Tmp);
     let name: &OsStr = if replaces.is_some() {
@@ -328,7 +328,7 @@ fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
 /// Fixes metadata of an entry whose content is current, as far as the destination's
 /// privileges allow.
 pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
-    let wanted = policy::meta(&ctx.spec.privileges, src.kind, &src.meta);
+    let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
     match src.kind {
         EntryKind::Symlink | EntryKind::Special => {
             meta::apply_at(at.dst, at.names.dst, &wanted, node_policy(ctx, src))
@@ -340,7 +340,7 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
                 mode: true,
             };
             meta::set_owner_mode(fd.as_fd(), &wanted, meta_policy)?;
-            if ctx.spec.preserve.xattrs {
+            if ctx.options.preserve.xattrs {
                 sync_xattrs_of(ctx, at, src, fd.as_fd())?;
             }
             meta::set_mtime(fd.as_fd(), &wanted)

@@ -15,7 +15,7 @@ use crate::entry::{Entry, InodeId, Meta, Xattrs};
 use crate::filter::Filter;
 use crate::plan::DiffOptions;
 use crate::report::{Change, Event, Failure, Observer, Report, Stats};
-use crate::spec::{Compare, Mode, TransferSpec};
+use crate::spec::{Compare, Mode, Options};
 
 /// Counters that end up in the `Report`.
 #[derive(Debug, Default)]
@@ -63,12 +63,12 @@ pub struct PendingLink {
 
 /// Everything the workers share.
 pub struct Ctx<'a> {
-    pub spec: &'a TransferSpec,
+    pub options: &'a Options,
     pub copier: Copier,
     pub stats: &'a Stats,
     observer: &'a dyn Observer,
     events: bool,
-    /// Ownership is preserved (asked for, allowed by `spec.privileges`, and running as
+    /// Ownership is preserved (asked for, allowed by `options.privileges`, and running as
     /// root — not as a module's identity).
     pub owner: bool,
     pub umask: u32,
@@ -101,7 +101,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(
-        spec: &'a TransferSpec,
+        options: &'a Options,
         stats: &'a Stats,
         observer: &'a dyn Observer,
         filter: Filter,
@@ -109,12 +109,12 @@ impl<'a> Ctx<'a> {
         dst_root: Option<OwnedFd>,
     ) -> Ctx<'a> {
         Ctx {
-            spec,
-            copier: Copier::new(spec.reflink),
+            options,
+            copier: Copier::new(options.reflink),
             stats,
             observer,
             events: observer.wants_events(),
-            owner: spec.preserve.owner && spec.privileges.owner && crate::sys::is_root(),
+            owner: options.preserve.owner && options.privileges.owner && crate::sys::is_root(),
             umask: crate::sys::meta::umask(),
             // Linking an O_TMPFILE needs root or /proc (see `file::link_unnamed`).
             unnamed_ok: AtomicBool::new(
@@ -149,24 +149,24 @@ impl<'a> Ctx<'a> {
 
     pub fn diff_options(&self) -> DiffOptions {
         DiffOptions {
-            compare: self.spec.compare,
-            modify_window_ns: self.spec.limits.modify_window_ns,
-            delete: self.spec.mode == Mode::Mirror,
+            compare: self.options.compare,
+            modify_window_ns: self.options.limits.modify_window_ns,
+            delete: self.options.mode == Mode::Mirror,
             owner: self.owner,
         }
     }
 
     /// The extended-attribute namespaces this transfer carries (`-X`).
     pub fn xattr_scope(&self) -> crate::sys::xattr::Scope {
-        self.spec.privileges.xattr_scope()
+        self.options.privileges.xattr_scope()
     }
 
     pub fn checksum(&self) -> bool {
-        self.spec.compare == Compare::Checksum
+        self.options.compare == Compare::Checksum
     }
 
     pub fn dry_run(&self) -> bool {
-        self.spec.dry_run
+        self.options.dry_run
     }
 
     /// Reports a change to the observer (building the path only if someone listens).
@@ -231,7 +231,7 @@ impl<'a> Ctx<'a> {
     /// Reserves `n` deletes against `--max-delete`; false (and nothing reserved) if that
     /// would exceed it.
     pub fn reserve_deletes(&self, n: u64) -> bool {
-        let Some(limit) = self.spec.limits.max_delete else {
+        let Some(limit) = self.options.limits.max_delete else {
             return true;
         };
         let before = self.deletes_reserved.fetch_add(n, Ordering::Relaxed);
@@ -275,8 +275,8 @@ impl<'a> Ctx<'a> {
         let t = &self.tally;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Report {
-            mode: self.spec.mode,
-            dry_run: self.spec.dry_run,
+            mode: self.options.mode,
+            dry_run: self.options.dry_run,
             entries: get(&t.entries),
             files_copied: get(&t.files_copied),
             bytes_copied: get(&t.bytes_copied),

@@ -169,7 +169,7 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             &mut dst_entries,
         );
     }
-    let parts = leftovers.resumable(ctx.spec.resume);
+    let parts = leftovers.resumable(ctx.options.resume);
     let part_of = |name: &OsStr| parts.get(temp::key(name).as_bytes());
     let is_resumable =
         |e: &Entry| !parts.is_empty() && e.size >= RESUMABLE_MIN && part_of(&e.name).is_some();
@@ -399,7 +399,7 @@ fn hash_candidates(
 /// created at the end once it exists — unless the destination already has them linked to
 /// the first member's up-to-date inode, in which case there is nothing to do.
 fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
-    if !ctx.spec.preserve.hard_links {
+    if !ctx.options.preserve.hard_links {
         return actions;
     }
     actions
@@ -472,7 +472,7 @@ fn make_subdir(
 /// Queues the directory's own metadata for the end of the run, and remembers it for a
 /// move's cleanup.
 fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
-    if ctx.spec.mode == Mode::Move && state.rename.is_none() {
+    if ctx.options.mode == Mode::Move && state.rename.is_none() {
         lock(&ctx.src_dirs).push(rel.to_owned());
     }
     if ctx.dry_run() || !state.finalize {
@@ -488,7 +488,7 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
         DstDir::Absent | DstDir::Child { .. } => false,
     };
     // With -X a directory's attributes may have changed alone: always re-check them.
-    if changed || differs || ctx.spec.preserve.xattrs {
+    if changed || differs || ctx.options.preserve.xattrs {
         lock(&ctx.dirs).push(PendingDir {
             rel: rel.to_owned(),
             meta: state.src_meta,

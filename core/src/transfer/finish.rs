@@ -69,7 +69,7 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
                         },
                     );
                 }
-                match (ctx.spec.mode, ctx.landing) {
+                match (ctx.options.mode, ctx.landing) {
                     (Mode::Move, Some(landing)) => {
                         landing.landed(link.rel.clone(), &link.src, None, &dir_fd)
                     }
@@ -111,7 +111,7 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
     // One directory open at a time, however many deletes there are.
     pending.sort_by(|a, b| tree_order(&a.dir, &b.dir));
     let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
-    if let Some(limit) = ctx.spec.limits.max_delete {
+    if let Some(limit) = ctx.options.limits.max_delete {
         let mut total = ctx.deletes_reserved();
         for_each_in_dir(ctx, dst_root, &pending, |fd, d| {
             let rel = d.dir.join(&d.entry.name);
@@ -175,7 +175,7 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
         let result = open_in_parent(&mut dst, &d.rel).and_then(|fd| {
             let fd = fd.as_ref().map_or(dst_root, |fd| fd.as_fd());
             meta::set_owner_mode(fd, &d.meta, policy)?;
-            if ctx.spec.preserve.xattrs {
+            if ctx.options.preserve.xattrs {
                 match (&d.xattrs, &mut src) {
                     (Some(wanted), _) => xattr::sync_to(wanted, fd, ctx.xattr_scope())?,
                     (None, Some(src)) => {

@@ -88,10 +88,13 @@ impl Transfer {
     pub fn run(&self, observer: &dyn Observer) -> Result<Report, Error> {
         let started = Instant::now();
         let (Endpoint::Local(src), Endpoint::Local(dst)) =
-            (&self.spec.source, &self.spec.destination);
-        let roots = roots::resolve(src, dst, self.spec.mode)?;
+            (&self.spec.source, &self.spec.destination)
+        else {
+            return Err(Error::NotLocal);
+        };
+        let roots = roots::resolve(src, dst, self.spec.options.mode)?;
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.spec.limits.workers.max(1))
+            .num_threads(self.spec.options.limits.workers.max(1))
             .thread_name(|i| format!("blit-worker-{i}"))
             .build()
             .map_err(|e| Error::Workers(e.to_string()))?;
@@ -128,7 +131,7 @@ impl Transfer {
         };
         let src_fd = sysdir::open_root(src_dir).map_err(src_err)?;
         let src_meta = sysdir::stat_at_self(src_fd.as_fd()).map_err(src_err)?.meta;
-        let dst_fd = open_destination(dst_dir, self.spec.dry_run)?;
+        let dst_fd = open_destination(dst_dir, self.spec.options.dry_run)?;
         let dst_state = match &dst_fd {
             Some(fd) => {
                 let meta = sysdir::stat_at_self(fd.as_fd()).map_err(dst_err)?.meta;
@@ -145,13 +148,14 @@ impl Transfer {
                 ..
             } => self
                 .spec
+                .options
                 .filter
                 .with_base(Path::new(src.file_name().unwrap_or_default())),
-            Roots::Tree { .. } => self.spec.filter.clone(),
+            Roots::Tree { .. } => self.spec.options.filter.clone(),
         };
         let src_root = src_fd.try_clone().map_err(src_err)?;
         let ctx = Ctx::new(
-            &self.spec,
+            &self.spec.options,
             &self.stats,
             observer,
             filter,
@@ -183,18 +187,18 @@ impl Transfer {
 
 /// The end-of-run steps of a destination (local or remote source), then the report.
 pub(crate) fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
-    let spec = ctx.spec;
+    let options = ctx.options;
     let mut skipped = None;
-    if !spec.dry_run {
+    if !options.dry_run {
         if let Some(root) = ctx.dst_root.as_ref().map(|fd| fd.as_fd()) {
             finish::hard_links(&ctx, root);
             skipped = finish::deletes(&ctx, root);
             finish::directories(&ctx, root);
         }
-        if let (Mode::Move, Some((src, whole_dir))) = (spec.mode, tree) {
+        if let (Mode::Move, Some((src, whole_dir))) = (options.mode, tree) {
             finish::emptied_sources(&ctx, src, whole_dir);
         }
-    } else if let Some(limit) = spec.limits.max_delete {
+    } else if let Some(limit) = options.limits.max_delete {
         let would = ctx.tally.deleted.load(std::sync::atomic::Ordering::Relaxed);
         if would > limit {
             skipped = Some(format!(

@@ -10,7 +10,7 @@ use blit_proto::v1 as pb;
 use crate::entry::{Entry, EntryKind, InodeId, Meta, Timestamp, Xattrs};
 use crate::filter::{Filter, RuleKind};
 use crate::report::{Failure, Report};
-use crate::spec::{Compare, Endpoint, Limits, Mode, Preserve, TransferSpec};
+use crate::spec::{Compare, Limits, Mode, Options, Preserve};
 
 /// A message from the network that the engine must not act on.
 #[derive(Debug, thiserror::Error)]
@@ -162,8 +162,9 @@ pub fn entry_from_wire(e: pb::Entry) -> Result<Entry, WireError> {
     })
 }
 
-/// The parts of a spec both ends must agree on.
-pub fn options_to_wire(spec: &TransferSpec) -> pb::TransferOptions {
+/// The options both ends must agree on (what the writing end may do is its own
+/// business, and is not sent).
+pub fn options_to_wire(spec: &Options) -> pb::TransferOptions {
     pb::TransferOptions {
         mode: mode_to_wire(spec.mode) as i32,
         compare: match spec.compare {
@@ -192,12 +193,10 @@ pub fn options_to_wire(spec: &TransferSpec) -> pb::TransferOptions {
     }
 }
 
-/// A spec from the network's options, between the two given endpoints.
-pub fn spec_from_wire(
-    o: &pb::TransferOptions,
-    source: Endpoint,
-    destination: Endpoint,
-) -> Result<TransferSpec, WireError> {
+/// Options from the network. They grant nothing privileged
+/// ([`Privileges::NONE`](crate::spec::Privileges::NONE)) until the receiving end (an
+/// agent's module) says otherwise.
+pub fn options_from_wire(o: &pb::TransferOptions) -> Result<Options, WireError> {
     let mode = mode_from_wire(o.mode)?;
     let compare = match pb::Compare::try_from(o.compare) {
         Ok(pb::Compare::SizeMtime | pb::Compare::Unspecified) => Compare::SizeMtime,
@@ -220,9 +219,8 @@ pub fn spec_from_wire(
         };
         filter.add(kind, &rule.pattern)?;
     }
-    let mut spec = TransferSpec::new(source, destination);
-    // Whoever sent these options does not decide what the receiving end may do: it grants
-    // nothing privileged until the receiver (an agent's module) says otherwise.
+    let mut spec = Options::default();
+    // Whoever sent these options does not decide what the receiving end may do.
     spec.privileges = crate::spec::Privileges::NONE;
     spec.mode = mode;
     spec.compare = compare;

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use blit_core::{Compare, Endpoint, Mode, Quiet, Report, Transfer, TransferSpec};
+use blit_core::{Compare, Endpoint, Mode, Options, Quiet, Report, Transfer, TransferSpec};
 use blit_test_support::{
     self as support, Fixture, assert_same_tree, bytes_path, set_mode, set_mtime, with_slash,
 };
@@ -29,9 +29,9 @@ fn run_spec(spec: TransferSpec) -> Report {
 }
 
 /// Copies the contents of `src` into `dst` with options set by `tweak`.
-fn transfer(src: &Path, dst: &Path, tweak: impl FnOnce(&mut TransferSpec)) -> Report {
+fn transfer(src: &Path, dst: &Path, tweak: impl FnOnce(&mut Options)) -> Report {
     let mut s = spec(&with_slash(src), dst);
-    tweak(&mut s);
+    tweak(&mut s.options);
     run_spec(s)
 }
 
@@ -552,7 +552,7 @@ fn filters_exclude_and_protect() {
     fx.file("nested/build/kept", b"only the root build is excluded");
     fx.file("cache/x", b"cache dir");
     fx.file("notcache/cache", b"a file named cache is not a dir");
-    let rules = |s: &mut TransferSpec| {
+    let rules = |s: &mut Options| {
         s.filter
             .add(blit_core::RuleKind::Include, "keep.log")
             .unwrap();
@@ -675,7 +675,8 @@ fn anchored_filters_follow_rsync_without_a_trailing_slash() {
     fx.file("keep/build/out", b"x");
     let report = run_spec({
         let mut s = spec(&fx.src, &fx.dst);
-        s.filter
+        s.options
+            .filter
             .add(blit_core::RuleKind::Exclude, "/src/build")
             .unwrap();
         s
@@ -703,7 +704,7 @@ fn overlapping_roots_are_refused() {
         "{same:?}"
     );
     let mut into_parent = spec(&fx.src_contents(), fx.dir.path());
-    into_parent.mode = Mode::Mirror;
+    into_parent.options.mode = Mode::Mirror;
     let mirror_up = Transfer::new(into_parent).run(&Quiet);
     assert!(
         matches!(

@@ -114,10 +114,10 @@ fn concurrent_runs_to_one_path_end_with_one_complete_file() {
                 let dst = fx.dst.clone();
                 scope.spawn(move || {
                     let mut s = spec(big, &dst);
-                    s.compare = Compare::IgnoreTimes;
+                    s.options.compare = Compare::IgnoreTimes;
                     assert_clean(&run_spec(s));
                     let mut s = spec(little, &dst);
-                    s.compare = Compare::IgnoreTimes;
+                    s.options.compare = Compare::IgnoreTimes;
                     assert_clean(&run_spec(s));
                 });
             }
@@ -153,7 +153,7 @@ fn a_single_file_resumes_too() {
     ));
     fs::write(&part, &content[..3 * block]).unwrap();
     let mut s = spec(&f, &fx.dst);
-    s.resume = true;
+    s.options.resume = true;
     let report = run_spec(s);
     assert_clean(&report);
     assert_eq!(report.bytes_resumed, 3 * block as u64);
