@@ -44,10 +44,7 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(pb::HelloResponse {
             protocol_major: pb::PROTOCOL_MAJOR,
             protocol_minor: pb::PROTOCOL_MINOR,
-            capabilities: blit_core::session::client::CAPABILITIES
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
+            capabilities: blit_core::wire::protocol::capabilities(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         }))
     }

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use blit_core::session::client::PROTOCOL_HEADER;
 use blit_core::session::data::same_token;
 use blit_core::wire::pb;
+use blit_core::wire::protocol::PROTOCOL_HEADER;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 

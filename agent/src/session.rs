@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use blit_core::session::client::XATTRS_SINCE;
 use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
 use blit_core::session::destination::{self, DestinationJob};
 use blit_core::session::lifetime::{Cancel, Lifetime};
@@ -23,6 +22,7 @@ use blit_core::session::throttle::Throttle;
 use blit_core::session::{Link, SessionError, client, frame};
 use blit_core::spec::Mode;
 use blit_core::sys::beneath;
+use blit_core::wire::protocol::XATTRS_SINCE;
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Stats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -103,7 +103,7 @@ impl pb::session_server::Session for SessionService {
         let accept = pb::Accept {
             protocol_major: pb::PROTOCOL_MAJOR,
             protocol_minor: pb::PROTOCOL_MINOR,
-            capabilities: client::CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            capabilities: wire::protocol::capabilities(),
             data_port: grant.as_ref().map_or(0, |_| u32::from(self.data.port)),
             data_token: grant.as_ref().map_or(Vec::new(), |g| g.token.to_vec()),
             streams: match open.streams {

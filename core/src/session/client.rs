@@ -23,16 +23,8 @@ use crate::report::{Observer, Report, Stats};
 use crate::spec::Options;
 use crate::sys::dir as sysdir;
 use crate::tls::{ClientTls, DataTls};
+use crate::wire::protocol::{PROTOCOL_HEADER, XATTRS_SINCE};
 use crate::wire::{self, pb};
-
-/// Capabilities this build offers.
-pub const CAPABILITIES: &[&str] = &["tcp-data", "sparse", "hard-links", "checksum", "xattrs"];
-
-/// The protocol minor version (of major 1) that carries extended attributes.
-pub const XATTRS_SINCE: u32 = 1;
-
-/// The metadata key carrying the protocol version on every call.
-pub const PROTOCOL_HEADER: &str = "blit-protocol";
 
 /// An agent to talk to.
 #[derive(Debug, Clone)]
@@ -299,7 +291,7 @@ fn open_frame(
     pb::Open {
         protocol_major: pb::PROTOCOL_MAJOR,
         protocol_minor: pb::PROTOCOL_MINOR,
-        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        capabilities: wire::protocol::capabilities(),
         server_role: role as i32,
         location: Some(location),
         options: Some(wire::options_to_wire(spec)),

@@ -1,9 +1,12 @@
 //! The edge between the engine and the wire contract (`blit-proto`): conversions between
 //! core types and the generated protobuf types, with every value from the network checked
-//! (names are single path components, enums are known), and the data-plane record framing.
-//! Nothing else in core uses the generated types.
+//! (names are single path components, enums are known), the protocol's constants
+//! (`protocol`), and the data-plane record framing (`record`). The session roles and the
+//! agent client build and read the generated messages; everything they take from or give
+//! to the engine passes through the conversions here.
 
 mod convert;
+pub mod protocol;
 pub mod record;
 
 pub use blit_proto::v1 as pb;
