@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use blit_core::session::client::{DataOptions, Remote};
-use blit_core::session::{SessionError, client};
+use blit_core::agent::{Address, AgentClient, ClientError, Credentials, DataOptions, Run};
+use blit_core::session::SessionError;
 use blit_core::spec::Options;
 use blit_core::tls::ClientTls;
 use blit_core::wire::{self, pb};
@@ -296,12 +296,17 @@ impl pb::jobs_server::Jobs for JobsService {
             .source
             .clone()
             .ok_or_else(|| Status::invalid_argument("no source"))?;
-        let (host, port) = split_address(&source.address)?;
+        let address = Address::parse(&source.address).map_err(|_| {
+            Status::invalid_argument(format!(
+                "source address {:?} is not host[:port]",
+                source.address
+            ))
+        })?;
         let token = (!source.token.is_empty()).then(|| source.token.clone());
-        client::Credentials::new(token.as_deref())
+        blit_core::agent::CallHeaders::new(token.as_deref())
             .map_err(|_| Status::invalid_argument("the source token is not valid ASCII"))?;
         // Before anything else touches the address: no lookup, no connection.
-        if !self.settings.sources.allows(&host, port) {
+        if !self.settings.sources.allows(&address.host, address.port) {
             tracing::warn!(source = %source.address, "job refused: source not admitted");
             return Err(Status::permission_denied(SOURCE_REFUSED));
         }
@@ -347,11 +352,11 @@ impl pb::jobs_server::Jobs for JobsService {
             jobs.insert(job.clone());
         }
         let task = Task {
-            remote: Remote {
-                host,
-                port,
+            source_agent: address,
+            credentials: Credentials {
                 token,
                 tls: self.tls.clone(),
+                ..Credentials::default()
             },
             data: DataOptions {
                 streams: (req.streams != 0).then_some(req.streams),
@@ -426,7 +431,8 @@ impl pb::jobs_server::Jobs for JobsService {
 
 /// A started job's work, run on its own task.
 struct Task {
-    remote: Remote,
+    source_agent: Address,
+    credentials: Credentials,
     data: DataOptions,
     spec: Options,
     source: pb::Location,
@@ -450,7 +456,7 @@ impl Task {
         let _active = self.metrics.session_started();
         job.set(pb::JobStage::Connecting, "connecting to the source agent");
         let run = async {
-            let conn = reach(&self.remote, &job.id).await?;
+            let agent = reach(&self.source_agent, &self.credentials, &job.id).await?;
             job.set(pb::JobStage::Transferring, "");
             let (modules, destination, dry_run) =
                 (&self.modules, &self.destination, self.spec.dry_run);
@@ -460,16 +466,18 @@ impl Task {
                     .and_then(|r| r.open_destination(shape, dry_run))
                     .map_err(|s| SessionError::Protocol(s.message().to_owned()))
             };
-            client::pull_into(
-                &conn,
-                self.source.clone(),
-                &self.spec,
-                self.data,
-                job.stats.clone(),
-                Arc::new(Quiet),
-                target,
-            )
-            .await
+            let run = Run {
+                options: &self.spec,
+                data: self.data,
+                stats: job.stats.clone(),
+            };
+            agent
+                .pull_into(self.source.clone(), run, Arc::new(Quiet), target)
+                .await
+                .map_err(|e| match e {
+                    ClientError::Session(e) => e,
+                    other => SessionError::Protocol(other.to_string()),
+                })
         };
         let outcome = tokio::select! {
             r = run => r,
@@ -481,47 +489,29 @@ impl Task {
     }
 }
 
-/// How long a job's source has to answer as an agent once connected (the connection
-/// itself has its own 10 s limit): as long as a slow but live agent might need.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Connects to a job's source and checks that it answers as an agent. Anything short of
 /// that — a refused or silent port, a TLS or HTTP/2 failure, another service — is the
 /// same error, so a job's outcome tells nothing about a port except whether an agent
 /// listens there; the cause goes to this agent's log.
-async fn reach(remote: &Remote, job: &str) -> Result<client::Connection, SessionError> {
+async fn reach(
+    address: &Address,
+    credentials: &Credentials,
+    job: &str,
+) -> Result<AgentClient, SessionError> {
     let unreachable = |why: &dyn std::fmt::Display| {
         tracing::warn!(job, "job source unreachable: {why}");
         SessionError::Connect(SOURCE_UNREACHABLE.into())
     };
-    let conn = remote.connect().await.map_err(|e| unreachable(&e))?;
-    let mut admin = pb::admin_client::AdminClient::with_interceptor(
-        conn.channel.clone(),
-        conn.credentials.clone(),
-    );
-    let hello = pb::HelloRequest {
-        protocol_major: pb::PROTOCOL_MAJOR,
-        protocol_minor: pb::PROTOCOL_MINOR,
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, admin.hello(hello)).await {
-        Ok(Ok(_)) => Ok(conn),
+    let agent = AgentClient::connect(address, credentials)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    match agent.hello().await {
+        Ok(_) => Ok(agent),
         // An agent that wants another token is an agent: the caller should know.
-        Ok(Err(status)) if status.code() == tonic::Code::Unauthenticated => {
-            Err(SessionError::Rpc(status))
+        Err(e) if e.code() == Some(tonic::Code::Unauthenticated) => {
+            Err(SessionError::Protocol(e.to_string()))
         }
-        Ok(Err(status)) => Err(unreachable(&status)),
-        Err(_) => Err(unreachable(&"no answer")),
-    }
-}
-
-/// `host:port` (or `[v6]:port`; the port defaults to the agent's).
-fn split_address(address: &str) -> Result<(String, u16), Status> {
-    let probe = format!("{address}:/");
-    match blit_core::AgentPath::parse(std::ffi::OsStr::new(&probe)) {
-        Some(Ok(a)) => Ok((a.host, a.port)),
-        _ => Err(Status::invalid_argument(format!(
-            "source address {address:?} is not host[:port]"
-        ))),
+        Err(e) => Err(unreachable(&e)),
     }
 }
 

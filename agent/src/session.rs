@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
 use blit_core::session::destination::{self, DestinationJob};
+use blit_core::session::initiate::based_filter;
 use blit_core::session::lifetime::{Cancel, Lifetime};
 use blit_core::session::shape::{self, Shape};
 use blit_core::session::source::{self, SourceJob};
 use blit_core::session::throttle::Throttle;
-use blit_core::session::{Link, SessionError, client, frame};
+use blit_core::session::{Link, SessionError, frame};
 use blit_core::spec::Mode;
 use blit_core::sys::beneath;
 use blit_core::wire::protocol::XATTRS_SINCE;
@@ -448,7 +449,7 @@ fn prepare(
             let job = SourceJob {
                 root,
                 only,
-                filter: client::based_filter(&spec.filter, &shape),
+                filter: based_filter(&spec.filter, &shape),
                 hashes: spec.compare == blit_core::Compare::Checksum,
                 xattrs: spec.preserve.xattrs,
                 workers: spec.limits.workers,
@@ -464,7 +465,7 @@ fn prepare(
             let shape = Shape::from_wire(open.source.clone())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let (root, rename) = resolved.open_destination(&shape, spec.dry_run)?;
-            let filter = client::based_filter(&spec.filter, &shape);
+            let filter = based_filter(&spec.filter, &shape);
             Ok(Prepared::Destination {
                 job: DestinationJob {
                     options: spec,

@@ -3,6 +3,7 @@
 //! `history`). `main.rs` only maps the result to an exit code.
 
 pub mod args;
+pub mod hints;
 pub mod history;
 pub mod jobs;
 pub mod options;
@@ -16,7 +17,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use blit_core::session::client::DataOptions;
+use blit_core::agent::DataOptions;
 use blit_core::{Endpoint, Mode, Transfer};
 use clap::{ArgMatches, FromArgMatches};
 

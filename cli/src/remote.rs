@@ -1,36 +1,19 @@
-//! Transfers and admin commands that involve an agent: parsing remote paths, connecting,
-//! and running the local end of a session (`blit_core::session::client`).
+//! Transfers and admin commands that involve an agent: the command line's side of
+//! `blit_core::agent::AgentClient` (credentials from the flags, output, hints).
 
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use blit_core::session::client::{Connection, DataOptions, Remote};
+use blit_core::agent::{AgentClient, Credentials, DataOptions, JobRequest, Run};
 use blit_core::tls::ClientTls;
-use blit_core::wire::pb;
 use blit_core::{AgentPath, Endpoint, Observer, Report, Stats, TransferSpec};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tokio_stream::StreamExt;
 
 use crate::args::RemoteArgs;
+use crate::hints;
 use crate::output::{display_path, human_bytes};
-
-/// One side of a transfer as the user gave it.
-pub enum Side {
-    Local,
-    Agent(AgentPath),
-}
-
-/// Whether `p` names a path on an agent.
-pub fn side(p: &Path) -> anyhow::Result<Side> {
-    match AgentPath::parse(p.as_os_str()) {
-        None => Ok(Side::Local),
-        Some(Ok(a)) => Ok(Side::Agent(a)),
-        Some(Err(e)) => bail!("{}: {e}", p.display()),
-    }
-}
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -40,26 +23,26 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn remote(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Remote> {
-    Ok(Remote {
-        host: a.host.clone(),
-        port: a.port,
+/// The credentials the flags give (`None` TLS: plain TCP).
+fn credentials(args: &RemoteArgs) -> anyhow::Result<Credentials> {
+    let tls = if !args.tls && args.tls_ca.is_none() && args.tls_cert.is_none() {
+        None
+    } else {
+        let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+        Some(ClientTls::load(args.tls_ca.as_deref(), identity)?)
+    };
+    Ok(Credentials {
         token: args.token.clone(),
-        tls: tls(args)?,
+        tls,
+        ..Credentials::default()
     })
 }
 
-/// The TLS settings the options ask for (`None`: plain TCP).
-fn tls(args: &RemoteArgs) -> anyhow::Result<Option<ClientTls>> {
-    if !args.tls && args.tls_ca.is_none() && args.tls_cert.is_none() {
-        return Ok(None);
-    }
-    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
-    Ok(Some(ClientTls::load(args.tls_ca.as_deref(), identity)?))
-}
-
-pub async fn connect(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<Connection> {
-    Ok(remote(a, args)?.connect().await?)
+/// Connects to the agent `a` is on.
+pub async fn connect(a: &AgentPath, args: &RemoteArgs) -> anyhow::Result<AgentClient> {
+    AgentClient::connect(&a.address(), &credentials(args)?)
+        .await
+        .map_err(hints::error)
 }
 
 /// A transfer with one end on an agent.
@@ -72,128 +55,79 @@ pub struct RemoteTransfer<'a> {
 }
 
 impl RemoteTransfer<'_> {
-    /// Runs the transfer the spec's endpoints describe (at least one on an agent).
+    /// Runs the transfer the spec's endpoints describe (at least one on an agent): a
+    /// push, a pull, or, between two agents, a job on the destination agent that pulls
+    /// from the source agent (the bytes never pass through here).
     pub fn run(&self) -> anyhow::Result<Report> {
-        match (&self.spec.source, &self.spec.destination) {
-            (Endpoint::Local(src), Endpoint::Agent(dst)) => self.push(src, dst),
-            (Endpoint::Agent(src), Endpoint::Local(dst)) => self.pull(src, dst),
-            (Endpoint::Agent(src), Endpoint::Agent(dst)) => self.delegate(src, dst),
-            (Endpoint::Local(_), Endpoint::Local(_)) => Err(blit_core::Error::NotLocal.into()),
-        }
-    }
-
-    /// Local `src` to `dst` on an agent.
-    pub fn push(&self, src: &Path, dst: &AgentPath) -> anyhow::Result<Report> {
-        need_module(dst)?;
+        let run = || Run {
+            options: &self.spec.options,
+            data: self.data,
+            stats: self.stats.clone(),
+        };
         runtime()?.block_on(async {
-            let conn = connect(dst, self.remote).await?;
-            let report = blit_core::session::client::push(
-                &conn,
-                src,
-                dst.location(),
-                &self.spec.options,
-                self.data,
-                self.stats.clone(),
-            )
-            .await?;
-            Ok(report)
-        })
-    }
-
-    /// `src` on an agent to the local `dst`.
-    pub fn pull(&self, src: &AgentPath, dst: &Path) -> anyhow::Result<Report> {
-        need_module(src)?;
-        runtime()?.block_on(async {
-            let conn = connect(src, self.remote).await?;
-            let report = blit_core::session::client::pull(
-                &conn,
-                src.location(),
-                dst,
-                &self.spec.options,
-                self.data,
-                self.stats.clone(),
-                self.observer.clone(),
-            )
-            .await?;
-            Ok(report)
-        })
-    }
-}
-
-impl RemoteTransfer<'_> {
-    /// From one agent to another: the destination agent pulls from the source agent (the
-    /// bytes never pass through here); this end starts the job and follows it. Ctrl-C
-    /// cancels the job.
-    pub fn delegate(&self, src: &AgentPath, dst: &AgentPath) -> anyhow::Result<Report> {
-        need_module(src)?;
-        need_module(dst)?;
-        runtime()?.block_on(async {
-            let mut c = crate::jobs::client(dst, self.remote).await?;
-            let key = blit_core::session::data::new_token()?
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>();
-            let request = pb::StartTransferRequest {
-                idempotency_key: key,
-                source: Some(pb::RemoteSource {
-                    address: authority(src),
-                    location: Some(src.location()),
-                    token: self.remote.token.clone().unwrap_or_default(),
-                }),
-                destination: Some(dst.location()),
-                options: Some(blit_core::wire::options_to_wire(&self.spec.options)),
-                streams: self.data.streams.unwrap_or(0),
-                force_grpc: self.data.force_grpc,
+            let report = match (&self.spec.source, &self.spec.destination) {
+                (Endpoint::Local(src), Endpoint::Agent(dst)) => {
+                    need_module(dst)?;
+                    let agent = connect(dst, self.remote).await?;
+                    agent.push(src, dst.location(), run()).await
+                }
+                (Endpoint::Agent(src), Endpoint::Local(dst)) => {
+                    need_module(src)?;
+                    let agent = connect(src, self.remote).await?;
+                    agent
+                        .pull(src.location(), dst, run(), self.observer.clone())
+                        .await
+                }
+                (Endpoint::Agent(src), Endpoint::Agent(dst)) => {
+                    return self.delegate(src, dst).await;
+                }
+                (Endpoint::Local(_), Endpoint::Local(_)) => bail!(blit_core::Error::NotLocal),
             };
-            // A start that got lost in transit is retried with the same key: one job.
-            let job = match c.start_transfer(request.clone()).await {
-                Err(e) if e.code() == tonic::Code::Unavailable => c.start_transfer(request).await,
-                other => other,
-            }
-            .map_err(status)?
-            .into_inner();
-            crate::jobs::follow(&mut c, job, &self.stats).await
+            report.map_err(hints::error)
         })
     }
-}
 
-/// `host:port` as another agent can dial it.
-fn authority(a: &AgentPath) -> String {
-    if a.host.contains(':') {
-        format!("[{}]:{}", a.host, a.port)
-    } else {
-        format!("{}:{}", a.host, a.port)
+    /// Starts the job on the destination agent and follows it; Ctrl-C cancels it.
+    async fn delegate(&self, src: &AgentPath, dst: &AgentPath) -> anyhow::Result<Report> {
+        need_module(src)?;
+        need_module(dst)?;
+        let agent = connect(dst, self.remote).await?;
+        let request = JobRequest {
+            idempotency_key: JobRequest::new_key()?,
+            source: src.clone(),
+            source_token: self.remote.token.clone(),
+            destination: dst.location(),
+            options: self.spec.options.clone(),
+            data: self.data,
+        };
+        let job = agent.start_job(&request).await.map_err(hints::error)?;
+        crate::jobs::follow(&agent, job, &self.stats).await
     }
 }
 
 fn need_module(a: &AgentPath) -> anyhow::Result<()> {
     if a.module.is_empty() {
         bail!(
-            "{a}: name a module (host:/module/path); `blit list {}:{}` shows them",
-            a.host,
-            a.port
+            "{a}: name a module (host:/module/path); `blit list {}` shows them",
+            a.address()
         );
     }
     Ok(())
 }
 
-type AdminClient = pb::admin_client::AdminClient<
-    InterceptedService<Channel, blit_core::session::client::Credentials>,
->;
-
-/// Runs `f` with an admin client connected to the agent of `a`.
-fn with_admin<T>(
+/// Runs `f` with a client connected to the agent of `a`.
+fn with_agent<T>(
     a: &AgentPath,
     args: &RemoteArgs,
-    f: impl AsyncFnOnce(&mut AdminClient) -> anyhow::Result<T>,
+    f: impl AsyncFnOnce(&AgentClient) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     runtime()?.block_on(async {
-        let conn = connect(a, args).await?;
-        let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel, conn.credentials);
-        f(&mut c).await
+        let agent = connect(a, args).await?;
+        f(&agent).await
     })
 }
 
+/// An agent named on the command line: `host[:port]`, or any remote path on it.
 pub fn agent_arg(s: &str) -> anyhow::Result<AgentPath> {
     let with_path = if s.starts_with("blit://") || s.contains(":/") {
         s.to_owned()
@@ -208,29 +142,20 @@ pub fn agent_arg(s: &str) -> anyhow::Result<AgentPath> {
 }
 
 fn agent_path(p: &Path) -> anyhow::Result<AgentPath> {
-    match side(p)? {
-        Side::Agent(a) => Ok(a),
-        Side::Local => bail!(
+    match Endpoint::parse(p.as_os_str()).map_err(anyhow::Error::msg)? {
+        Endpoint::Agent(a) => Ok(a),
+        Endpoint::Local(_) => bail!(
             "{}: not a remote path (host[:port]:/module/path)",
             p.display()
         ),
     }
 }
 
-pub fn status(e: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(blit_core::session::rpc_message(&e))
-}
-
 /// `blit list host`: the agent's modules.
 pub fn list(agent: &str, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_arg(agent)?;
-    with_admin(&a, args, async |c| {
-        let modules = c
-            .list_modules(pb::ListModulesRequest {})
-            .await
-            .map_err(status)?
-            .into_inner()
-            .modules;
+    with_agent(&a, args, async |c| {
+        let modules = c.list_modules().await.map_err(hints::error)?;
         let mut out = std::io::stdout().lock();
         for m in modules {
             let ro = if m.read_only { "ro" } else { "rw" };
@@ -244,19 +169,12 @@ pub fn list(agent: &str, args: &RemoteArgs) -> anyhow::Result<()> {
 pub fn ls(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     if a.module.is_empty() {
-        return list(&format!("{}:{}", a.host, a.port), args);
+        return list(&a.address().to_string(), args);
     }
-    with_admin(&a, args, async |c| {
-        let resp = c
-            .list_dir(pb::ListDirRequest {
-                location: Some(a.location()),
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
+    with_agent(&a, args, async |c| {
+        let listing = c.list_dir(a.location()).await.map_err(hints::error)?;
         let mut out = std::io::stdout().lock();
-        for e in resp.entries {
-            let e = blit_core::wire::entry_from_wire(e)?;
+        for e in listing.entries {
             let kind = match e.kind {
                 blit_core::EntryKind::Dir => 'd',
                 blit_core::EntryKind::Symlink => 'l',
@@ -283,20 +201,14 @@ pub fn ls(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
 pub fn find(path: &Path, glob: &str, limit: u64, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    with_admin(&a, args, async |c| {
-        let mut stream = c
-            .find(pb::FindRequest {
-                location: Some(a.location()),
-                glob: glob.to_owned(),
-                limit,
-            })
+    with_agent(&a, args, async |c| {
+        let mut found = c
+            .find(a.location(), glob, limit)
             .await
-            .map_err(status)?
-            .into_inner();
+            .map_err(hints::error)?;
         let mut out = std::io::stdout().lock();
-        while let Some(m) = stream.message().await.map_err(status)? {
-            let p = std::ffi::OsStr::from_bytes(&m.path);
-            writeln!(out, "{}", display_path(Path::new(p)))?;
+        while let Some(p) = found.next().await {
+            writeln!(out, "{}", display_path(&p.map_err(hints::error)?))?;
         }
         Ok(())
     })
@@ -306,22 +218,18 @@ pub fn find(path: &Path, glob: &str, limit: u64, args: &RemoteArgs) -> anyhow::R
 pub fn du(path: &Path, max_depth: u32, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    with_admin(&a, args, async |c| {
-        let mut stream = c
-            .disk_usage(pb::DiskUsageRequest {
-                location: Some(a.location()),
-                max_depth,
-            })
+    with_agent(&a, args, async |c| {
+        let mut rows = c
+            .disk_usage(a.location(), max_depth)
             .await
-            .map_err(status)?
-            .into_inner();
+            .map_err(hints::error)?;
         let mut out = std::io::stdout().lock();
-        while let Some(row) = stream.message().await.map_err(status)? {
-            let p = std::ffi::OsStr::from_bytes(&row.path);
-            let name = if p.is_empty() {
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(hints::error)?;
+            let name = if row.path.as_os_str().is_empty() {
                 ".".into()
             } else {
-                display_path(Path::new(p))
+                display_path(&row.path)
             };
             writeln!(
                 out,
@@ -338,14 +246,8 @@ pub fn du(path: &Path, max_depth: u32, args: &RemoteArgs) -> anyhow::Result<()> 
 pub fn df(path: &Path, args: &RemoteArgs) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    with_admin(&a, args, async |c| {
-        let s = c
-            .fs_stats(pb::FsStatsRequest {
-                location: Some(a.location()),
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
+    with_agent(&a, args, async |c| {
+        let s = c.fs_stats(a.location()).await.map_err(hints::error)?;
         let used = s.total_bytes.saturating_sub(s.free_bytes);
         println!(
             "size {}  used {}  available {}  inodes free {}/{}",
@@ -369,18 +271,9 @@ pub fn rm(
 ) -> anyhow::Result<()> {
     let a = agent_path(path)?;
     need_module(&a)?;
-    with_admin(&a, args, async |c| {
-        let request = |dry_run| pb::RemoveRequest {
-            location: Some(a.location()),
-            recursive,
-            dry_run,
-        };
-        let count = c
-            .remove(request(true))
-            .await
-            .map_err(status)?
-            .into_inner()
-            .removed;
+    with_agent(&a, args, async |c| {
+        let remove = |dry_run| c.remove(a.location(), recursive, dry_run);
+        let count = remove(true).await.map_err(hints::error)?;
         if dry_run {
             println!("would remove {count} entries");
             return Ok(());
@@ -388,12 +281,7 @@ pub fn rm(
         if !yes {
             crate::confirm_with(&format!("remove {a} ({count} entries)"))?;
         }
-        let removed = c
-            .remove(request(false))
-            .await
-            .map_err(status)?
-            .into_inner()
-            .removed;
+        let removed = remove(false).await.map_err(hints::error)?;
         println!("removed {removed} entries");
         Ok(())
     })
@@ -413,28 +301,16 @@ pub fn complete(word: &str, args: &RemoteArgs) -> anyhow::Result<()> {
     };
     let (prefix, rest) = word.split_at(start);
     let in_module = rest.contains('/');
-    with_admin(&a, args, async |c| {
+    with_agent(&a, args, async |c| {
         let mut out = std::io::stdout().lock();
         if !in_module {
-            let modules = c
-                .list_modules(pb::ListModulesRequest {})
-                .await
-                .map_err(status)?
-                .into_inner()
-                .modules;
+            let modules = c.list_modules().await.map_err(hints::error)?;
             for m in modules.iter().filter(|m| m.name.starts_with(&a.module)) {
                 writeln!(out, "{prefix}{}/", m.name)?;
             }
             return Ok(());
         }
-        let candidates = c
-            .complete(pb::CompleteRequest {
-                location: Some(a.location()),
-            })
-            .await
-            .map_err(status)?
-            .into_inner()
-            .candidates;
+        let candidates = c.complete(a.location()).await.map_err(hints::error)?;
         for candidate in candidates {
             writeln!(
                 out,

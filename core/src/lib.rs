@@ -25,6 +25,7 @@
 //! [`Observer`], and get a [`Report`] back. A file that fails is recorded in
 //! `Report::failures` and the run goes on.
 
+pub mod agent;
 pub mod agent_path;
 pub mod checksum;
 pub mod copy;

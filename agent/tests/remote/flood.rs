@@ -335,7 +335,7 @@ fn idle_control_connections_under_a_low_fd_limit_neither_spin_nor_lock_out_ls() 
 /// address, and a flood of them is one summary line per interval.
 #[test]
 fn failed_authentications_are_logged_at_a_rate_limit() {
-    use blit_core::session::client::Credentials;
+    use blit_core::agent::CallHeaders;
     use blit_core::wire::pb;
     let fx = Fixture::new();
     let module = fx.path("module");
@@ -346,8 +346,8 @@ fn failed_authentications_are_logged_at_a_rate_limit() {
     // failure), then 200 calls with a wrong token on it.
     let conn = rt.block_on(connect(&agent));
     let hello = |token: &'static str| {
-        let creds = Credentials::new(Some(token)).unwrap();
-        let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel.clone(), creds);
+        let creds = CallHeaders::new(Some(token)).unwrap();
+        let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel(), creds);
         async move {
             c.hello(pb::HelloRequest {
                 protocol_major: pb::PROTOCOL_MAJOR,

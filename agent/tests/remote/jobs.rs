@@ -9,16 +9,13 @@ use blit_test_support::Fixture;
 use blit_test_support::agent::Agent;
 
 use crate::*;
-use blit_core::session::client::Credentials;
 use blit_core::wire::pb;
 
-pub(crate) type Client = pb::jobs_client::JobsClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
->;
+pub(crate) type Client = pb::jobs_client::JobsClient<blit_core::agent::Authorized>;
 
+/// The raw Jobs service of `agent`, to send requests the client would not.
 pub(crate) async fn client(agent: &Agent) -> Client {
-    let conn = connect(agent).await;
-    pb::jobs_client::JobsClient::with_interceptor(conn.channel, conn.credentials)
+    pb::jobs_client::JobsClient::new(connect(agent).await.authorized())
 }
 
 fn request(key: &str, source: &Agent, src_path: &str, dst_path: &str) -> pb::StartTransferRequest {

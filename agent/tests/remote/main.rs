@@ -30,18 +30,11 @@ pub const FULL: support::Compare = support::Compare {
 };
 
 /// A control connection to `agent` (no token, no TLS).
-pub async fn connect(
-    agent: &blit_test_support::agent::Agent,
-) -> blit_core::session::client::Connection {
-    blit_core::session::client::Remote {
-        host: "127.0.0.1".into(),
-        port: agent.port,
-        token: None,
-        tls: None,
-    }
-    .connect()
-    .await
-    .expect("the agent accepts connections")
+pub async fn connect(agent: &blit_test_support::agent::Agent) -> blit_core::agent::AgentClient {
+    let address = blit_core::agent::Address::new("127.0.0.1", agent.port);
+    blit_core::agent::AgentClient::connect(&address, &Default::default())
+        .await
+        .expect("the agent accepts connections")
 }
 
 pub fn blit(fx: &Fixture, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {

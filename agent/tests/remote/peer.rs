@@ -27,12 +27,9 @@ impl Peer {
     /// Opens a session; the agent's refusal as its status.
     pub(crate) async fn open(agent: &Agent, open: pb::Open) -> Result<Peer, tonic::Status> {
         let conn = crate::connect(agent).await;
-        let mut client = pb::session_client::SessionClient::with_interceptor(
-            conn.channel.clone(),
-            conn.credentials.clone(),
-        )
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+        let mut client = pb::session_client::SessionClient::new(conn.authorized())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
         let (tx, out) = mpsc::channel(16);
         tx.send(frame(Kind::Open(open))).await.unwrap();
         let mut rx = client
@@ -47,7 +44,7 @@ impl Peer {
             tx,
             rx,
             accept,
-            _channel: conn.channel,
+            _channel: conn.channel(),
         })
     }
 

@@ -170,7 +170,7 @@ fn sigterm_stops_the_agent_cleanly() {
 
 #[test]
 fn a_protocol_version_mismatch_is_a_clear_error() {
-    use blit_core::session::client::{Credentials, Remote};
+    use blit_core::agent::CallHeaders;
     use blit_core::wire::pb;
     let fx = Fixture::new();
     let module = fx.path("module");
@@ -178,17 +178,10 @@ fn a_protocol_version_mismatch_is_a_clear_error() {
     let agent = Agent::start(&[&"--root", &module]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let remote = Remote {
-            host: "127.0.0.1".into(),
-            port: agent.port,
-            token: None,
-            tls: None,
-        };
-        let conn = remote.connect().await.unwrap();
+        let conn = connect(&agent).await;
         let hello = |major, minor| {
-            let creds = Credentials::with_version(None, major, minor).unwrap();
-            let mut c =
-                pb::admin_client::AdminClient::with_interceptor(conn.channel.clone(), creds);
+            let creds = CallHeaders::with_version(None, major, minor).unwrap();
+            let mut c = pb::admin_client::AdminClient::with_interceptor(conn.channel(), creds);
             async move {
                 c.hello(pb::HelloRequest {
                     protocol_major: major,

@@ -16,21 +16,25 @@
 //! visits is `planner`. Each session has a `lifetime`: a cancellation that reaches every
 //! wait of both roles, and a budget of memory the peer can make it hold.
 //!
-//! Nothing here is named push or pull: whichever end is the source runs `source::run`,
+//! The roles are not named push or pull: whichever end is the source runs `source::run`,
 //! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way
 //! round) and a [`data::DataPlane`] (raw TCP streams, or the same records inside `Data`
-//! frames when no connection could be made). `client` opens a session against an agent
-//! from either role; the agent's server side uses the same two functions.
+//! frames when no connection could be made). The client end opens a session in either
+//! role through a [`transport::Transport`] (`initiate::push`, `initiate::pull`); the
+//! agent client (`crate::agent`) is one transport. `link` forwards a gRPC stream's frames
+//! into a link, for either end.
 
-pub mod client;
 pub mod data;
 pub mod destination;
 mod fetcher;
+pub mod initiate;
 pub mod lifetime;
+pub mod link;
 mod planner;
 pub mod shape;
 pub mod source;
 pub mod throttle;
+pub mod transport;
 
 use tokio::sync::mpsc;
 
@@ -74,7 +78,7 @@ pub enum SessionError {
     Ended(String),
     #[error("cannot connect to {0}")]
     Connect(String),
-    #[error("{}", rpc_message(.0))]
+    #[error("{}", crate::agent::status_text(.0))]
     Rpc(tonic::Status),
 }
 
@@ -92,75 +96,6 @@ impl SessionError {
     }
 }
 
-/// A failed call as a message, with a hint when it says something about the cause. The
-/// call came after the agent's hello (`client::Remote::connect` waits for it), so a
-/// closed connection here is not a TLS mismatch.
-pub fn rpc_message(s: &tonic::Status) -> String {
-    status_message(s, Stage::Answered)
-}
-
-/// A failed call at `stage` as a message: the status, its causes, and a hint.
-pub fn status_message(s: &tonic::Status, stage: Stage) -> String {
-    let mut message = format!("{} ({:?})", s.message(), s.code());
-    if let Some(cause) = std::error::Error::source(s) {
-        let cause = client::causes(cause);
-        if !message.contains(&cause) {
-            message = format!("{message}: {cause}");
-        }
-    }
-    let hint = tls_hint(&message, stage);
-    message + hint
-}
-
-/// Where on a connection a failure happened, as far as hints go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Before the agent answered anything. A connection closed now is what a TLS
-    /// mismatch looks like from the plain side (a TLS agent drops a client that does not
-    /// say hello in TLS).
-    Greeting,
-    /// After the agent answered: it spoke this client's protocol, so a closed connection
-    /// means it stopped, crashed or dropped the call — a TLS hint would mislead.
-    Answered,
-}
-
-/// What to try when `message` looks like one end speaking TLS and the other not, or a
-/// certificate the client does not trust; or, for a connection closed after the agent
-/// had answered, that the agent went away.
-pub fn tls_hint(message: &str, stage: Stage) -> &'static str {
-    let has = |needle: &str| message.contains(needle);
-    if has("UnknownIssuer") || has("invalid peer certificate") {
-        " — the agent's certificate is not signed by a CA this client trusts (--tls-ca)"
-    } else if has("InvalidContentType") || has("CorruptMessage") {
-        " — the agent does not seem to speak TLS (drop --tls*)"
-    } else if has("CertificateRequired") || has("certificate required") {
-        " — the agent requires a client certificate (--tls-cert, --tls-key)"
-    } else if !closed(message) {
-        ""
-    } else if stage == Stage::Greeting {
-        " — the agent closed the connection before answering: does it require TLS (--tls-ca \
-         PEM, or --tls for the system's roots) or a client certificate (--tls-cert, --tls-key)?"
-    } else {
-        " — the agent closed the connection (it may have stopped or crashed; its log says why)"
-    }
-}
-
-/// Whether `message` says the connection was closed or broken under the call (as hyper
-/// and h2 word it), or that the peer sent something that is not HTTP/2 (a TLS record).
-fn closed(message: &str) -> bool {
-    [
-        "broken pipe",
-        "connection closed",
-        "connection reset",
-        "error reading a body",
-        "connection was not ready",
-        "frame with invalid size",
-        "h2 protocol error",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
-}
-
 /// Wraps a frame kind.
 pub fn frame(kind: pb::frame::Kind) -> pb::Frame {
     pb::Frame { kind: Some(kind) }
@@ -176,51 +111,4 @@ pub async fn abort(tx: &mpsc::Sender<pb::Frame>, error: SessionError) -> Session
         .send(frame(pb::frame::Kind::Abort(pb::Abort { message })))
         .await;
     error
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What a plain client saw from a TLS agent (several runs), and what a client saw
-    /// when the agent crashed in the middle of a unary call and of a stream.
-    const TLS_MISMATCH: &[&str] = &[
-        "h2 protocol error: http2 error (Unknown): transport error: http2 error: connection \
-         error detected: frame with invalid size",
-        "operation was canceled (Cancelled): transport error: operation was canceled: \
-         connection closed",
-        "operation was canceled (Cancelled): transport error: operation was canceled: \
-         connection was not ready",
-        "transport error (Unknown): transport error: connection error: stream closed because \
-         of a broken pipe",
-    ];
-    const CRASHED: &[&str] = &[
-        "transport error (Unknown): transport error: connection error: stream closed because \
-         of a broken pipe",
-        "h2 protocol error: error reading a body from connection (Unknown): error reading a \
-         body from connection: stream closed because of a broken pipe",
-    ];
-
-    #[test]
-    fn a_tls_hint_only_before_the_agent_answered() {
-        for m in TLS_MISMATCH {
-            assert!(
-                tls_hint(m, Stage::Greeting).contains("does it require TLS"),
-                "{m}"
-            );
-        }
-        for m in CRASHED {
-            let hint = tls_hint(m, Stage::Answered);
-            assert!(
-                !hint.contains("TLS") && !hint.contains("--tls"),
-                "{m}: {hint}"
-            );
-            assert!(hint.contains("closed the connection"), "{m}: {hint}");
-        }
-        assert_eq!(tls_hint("not found (NotFound)", Stage::Answered), "");
-        assert!(
-            tls_hint("invalid peer certificate: UnknownIssuer", Stage::Answered)
-                .contains("--tls-ca")
-        );
-    }
 }
