@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use blit_core::session::data::{self, Stream, TOKEN_LEN};
+use blit_core::session::data::{self, Stream};
+use blit_core::wire::protocol::{MAX_STREAMS, TOKEN_LEN};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -112,7 +113,7 @@ impl DataPlane {
     /// A new token for one session.
     pub fn grant(&self) -> std::io::Result<Grant> {
         let token = data::new_token()?;
-        let (tx, connections) = mpsc::channel(data::MAX_STREAMS as usize);
+        let (tx, connections) = mpsc::channel(MAX_STREAMS as usize);
         lock(&self.sessions).insert(token, tx);
         Ok(Grant {
             token,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
+use blit_core::session::data::DataPlane as Plane;
 use blit_core::session::destination::{self, DestinationJob};
 use blit_core::session::lifetime::{Cancel, Lifetime};
 use blit_core::session::shape::{self, Shape};
@@ -22,7 +22,7 @@ use blit_core::session::throttle::Throttle;
 use blit_core::session::{Link, SessionError, client, frame};
 use blit_core::spec::Mode;
 use blit_core::sys::beneath;
-use blit_core::wire::protocol::XATTRS_SINCE;
+use blit_core::wire::protocol::{MAX_STREAMS, XATTRS_SINCE};
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Stats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
