@@ -1,6 +1,6 @@
 //! `blit-agent`: the `blitd` daemon. It serves its modules over a gRPC control plane
-//! (`session`, `admin`, health) behind one gate (`auth`), with a raw TCP data plane
-//! (`dataplane`) bound to the same address, and `/metrics` + `/healthz` over HTTP
+//! (`session`, `admin`, health) behind one gate (`auth`), with the port of the raw TCP
+//! data plane (`data_port`) bound to the same address, and `/metrics` + `/healthz` over HTTP
 //! (`metrics`), advertised over mDNS (`mdns`). `config` is the TOML file and flags;
 //! `modules` resolves every network path beneath its module root (as the module's
 //! identity); `jobs` pulls from other agents on a caller's behalf, from the sources
@@ -15,7 +15,7 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod control;
-pub mod dataplane;
+pub mod data_port;
 pub mod jobs;
 pub mod limits;
 pub mod mdns;

@@ -20,7 +20,7 @@ use crate::admin::AdminService;
 use crate::admission::{Admission, Caps};
 use crate::auth::Gate;
 use crate::config::Config;
-use crate::dataplane::DataPlane;
+use crate::data_port::DataPort;
 use crate::jobs::JobsService;
 use crate::limits;
 use crate::mdns::Advertisement;
@@ -53,7 +53,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
     let control = listener.local_addr()?;
     let data_tls = server_tls.as_ref().map(|t| t.data());
-    let data = DataPlane::start(config.bind, config.data_ports, data_tls).await?;
+    let data_port = DataPort::start(config.bind, config.data_ports, data_tls).await?;
     let metrics = Arc::new(Metrics::new());
     let http = match config.http_port {
         Some(port) => {
@@ -81,7 +81,7 @@ pub async fn run(
     let session = SessionService {
         modules: modules.clone(),
         throttle,
-        data: data.clone(),
+        data_port: data_port.clone(),
         slots,
         shutdown: stop.clone(),
         metrics: metrics.clone(),
@@ -108,7 +108,7 @@ pub async fn run(
     let health = health.max_decoding_message_size(limits::CONTROL_MESSAGE);
     ready(Bound {
         control,
-        data_port: data.port,
+        data_port: data_port.port,
         http,
     });
     // Held until the server stops; dropping it withdraws the advertisement.

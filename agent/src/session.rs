@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use blit_core::session::data::{DataPlane as Plane, MAX_STREAMS};
+use blit_core::session::data::DataPlane;
 use blit_core::session::destination::{self, DestinationJob};
 use blit_core::session::initiate::based_filter;
 use blit_core::session::lifetime::{Cancel, Lifetime};
@@ -23,7 +23,7 @@ use blit_core::session::throttle::Throttle;
 use blit_core::session::{Link, SessionError, frame};
 use blit_core::spec::Mode;
 use blit_core::sys::beneath;
-use blit_core::wire::protocol::XATTRS_SINCE;
+use blit_core::wire::protocol::{MAX_STREAMS, XATTRS_SINCE};
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Stats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -32,7 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::Limits;
-use crate::dataplane::{DataPlane, Grant};
+use crate::data_port::{DataPort, Grant};
 use crate::metrics::{Metrics, Role};
 use crate::modules::{Modules, io_status};
 
@@ -48,7 +48,7 @@ pub struct SessionService {
     pub modules: Arc<Modules>,
     /// The agent's bandwidth limit, shared by every session it sends from.
     pub throttle: Option<Arc<Throttle>>,
-    pub data: DataPlane,
+    pub data_port: DataPort,
     pub slots: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
@@ -96,7 +96,7 @@ impl pb::session_server::Session for SessionService {
             None
         } else {
             Some(
-                self.data
+                self.data_port
                     .grant()
                     .map_err(|e| Status::internal(e.to_string()))?,
             )
@@ -105,7 +105,7 @@ impl pb::session_server::Session for SessionService {
             protocol_major: pb::PROTOCOL_MAJOR,
             protocol_minor: pb::PROTOCOL_MINOR,
             capabilities: wire::protocol::capabilities(),
-            data_port: grant.as_ref().map_or(0, |_| u32::from(self.data.port)),
+            data_port: grant.as_ref().map_or(0, |_| u32::from(self.data_port.port)),
             data_token: grant.as_ref().map_or(Vec::new(), |g| g.token.to_vec()),
             streams: match open.streams {
                 0 => MAX_STREAMS,
@@ -334,7 +334,7 @@ async fn serve(
         _ => return Err(SessionError::unexpected(&ready, "waiting for DataReady")),
     };
     let plane = match (streams, grant) {
-        (0, _) | (_, None) => Plane::Grpc,
+        (0, _) | (_, None) => DataPlane::Grpc,
         (n, Some(mut grant)) => {
             let mut conns = Vec::new();
             for _ in 0..n.min(MAX_STREAMS) {
@@ -347,12 +347,12 @@ async fn serve(
                     }
                 }
             }
-            Plane::Tcp(conns)
+            DataPlane::Tcp(conns)
         }
     };
     let streams = match &plane {
-        Plane::Tcp(s) => s.len() as i64,
-        Plane::Grpc => 0,
+        DataPlane::Tcp(s) => s.len() as i64,
+        DataPlane::Grpc => 0,
     };
     metrics.streams(streams);
     let result = match prepared {

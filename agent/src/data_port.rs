@@ -1,6 +1,8 @@
-//! The agent's data-plane listener. It binds the same address as the control plane
-//! (never a wider one), and hands each connection that presents a live session token to
-//! that session; anything else is closed.
+//! The agent's data port: the one listener that every session's data connections reach
+//! (as opposed to `blit_core::session::data::DataPlane`, how one session's bytes travel
+//! once connected), and the grants that say which session a token belongs to. It binds
+//! the same address as the control plane (never a wider one), and hands each connection
+//! that presents a live session token to that session; anything else is closed.
 //!
 //! Connections are admitted on the runtime, not on threads: each has one deadline for
 //! its TLS handshake and preface together, and waiting connections are capped per peer
@@ -13,7 +15,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use blit_core::session::data::{self, Stream, TOKEN_LEN};
+use blit_core::session::data::{self, Stream};
+use blit_core::wire::protocol::{MAX_STREAMS, TOKEN_LEN};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -25,9 +28,9 @@ use crate::tally::Tally;
 type Registry = Arc<Mutex<HashMap<[u8; TOKEN_LEN], mpsc::Sender<Stream>>>>;
 type TlsConfig = Option<Arc<rustls::ServerConfig>>;
 
-/// The listener and the sessions waiting for connections.
+/// The data port: its listener's port and the sessions waiting for connections.
 #[derive(Clone)]
-pub struct DataPlane {
+pub struct DataPort {
     pub port: u16,
     sessions: Registry,
 }
@@ -57,14 +60,14 @@ struct Admitting {
     refused: Arc<Tally>,
 }
 
-impl DataPlane {
+impl DataPort {
     /// Binds `ip` on a port of the range (or any free port) and starts accepting, with
     /// TLS when `tls` is given.
     pub async fn start(
         ip: IpAddr,
         ports: Option<(u16, u16)>,
         tls: TlsConfig,
-    ) -> anyhow::Result<DataPlane> {
+    ) -> anyhow::Result<DataPort> {
         let listener = match ports {
             None => TcpListener::bind(SocketAddr::new(ip, 0)).await?,
             Some((lo, hi)) => {
@@ -106,13 +109,13 @@ impl DataPlane {
                 }
             }
         });
-        Ok(DataPlane { port, sessions })
+        Ok(DataPort { port, sessions })
     }
 
     /// A new token for one session.
     pub fn grant(&self) -> std::io::Result<Grant> {
         let token = data::new_token()?;
-        let (tx, connections) = mpsc::channel(data::MAX_STREAMS as usize);
+        let (tx, connections) = mpsc::channel(MAX_STREAMS as usize);
         lock(&self.sessions).insert(token, tx);
         Ok(Grant {
             token,
