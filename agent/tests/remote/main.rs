@@ -12,6 +12,7 @@ mod moves;
 mod netns;
 mod peer;
 mod privilege;
+mod rerun;
 mod routes;
 mod security;
 mod tls;

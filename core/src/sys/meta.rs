@@ -4,6 +4,10 @@
 //! capabilities; then the mode; then extended attributes (callers do that between
 //! `set_owner_mode` and `set_mtime`); the mtime last, since nothing after it may touch
 //! the inode.
+//!
+//! An entry that exists already gets only what differs ([`MetaPolicy::narrowed`],
+//! [`update_mtime`]): every write changes its ctime, so a run that finds everything up to
+//! date must write nothing.
 
 use std::ffi::OsStr;
 use std::io;
@@ -12,7 +16,7 @@ use rustix::fd::BorrowedFd;
 use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, UTIME_OMIT, Uid};
 
 use super::io_err;
-use crate::entry::Meta;
+use crate::entry::{Meta, Timestamp};
 
 /// Which parts of the metadata to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +25,43 @@ pub struct MetaPolicy {
     pub owner: bool,
     /// Set permission bits; false when the file was created with the right mode already.
     pub mode: bool,
+}
+
+impl MetaPolicy {
+    /// This policy, keeping only the parts in which `current` (what the entry has now)
+    /// differs from `wanted`.
+    pub fn narrowed(self, current: &Meta, wanted: &Meta) -> MetaPolicy {
+        MetaPolicy {
+            owner: self.owner && (current.uid, current.gid) != (wanted.uid, wanted.gid),
+            mode: self.mode && current.mode != wanted.mode,
+        }
+    }
+}
+
+/// The metadata an open file or directory has now.
+pub fn read(fd: BorrowedFd<'_>) -> io::Result<Meta> {
+    rustix::fs::fstat(fd)
+        .map(|st| from_stat(&st))
+        .map_err(io_err)
+}
+
+/// The metadata `dir/name` has now, not following a symlink.
+pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Meta> {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| from_stat(&st))
+        .map_err(io_err)
+}
+
+fn from_stat(st: &rustix::fs::Stat) -> Meta {
+    Meta {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: Timestamp {
+            sec: st.st_mtime,
+            nsec: st.st_mtime_nsec as u32,
+        },
+    }
 }
 
 fn timestamps(meta: &Meta) -> Timestamps {
@@ -57,9 +98,29 @@ pub fn set_mtime(fd: BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
     rustix::fs::futimens(fd, &timestamps(meta)).map_err(io_err)
 }
 
+/// Sets the mtime of an open file or directory whose metadata is `current` to `wanted`'s,
+/// unless it has it already.
+pub fn update_mtime(fd: BorrowedFd<'_>, current: &Meta, wanted: &Meta) -> io::Result<()> {
+    if current.mtime == wanted.mtime {
+        return Ok(());
+    }
+    set_mtime(fd, wanted)
+}
+
 /// Applies metadata to `dir/name` without following a symlink. Symlinks have no mode of
 /// their own: pass `policy.mode = false` for them.
 pub fn apply_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    meta: &Meta,
+    policy: MetaPolicy,
+) -> io::Result<()> {
+    set_owner_mode_at(dir, name, meta, policy)?;
+    set_mtime_at(dir, name, meta)
+}
+
+/// Sets owner and mode of `dir/name` without following a symlink, as `policy` says.
+pub fn set_owner_mode_at(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     meta: &Meta,
@@ -73,7 +134,26 @@ pub fn apply_at(
     if policy.mode {
         chmod_nofollow(dir, name, meta.mode)?;
     }
+    Ok(())
+}
+
+/// Sets the mtime of `dir/name` without following a symlink.
+fn set_mtime_at(dir: BorrowedFd<'_>, name: &OsStr, meta: &Meta) -> io::Result<()> {
     rustix::fs::utimensat(dir, name, &timestamps(meta), AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)
+}
+
+/// Sets the mtime of `dir/name`, whose metadata is `current`, to `wanted`'s unless it has
+/// it already (not following a symlink).
+pub fn update_mtime_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    current: &Meta,
+    wanted: &Meta,
+) -> io::Result<()> {
+    if current.mtime == wanted.mtime {
+        return Ok(());
+    }
+    set_mtime_at(dir, name, wanted)
 }
 
 /// `chmod` that refuses to act through a symlink (`fchmodat` has no working
@@ -110,4 +190,69 @@ pub fn umask() -> u32 {
         rustix::process::umask(old);
         old.as_raw_mode()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::AsFd;
+
+    #[test]
+    fn narrowed_keeps_only_what_differs_and_was_asked() {
+        let wanted = Meta {
+            mode: 0o755,
+            uid: 1,
+            gid: 2,
+            mtime: Timestamp { sec: 5, nsec: 6 },
+        };
+        let all = MetaPolicy {
+            owner: true,
+            mode: true,
+        };
+        let none = MetaPolicy {
+            owner: false,
+            mode: false,
+        };
+        assert_eq!(all.narrowed(&wanted, &wanted), none);
+        let other = Meta {
+            mode: 0o700,
+            gid: 3,
+            mtime: Timestamp { sec: 5, nsec: 7 },
+            ..wanted
+        };
+        assert_eq!(all.narrowed(&other, &wanted), all);
+        let mode_only = MetaPolicy {
+            owner: false,
+            mode: true,
+        };
+        assert_eq!(mode_only.narrowed(&other, &wanted), mode_only);
+    }
+
+    /// `read` and `read_at` see what was set, the latter without following a symlink.
+    #[test]
+    fn reads_what_was_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        std::os::unix::fs::symlink("f", tmp.path().join("link")).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let wanted = Meta {
+            mode: 0o640,
+            mtime: Timestamp {
+                sec: 1_600_000_000,
+                nsec: 123_456_789,
+            },
+            ..read(file.as_fd()).unwrap()
+        };
+        let mode = MetaPolicy {
+            owner: false,
+            mode: true,
+        };
+        set_owner_mode(file.as_fd(), &wanted, mode).unwrap();
+        set_mtime(file.as_fd(), &wanted).unwrap();
+        assert_eq!(read(file.as_fd()).unwrap(), wanted);
+        let dir = std::fs::File::open(tmp.path()).unwrap();
+        assert_eq!(read_at(dir.as_fd(), OsStr::new("f")).unwrap(), wanted);
+        assert_ne!(read_at(dir.as_fd(), OsStr::new("link")).unwrap(), wanted);
+    }
 }

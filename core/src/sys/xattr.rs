@@ -110,13 +110,72 @@ pub fn sync(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, scope: Scope) -> io::Resul
 }
 
 /// Makes the attributes of an existing `dst` equal to `wanted`, within `scope`: names
-/// outside it stay as they are on `dst`. Returns whether anything changed.
+/// outside it stay as they are on `dst`. Only the names whose value differs are set, and
+/// only the names `wanted` lacks are removed. Returns whether anything changed.
 pub fn sync_to(wanted: &Xattrs, dst: BorrowedFd<'_>, scope: Scope) -> io::Result<bool> {
-    let wanted = within(wanted, scope);
     let current = read(dst, scope)?;
-    if wanted == current {
+    if same(wanted, &current, scope) {
         return Ok(false);
     }
-    write(dst, &wanted, &current)?;
+    write(dst, &within(wanted, scope), &current)?;
     Ok(true)
+}
+
+/// Whether the attributes of `dst` differ from `wanted` within `scope` (what [`sync_to`]
+/// would change), writing nothing.
+pub fn differs(wanted: &Xattrs, dst: BorrowedFd<'_>, scope: Scope) -> io::Result<bool> {
+    Ok(!same(wanted, &read(dst, scope)?, scope))
+}
+
+/// Whether `current` (read within `scope`) equals the part of `wanted` within `scope`.
+fn same(wanted: &Xattrs, current: &Xattrs, scope: Scope) -> bool {
+    wanted
+        .iter()
+        .filter(|(name, _)| scope.admits(name.as_bytes()))
+        .eq(current.iter())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &[u8])]) -> Xattrs {
+        pairs
+            .iter()
+            .map(|(n, v)| (OsString::from(n), v.to_vec()))
+            .collect()
+    }
+
+    /// `sync_to` changes the values that differ, removes the names that are gone, leaves
+    /// names outside its scope alone, and says whether it changed anything; `differs`
+    /// agrees with it without writing.
+    #[test]
+    fn sync_writes_only_what_differs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let fd = file.as_fd();
+        let have = set(&[("user.same", b"1"), ("user.old", b"2"), ("user.gone", b"3")]);
+        if set_new(&have, fd, Scope::User).is_err() {
+            return eprintln!("skipped: no user xattrs under {}", tmp.path().display());
+        }
+        let wanted = set(&[
+            ("user.same", b"1"),
+            ("user.old", b"new"),
+            ("user.added", b"4"),
+        ]);
+        // Outside the scope: neither compared nor removed.
+        let with_foreign = {
+            let mut w = wanted.clone();
+            w.insert("trusted.x".into(), b"t".to_vec());
+            w
+        };
+        assert!(differs(&wanted, fd, Scope::User).unwrap());
+        assert!(sync_to(&wanted, fd, Scope::User).unwrap());
+        assert_eq!(read(fd, Scope::User).unwrap(), wanted);
+        assert!(!differs(&with_foreign, fd, Scope::User).unwrap());
+        assert!(!sync_to(&with_foreign, fd, Scope::User).unwrap());
+        assert_eq!(read(fd, Scope::User).unwrap(), wanted);
+    }
 }

@@ -326,24 +326,30 @@ fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
 }
 
 /// Fixes metadata of an entry whose content is current, as far as the destination's
-/// privileges allow.
+/// privileges allow: only the parts that differ from the source's are written.
 pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
     let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
     match src.kind {
         EntryKind::Symlink | EntryKind::Special => {
-            meta::apply_at(at.dst, at.names.dst, &wanted, node_policy(ctx, src))
+            let (dir, name) = (at.dst, at.names.dst);
+            let current = meta::read_at(dir, name)?;
+            let needed = node_policy(ctx, src).narrowed(&current, &wanted);
+            meta::set_owner_mode_at(dir, name, &wanted, needed)?;
+            meta::update_mtime_at(dir, name, &current, &wanted)
         }
         EntryKind::File | EntryKind::Dir => {
             let fd = file::open_read(at.dst, at.names.dst)?;
+            let current = meta::read(fd.as_fd())?;
             let meta_policy = MetaPolicy {
                 owner: ctx.owner,
                 mode: true,
             };
-            meta::set_owner_mode(fd.as_fd(), &wanted, meta_policy)?;
+            let needed = meta_policy.narrowed(&current, &wanted);
+            meta::set_owner_mode(fd.as_fd(), &wanted, needed)?;
             if ctx.options.preserve.xattrs {
                 sync_xattrs_of(ctx, at, src, fd.as_fd())?;
             }
-            meta::set_mtime(fd.as_fd(), &wanted)
+            meta::update_mtime(fd.as_fd(), &current, &wanted)
         }
     }
 }

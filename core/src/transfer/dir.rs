@@ -23,7 +23,7 @@ use crate::report::Change;
 use crate::spec::Mode;
 use crate::sys::meta::{self, MetaPolicy};
 use crate::sys::temp::{self, TempSuffix};
-use crate::sys::{dir, reopen};
+use crate::sys::{dir, reopen, xattr};
 use crate::walk::{Listed, Subdirs, Visitor};
 
 /// The destination side of a directory being visited.
@@ -214,7 +214,7 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             let _ = temp::remove_if_abandoned(dst.as_fd(), tmp);
         }
     }
-    finish_dir(ctx, &rel, &state, changed);
+    finish_dir(ctx, &rel, &state, src_fd, changed);
 }
 
 /// Creates and queues the subdirectories of a plan; returns the other actions.
@@ -469,9 +469,17 @@ fn make_subdir(
     subdirs.descend(&name, DirState::subdir(parent, None, src));
 }
 
-/// Queues the directory's own metadata for the end of the run, and remembers it for a
-/// move's cleanup.
-fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
+/// Queues the directory's own metadata for the end of the run if anything in it may
+/// need writing (its contents changed, or its owner, mode, mtime or — with `-X` —
+/// attributes differ from the source's), and remembers it for a move's cleanup. A
+/// directory found up to date is not queued: nothing of it is written.
+fn finish_dir(
+    ctx: &Ctx<'_>,
+    rel: &Path,
+    state: &DirState,
+    src: Option<BorrowedFd<'_>>,
+    changed: bool,
+) {
     if ctx.options.mode == Mode::Move && state.rename.is_none() {
         lock(&ctx.src_dirs).push(rel.to_owned());
     }
@@ -479,20 +487,39 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
         return;
     }
     let differs = match &state.dst {
-        DstDir::Existing(_, m) => {
+        DstDir::Existing(fd, m) => {
             m.mode != state.src_meta.mode
                 || m.mtime != state.src_meta.mtime
                 || (ctx.owner && (m.uid, m.gid) != (state.src_meta.uid, state.src_meta.gid))
+                || (ctx.options.preserve.xattrs && xattrs_differ(ctx, state, src, fd.as_fd()))
         }
         DstDir::Created(_) => true,
         DstDir::Absent | DstDir::Child { .. } => false,
     };
-    // With -X a directory's attributes may have changed alone: always re-check them.
-    if changed || differs || ctx.options.preserve.xattrs {
+    if changed || differs {
         lock(&ctx.dirs).push(PendingDir {
             rel: rel.to_owned(),
             meta: state.src_meta,
             xattrs: state.src_xattrs.clone(),
         });
     }
+}
+
+/// `-X`: whether an existing destination directory's attributes differ from its
+/// source's (sent with the entry, or read from the local source directory). When that
+/// cannot be told, they count as different: the end of the run syncs them and reports
+/// what fails.
+fn xattrs_differ(
+    ctx: &Ctx<'_>,
+    state: &DirState,
+    src: Option<BorrowedFd<'_>>,
+    dst: BorrowedFd<'_>,
+) -> bool {
+    let scope = ctx.xattr_scope();
+    let differs = match (&state.src_xattrs, src) {
+        (Some(wanted), _) => xattr::differs(wanted, dst, scope),
+        (None, Some(src)) => xattr::read(src, scope).and_then(|w| xattr::differs(&w, dst, scope)),
+        (None, None) => return true,
+    };
+    differs.unwrap_or(true)
 }

@@ -155,7 +155,8 @@ fn for_each_in_dir(
 }
 
 /// Sets directory metadata, each directory after everything below it, now that nothing
-/// inside will change.
+/// inside will change. Only what differs from the source is written (a directory whose
+/// contents changed has a new mtime, so that is set again).
 ///
 /// Reverse path order does both jobs: every directory comes after its subtree, and the
 /// next one is always near, so a cursor reaches it in a step or two where opening it
@@ -174,7 +175,10 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
     for d in dirs {
         let result = open_in_parent(&mut dst, &d.rel).and_then(|fd| {
             let fd = fd.as_ref().map_or(dst_root, |fd| fd.as_fd());
-            meta::set_owner_mode(fd, &d.meta, policy)?;
+            // Neither the mode, the owner nor the attributes touch the mtime, so this one
+            // look serves all three comparisons.
+            let current = meta::read(fd)?;
+            meta::set_owner_mode(fd, &d.meta, policy.narrowed(&current, &d.meta))?;
             if ctx.options.preserve.xattrs {
                 match (&d.xattrs, &mut src) {
                     (Some(wanted), _) => xattr::sync_to(wanted, fd, ctx.xattr_scope())?,
@@ -189,7 +193,7 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
                     }
                 };
             }
-            meta::set_mtime(fd, &d.meta)
+            meta::update_mtime(fd, &current, &d.meta)
         });
         if let Err(e) = result {
             let (parent, name) = split(&d.rel);

@@ -58,6 +58,7 @@ fn assert_clean(report: &Report) {
 
 mod deep;
 mod moves;
+mod rerun;
 mod temps;
 
 #[test]

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod chain;
+pub mod rerun;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
