@@ -7,12 +7,13 @@ use std::path::Path;
 use rustix::fd::BorrowedFd;
 
 use super::apply::{self, Place};
-use super::context::{Ctx, PendingDelete, PendingLink, lock};
+use super::context::{Ctx, PendingDelete, PendingLink};
 use crate::delete;
 use crate::entry::{Entry, EntryKind};
 use crate::plan::Action;
 use crate::report::Change;
 use crate::spec::Mode;
+use crate::sync::lock;
 use crate::sys::temp;
 
 /// What an action amounted to.

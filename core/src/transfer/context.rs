@@ -2,7 +2,6 @@
 //! work deferred to the end of the run (hard links, deletes, directory metadata).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +14,9 @@ use crate::entry::{Entry, InodeId, Meta, Xattrs};
 use crate::filter::Filter;
 use crate::plan::DiffOptions;
 use crate::report::{Change, Event, Failure, Observer, Report, Stats};
+use crate::roots::Rename;
 use crate::spec::{Compare, Mode, Options};
+use crate::sync::lock;
 
 /// Counters that end up in the `Report`.
 #[derive(Debug, Default)]
@@ -300,23 +301,11 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: a panicking worker must not hide other results.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A name as it appears on the two sides (they differ only for a single renamed file).
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
     pub src: &'a std::ffi::OsStr,
     pub dst: &'a std::ffi::OsStr,
-}
-
-/// A single-file transfer's names: the source entry, and the name it gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rename {
-    pub src: OsString,
-    pub dst: OsString,
 }
 
 /// An entry's names on both sides, given its destination name.

@@ -15,12 +15,14 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::act;
 use super::apply::{Place, RESUMABLE_MIN};
-use super::context::{Ctx, PendingDir, Rename, lock, names};
+use super::context::{Ctx, PendingDir, names};
 use crate::checksum;
 use crate::entry::{Entry, EntryKind, Meta, Xattrs, sort_by_name};
 use crate::plan::{self, Action};
 use crate::report::Change;
+use crate::roots::Rename;
 use crate::spec::Mode;
+use crate::sync::lock;
 use crate::sys::meta::{self, MetaPolicy};
 use crate::sys::temp::{self, TempSuffix};
 use crate::sys::{dir, reopen};

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::context::{Ctx, PendingDelete, lock};
+use super::context::{Ctx, PendingDelete};
 use crate::delete;
 use crate::report::Change;
 use crate::spec::Mode;
+use crate::sync::lock;
 use crate::sys::cursor::{Cursor, tree_order};
 use crate::sys::dir;
 use crate::sys::file;

@@ -30,7 +30,7 @@ use crate::sys::dir as sysdir;
 use crate::walk::Walk;
 
 pub use apply::RESUMABLE_MIN;
-pub use context::Rename;
+pub use crate::roots::Rename;
 
 /// Where file content comes from when the source is on another machine: the destination
 /// side hands it each file to write (a Copy or Resume action, with the partial file it
