@@ -18,12 +18,12 @@ use super::frame;
 use crate::entry::Entry;
 use crate::prefault::Prefault;
 use crate::report::Stats;
+use crate::sync::lock;
 use crate::sys::file;
 use crate::sys::temp;
-use crate::transfer::apply::{self, Place, Staged};
-use crate::sync::lock;
 use crate::transfer::context::{Ctx, Names};
-use crate::transfer::{Fetch, act};
+use crate::transfer::entry_ops::{self, Place, Staged};
+use crate::transfer::{Fetch, action};
 use crate::wire::record::{Header, Kind};
 use crate::wire::{self, pb};
 
@@ -296,7 +296,7 @@ impl Fetcher {
             match &*state {
                 FileState::Waiting => {
                     let replacing = file.replaces.is_some();
-                    let staged = apply::stage(
+                    let staged = entry_ops::stage(
                         ctx,
                         file.place(),
                         &file.entry,
@@ -370,7 +370,7 @@ impl Fetcher {
             Ok(())
         })
         .and_then(|()| {
-            apply::publish_file(
+            entry_ops::publish_file(
                 ctx,
                 file.place(),
                 &file.entry,
@@ -386,7 +386,7 @@ impl Fetcher {
                 } else {
                     0
                 };
-                act::file_done(
+                action::file_done(
                     ctx,
                     &file.rel,
                     &file.name,
@@ -395,11 +395,11 @@ impl Fetcher {
                     reused,
                 );
                 if ctx.options.mode == crate::spec::Mode::Move {
-                    act::land(ctx, self, file.place(), &file.entry, true);
+                    action::land(ctx, self, file.place(), &file.entry, true);
                 }
             }
             Err(e) => {
-                apply::discard(file.place(), &staged, &file.entry);
+                entry_ops::discard(file.place(), &staged, &file.entry);
                 ctx.fail(&file.rel, &file.name, "copy", &e);
             }
         }
@@ -425,7 +425,7 @@ impl Fetcher {
         self.finish(id);
         let state = std::mem::replace(&mut *lock(&file.state), FileState::Done);
         if let FileState::Writing { staged, .. } = state {
-            apply::discard(file.place(), &staged, &file.entry);
+            entry_ops::discard(file.place(), &staged, &file.entry);
         }
         ctx.fail(
             &file.rel,

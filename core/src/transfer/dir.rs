@@ -13,9 +13,9 @@ use std::sync::{Arc, Weak};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::act;
-use super::apply::{Place, RESUMABLE_MIN};
+use super::action;
 use super::context::{Ctx, PendingDir, names};
+use super::entry_ops::{Place, RESUMABLE_MIN};
 use crate::checksum;
 use crate::entry::{Entry, EntryKind, Meta, Xattrs, sort_by_name};
 use crate::plan::{self, Action};
@@ -202,10 +202,10 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             part: resumed.get(action.name()).map(OsString::as_os_str),
             dst_setgid: setgid,
         });
-        confirmed.extend(act::act(ctx, &rel, at, action));
+        confirmed.extend(action::carry_out(ctx, &rel, at, action));
     }
     if let Some(dst) = &dst_fd {
-        act::remove_confirmed(ctx, &rel, dst.as_fd(), confirmed);
+        action::remove_confirmed(ctx, &rel, dst.as_fd(), confirmed);
     }
     if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
         // Leftover temps go, except partial files chosen for a resume (a remote one still

@@ -6,10 +6,10 @@
 //! `finish`. Per-file failures land in the report; only problems that make the
 //! whole request impossible are `Err`.
 
-pub(crate) mod act;
-pub(crate) mod apply;
+pub(crate) mod action;
 pub(crate) mod context;
 pub(crate) mod dir;
+pub(crate) mod entry_ops;
 pub(crate) mod finish;
 pub(crate) mod policy;
 
@@ -29,19 +29,19 @@ use crate::spec::{Endpoint, Mode, TransferSpec};
 use crate::sys::dir as sysdir;
 use crate::walk::Walk;
 
-pub use apply::RESUMABLE_MIN;
 pub use crate::roots::Rename;
+pub use entry_ops::RESUMABLE_MIN;
 
 /// Where file content comes from when the source is on another machine: the destination
 /// side hands it each file to write (a Copy or Resume action, with the partial file it
 /// claimed for a Resume) instead of copying on the
-/// spot, and it writes the file later through the same staging path (`apply::stage`,
-/// `apply::publish_file`).
+/// spot, and it writes the file later through the same staging path (`entry_ops::stage`,
+/// `entry_ops::publish_file`).
 pub(crate) trait Fetch: Sync {
     fn fetch(
         &self,
         ctx: &Ctx<'_>,
-        at: apply::Place<'_>,
+        at: entry_ops::Place<'_>,
         src: &crate::entry::Entry,
         replaces: Option<&crate::entry::Entry>,
         resume: Option<crate::sys::temp::Owned>,

@@ -1,6 +1,6 @@
-//! Carrying out one action on the destination: write a file so that it appears only when
-//! complete, create links and special files, fix metadata, and (for a move) remove the
-//! source once its copy is confirmed.
+//! The filesystem operations on one entry that `action` carries out: write a file so that
+//! it appears only when complete (stage, fill, publish), create links and special files,
+//! fix metadata, and (for a move) remove the source once its copy is confirmed.
 
 use std::ffi::OsStr;
 use std::io;

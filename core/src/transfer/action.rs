@@ -1,13 +1,15 @@
-//! Carrying out one planned action for a directory's visit — or, in a dry run, saying
-//! what it would do — and recording the outcome once, for both cases, in the report.
+//! One planned action of a directory's visit: carried out (through `entry_ops`) — or, in a
+//! dry run, only described — and its outcome recorded once, for both cases, in the
+//! report. A move's source removal and a remote source's landing confirmations start
+//! here too.
 
 use std::io;
 use std::path::Path;
 
 use rustix::fd::BorrowedFd;
 
-use super::apply::{self, Place};
 use super::context::{Ctx, PendingDelete, PendingLink};
+use super::entry_ops::{self, Place};
 use crate::delete;
 use crate::entry::{Entry, EntryKind};
 use crate::plan::Action;
@@ -37,7 +39,7 @@ pub struct Confirmed<'a> {
 /// Carries out `action` at `at`; in a dry run only previews it (`at` is `None` when the
 /// destination directory does not exist yet). For a local move, returns the source entry
 /// to remove once the whole directory is done.
-pub fn act<'a>(
+pub fn carry_out<'a>(
     ctx: &Ctx<'_>,
     rel: &Path,
     at: Option<Place<'a>>,
@@ -93,7 +95,7 @@ pub fn act<'a>(
 
 /// A local move's removals for one directory: the destination directory is synced once
 /// (the new names must survive a crash before the old ones go), then each source entry is
-/// removed if its copy is confirmed (`apply::remove_source`).
+/// removed if its copy is confirmed (`entry_ops::remove_source`).
 pub fn remove_confirmed(
     ctx: &Ctx<'_>,
     rel: &Path,
@@ -110,7 +112,7 @@ pub fn remove_confirmed(
         return;
     }
     for c in confirmed {
-        match apply::remove_source(ctx, c.at, c.src, c.written) {
+        match entry_ops::remove_source(ctx, c.at, c.src, c.written) {
             Ok(()) => ctx.emit(rel, c.at.names.dst, Change::RemoveSource),
             Err(e) => ctx.fail(rel, c.at.names.dst, "remove source", &e),
         }
@@ -133,7 +135,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
                 fetch.fetch(ctx, at, src, dst.as_ref(), part)?;
                 return Ok(Outcome::Deferred);
             }
-            let written = apply::copy_file(ctx, at, src, dst.as_ref(), part)?;
+            let written = entry_ops::copy_file(ctx, at, src, dst.as_ref(), part)?;
             Outcome::Changed(match (resume, dst) {
                 (true, _) => Change::Resume {
                     bytes: written.bytes,
@@ -143,18 +145,18 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             })
         }
         Action::Symlink { src, dst } | Action::Special { src, dst } => {
-            apply::make_node(ctx, at, src, dst.as_ref())?;
+            entry_ops::make_node(ctx, at, src, dst.as_ref())?;
             Outcome::Changed(Change::Create {
                 kind: src.kind,
                 bytes: 0,
             })
         }
         Action::SetMeta { src, .. } => {
-            apply::set_meta(ctx, at, src)?;
+            entry_ops::set_meta(ctx, at, src)?;
             Outcome::Changed(Change::Meta)
         }
         Action::Skip { src, .. } if ctx.options.preserve.xattrs && src.kind == EntryKind::File => {
-            match apply::sync_xattrs(ctx, at, src)? {
+            match entry_ops::sync_xattrs(ctx, at, src)? {
                 true => Outcome::Changed(Change::Meta),
                 false => Outcome::UpToDate(src.kind),
             }
@@ -215,11 +217,11 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
 }
 
 /// Tells a remote source that `src` landed at `at`, with the destination copy's hash when
-/// the comparison needs content (as `apply::remove_source` decides for a local source).
+/// the comparison needs content (as `entry_ops::remove_source` decides for a local source).
 pub fn land(
     ctx: &Ctx<'_>,
     landing: &dyn super::Landing,
-    at: apply::Place<'_>,
+    at: Place<'_>,
     src: &Entry,
     written: bool,
 ) {
@@ -237,11 +239,7 @@ pub fn land(
 /// Makes a landed file's copy durable and says how it is confirmed: a file this run did
 /// not write (found up to date, by whatever comparison) is confirmed by its BLAKE3, as is
 /// every file with `--checksum`; a file this run wrote was synced before it was published.
-fn confirm_landed(
-    ctx: &Ctx<'_>,
-    at: apply::Place<'_>,
-    written: bool,
-) -> io::Result<Option<[u8; 32]>> {
+fn confirm_landed(ctx: &Ctx<'_>, at: Place<'_>, written: bool) -> io::Result<Option<[u8; 32]>> {
     if written && !ctx.checksum() {
         return Ok(None);
     }
