@@ -284,8 +284,8 @@ fn receive(
         None,
         job.root,
     );
-    ctx.fetch = Some(&fetcher);
-    ctx.landing = Some(&fetcher);
+    ctx.settings.fetch = Some(&fetcher);
+    ctx.settings.landing = Some(&fetcher);
     let ctx = ctx;
     let manifest = std::thread::scope(|scope| {
         let receivers: Vec<_> = readers

@@ -341,7 +341,7 @@ impl Fetcher {
             self.fail(ctx, id, file, &format!("write: {e}"));
             return Ok(());
         }
-        Stats::add(&ctx.stats.bytes_done, len);
+        Stats::add(&ctx.settings.stats.bytes_done, len);
         let finished = {
             let mut state = lock(&file.state);
             match &mut *state {
@@ -394,7 +394,7 @@ impl Fetcher {
                     size - reused,
                     reused,
                 );
-                if ctx.options.mode == crate::spec::Mode::Move {
+                if ctx.settings.options.mode == crate::spec::Mode::Move {
                     action::land(ctx, self, file.place(), &file.entry, true);
                 }
             }

@@ -262,7 +262,7 @@ impl<'c> Planner<'c> {
     /// The source root's metadata (and xattrs): the destination root gets them at the end (a single
     /// file's directory is not part of the transfer and keeps its own).
     fn root_entry(&self, mut root: Entry) {
-        policy::sanitize(&self.ctx.options.privileges, &mut root);
+        policy::sanitize(&self.ctx.settings.options.privileges, &mut root);
         if let Some(Slot::State(state)) = lock(&self.slots).waiting.get_mut(Path::new("")) {
             state.src_meta = root.meta;
             state.src_xattrs = root.xattrs;
@@ -300,7 +300,7 @@ impl<'c> Planner<'c> {
         held: Held,
     ) {
         crate::entry::sort_by_name(&mut entries);
-        let privileges = &self.ctx.options.privileges;
+        let privileges = &self.ctx.settings.options.privileges;
         entries
             .iter_mut()
             .for_each(|e| policy::sanitize(privileges, e));

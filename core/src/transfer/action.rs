@@ -66,9 +66,9 @@ pub fn carry_out<'a>(
     }
     // A remote source learns what landed; fetched files are reported once written.
     if let (Mode::Move, false, Some(landing), Some(at), Some(src)) = (
-        ctx.options.mode,
+        ctx.settings.options.mode,
         ctx.dry_run(),
-        ctx.landing,
+        ctx.settings.landing,
         at,
         moved(action),
     ) && !matches!(action, Action::Copy { .. } | Action::Resume { .. })
@@ -78,7 +78,7 @@ pub fn carry_out<'a>(
     // A local source is removed here, once its directory is done.
     let local_source = at.is_some_and(|a| a.src.is_some());
     match (
-        ctx.options.mode,
+        ctx.settings.options.mode,
         ctx.dry_run(),
         local_source,
         at,
@@ -131,7 +131,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
                 (true, Some(part)) => temp::claim(at.dst, part)?,
                 _ => None,
             };
-            if let Some(fetch) = ctx.fetch {
+            if let Some(fetch) = ctx.settings.fetch {
                 fetch.fetch(ctx, at, src, dst.as_ref(), part)?;
                 return Ok(Outcome::Deferred);
             }
@@ -155,7 +155,9 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             entry_ops::set_meta(ctx, at, src)?;
             Outcome::Changed(Change::Meta)
         }
-        Action::Skip { src, .. } if ctx.options.preserve.xattrs && src.kind == EntryKind::File => {
+        Action::Skip { src, .. }
+            if ctx.settings.options.preserve.xattrs && src.kind == EntryKind::File =>
+        {
             match entry_ops::sync_xattrs(ctx, at, src)? {
                 true => Outcome::Changed(Change::Meta),
                 false => Outcome::UpToDate(src.kind),
@@ -163,7 +165,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
         }
         Action::Skip { src, .. } => Outcome::UpToDate(src.kind),
         Action::HardLink { target, .. } => {
-            lock(&ctx.links).push(PendingLink {
+            lock(&ctx.deferred.links).push(PendingLink {
                 rel: at.rel.join(at.names.dst),
                 target: target.clone(),
                 src: action.source().cloned().expect("a hard link has a source"),
@@ -171,7 +173,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             Outcome::Deferred
         }
         Action::Delete { dst } => {
-            lock(&ctx.deletes).push(PendingDelete {
+            lock(&ctx.deferred.deletes).push(PendingDelete {
                 dir: at.rel.to_owned(),
                 entry: dst.clone(),
             });
@@ -202,7 +204,7 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
         Action::SetMeta { .. } => Outcome::Changed(Change::Meta),
         Action::Skip { src, .. } => Outcome::UpToDate(src.kind),
         Action::Delete { dst: old } => {
-            let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
+            let protect = |p: &Path, is_dir: bool| ctx.settings.filter.excludes(p, is_dir);
             let entry_rel = rel.join(&old.name);
             let n = dst.map_or(Ok(1), |fd| {
                 delete::count(fd, &old.name, old.kind, &entry_rel, &protect)

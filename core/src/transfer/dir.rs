@@ -120,7 +120,7 @@ fn open_dst(ctx: &Ctx<'_>, rel: &Path, dst: DstDir) -> Option<DstDir> {
     };
     let name = rel.file_name().unwrap_or_default();
     let parent_rel = rel.parent().unwrap_or(Path::new(""));
-    let opened = match &ctx.dst_root {
+    let opened = match &ctx.settings.dst_root {
         Some(root) => reopen::open_child(root.as_fd(), &parent, parent_rel, name),
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
     };
@@ -171,7 +171,7 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             &mut dst_entries,
         );
     }
-    let parts = leftovers.resumable(ctx.options.resume);
+    let parts = leftovers.resumable(ctx.settings.options.resume);
     let part_of = |name: &OsStr| parts.get(temp::key(name).as_bytes());
     let is_resumable =
         |e: &Entry| !parts.is_empty() && e.size >= RESUMABLE_MIN && part_of(&e.name).is_some();
@@ -342,8 +342,8 @@ fn list_destination(
         listing.entries.into_iter().partition(|e| {
             e.kind == EntryKind::File && temp::is_temp_name(&e.name) && !in_source(&e.name)
         });
-    if !ctx.filter.is_empty() {
-        entries.retain(|e| !ctx.filter.excludes(&rel.join(&e.name), e.is_dir()));
+    if !ctx.settings.filter.is_empty() {
+        entries.retain(|e| !ctx.settings.filter.excludes(&rel.join(&e.name), e.is_dir()));
     }
     sort_by_name(&mut entries);
     let mut leftovers = Leftovers::default();
@@ -401,7 +401,7 @@ fn hash_candidates(
 /// created at the end once it exists — unless the destination already has them linked to
 /// the first member's up-to-date inode, in which case there is nothing to do.
 fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
-    if !ctx.options.preserve.hard_links {
+    if !ctx.settings.options.preserve.hard_links {
         return actions;
     }
     actions
@@ -420,7 +420,7 @@ fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
                 }
                 _ => return action,
             };
-            let mut groups = lock(&ctx.link_groups);
+            let mut groups = lock(&ctx.deferred.link_groups);
             match groups.get(&src.inode) {
                 None => {
                     groups.insert(src.inode, (rel.join(&src.name), dst));
@@ -474,8 +474,8 @@ fn make_subdir(
 /// Queues the directory's own metadata for the end of the run, and remembers it for a
 /// move's cleanup.
 fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
-    if ctx.options.mode == Mode::Move && state.rename.is_none() {
-        lock(&ctx.src_dirs).push(rel.to_owned());
+    if ctx.settings.options.mode == Mode::Move && state.rename.is_none() {
+        lock(&ctx.deferred.src_dirs).push(rel.to_owned());
     }
     if ctx.dry_run() || !state.finalize {
         return;
@@ -484,14 +484,15 @@ fn finish_dir(ctx: &Ctx<'_>, rel: &Path, state: &DirState, changed: bool) {
         DstDir::Existing(_, m) => {
             m.mode != state.src_meta.mode
                 || m.mtime != state.src_meta.mtime
-                || (ctx.owner && (m.uid, m.gid) != (state.src_meta.uid, state.src_meta.gid))
+                || (ctx.settings.owner
+                    && (m.uid, m.gid) != (state.src_meta.uid, state.src_meta.gid))
         }
         DstDir::Created(_) => true,
         DstDir::Absent | DstDir::Child { .. } => false,
     };
     // With -X a directory's attributes may have changed alone: always re-check them.
-    if changed || differs || ctx.options.preserve.xattrs {
-        lock(&ctx.dirs).push(PendingDir {
+    if changed || differs || ctx.settings.options.preserve.xattrs {
+        lock(&ctx.deferred.dirs).push(PendingDir {
             rel: rel.to_owned(),
             meta: state.src_meta,
             xattrs: state.src_xattrs.clone(),

@@ -171,7 +171,7 @@ impl Transfer {
             finalize: single.is_none(),
             rename: single,
         };
-        Walk::new(&ctx, &ctx.filter, &self.stats).run(src_fd, only, state);
+        Walk::new(&ctx, &ctx.settings.filter, &self.stats).run(src_fd, only, state);
         let tree = match roots {
             Roots::Tree { src, whole_dir, .. } => Some((src.as_path(), *whole_dir)),
             Roots::Single { .. } => None,
@@ -187,10 +187,10 @@ impl Transfer {
 
 /// The end-of-run steps of a destination (local or remote source), then the report.
 pub(crate) fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
-    let options = ctx.options;
+    let options = ctx.settings.options;
     let mut skipped = None;
     if !options.dry_run {
-        if let Some(root) = ctx.dst_root.as_ref().map(|fd| fd.as_fd()) {
+        if let Some(root) = ctx.settings.dst_root.as_ref().map(|fd| fd.as_fd()) {
             finish::hard_links(&ctx, root);
             skipped = finish::deletes(&ctx, root);
             finish::directories(&ctx, root);
