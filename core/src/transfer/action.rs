@@ -10,6 +10,7 @@ use rustix::fd::BorrowedFd;
 
 use super::context::{Ctx, PendingDelete, PendingLink};
 use super::entry_ops::{self, Place};
+use super::remote::{Landing, Target};
 use crate::delete;
 use crate::entry::{Entry, EntryKind};
 use crate::plan::Action;
@@ -132,7 +133,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
                 _ => None,
             };
             if let Some(fetch) = ctx.settings.fetch {
-                fetch.fetch(ctx, at, src, dst.as_ref(), part)?;
+                fetch.fetch(Target::of(at), src, dst.as_ref(), part)?;
                 return Ok(Outcome::Deferred);
             }
             let written = entry_ops::copy_file(ctx, at, src, dst.as_ref(), part)?;
@@ -220,13 +221,7 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
 
 /// Tells a remote source that `src` landed at `at`, with the destination copy's hash when
 /// the comparison needs content (as `entry_ops::remove_source` decides for a local source).
-pub fn land(
-    ctx: &Ctx<'_>,
-    landing: &dyn super::Landing,
-    at: Place<'_>,
-    src: &Entry,
-    written: bool,
-) {
+pub fn land(ctx: &Ctx<'_>, landing: &dyn Landing, at: Place<'_>, src: &Entry, written: bool) {
     let hash = if src.kind == EntryKind::File {
         match confirm_landed(ctx, at, written) {
             Ok(h) => h,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fd::OwnedFd;
 
-use super::{Fetch, Landing};
+use super::remote::{Fetch, Landing};
 use crate::copy::Copier;
 use crate::entry::{Entry, InodeId, Meta, Xattrs};
 use crate::filter::Filter;
@@ -275,7 +275,7 @@ impl<'a> Ctx<'a> {
         bump(&self.tally.bytes_copied, bytes);
         bump(&self.tally.bytes_resumed, reused);
         Stats::add(&self.settings.stats.files_done, 1);
-        // A remote file's bytes are counted as they arrive (see `session::destination`).
+        // A remote file's bytes are counted as they arrive (see `remote::Destination::received`).
         if self.settings.fetch.is_none() {
             Stats::add(&self.settings.stats.bytes_done, bytes + reused);
         }

@@ -47,14 +47,14 @@ pub enum DstDir {
 
 /// What a directory's visit needs besides the source listing.
 pub struct DirState {
-    pub dst: DstDir,
-    pub src_meta: Meta,
+    pub(super) dst: DstDir,
+    pub(super) src_meta: Meta,
     /// The source directory's extended attributes, when they came over the network.
-    pub src_xattrs: Option<Xattrs>,
+    pub(super) src_xattrs: Option<Xattrs>,
     /// Set metadata of this directory at the end (false for the parent of a single file).
-    pub finalize: bool,
+    pub(super) finalize: bool,
     /// Single-file transfers: the source name and the destination name it gets.
-    pub rename: Option<Rename>,
+    pub(super) rename: Option<Rename>,
 }
 
 impl DirState {
