@@ -41,6 +41,7 @@ pub mod resume;
 pub mod roots;
 pub mod session;
 pub mod spec;
+pub mod sync;
 pub mod sys;
 pub mod tls;
 pub mod transfer;

@@ -37,6 +37,14 @@ pub enum Roots {
     },
 }
 
+/// A single-entry transfer's names: the source entry, and the name it gets at the
+/// destination (the third case of the rule above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub src: OsString,
+    pub dst: OsString,
+}
+
 /// `dir/` and `dir/.` (and `.` itself) mean "the contents of dir"; so does the empty
 /// path (a module's root, remotely).
 pub fn names_contents(p: &Path) -> bool {

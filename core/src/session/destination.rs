@@ -1,8 +1,9 @@
 //! The destination role: plan each arriving directory against the local disk with the
-//! same code a local transfer uses (`transfer::dir::visit`), ask the source for the files
-//! that must be written, and write them as their records arrive — staged under a temp
-//! name or `O_TMPFILE`, published by rename or `linkat` only when complete — then run the
-//! same end-of-run steps (hard links, mirror deletes, directory metadata).
+//! same code a local transfer uses (through `transfer::remote::Destination`), ask the
+//! source for the files that must be written, and write them as their records arrive —
+//! staged under a temp name or `O_TMPFILE`, published by rename or `linkat` only when
+//! complete — then run the same end-of-run steps (hard links, mirror deletes, directory
+//! metadata).
 //!
 //! The manifest is checked and planned by `planner`; the session's [`Lifetime`] ends it
 //! early (its owner cancels it, or this role does when it fails) and bounds what the
@@ -11,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use tokio::sync::mpsc;
 
 use super::data::{DataPlane, FrameReader, Incoming};
@@ -20,14 +21,12 @@ use super::lifetime::{Cancel, Lifetime, shut_on_cancel};
 use super::planner::{Inbound, Planner};
 use super::source::BATCH_ENTRIES;
 use super::{Link, SessionError, frame};
-use crate::entry::Meta;
 use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
+use crate::roots::Rename;
 use crate::spec::Options;
-use crate::sys::{creds, dir as sysdir};
-use crate::transfer::context::{Ctx, Rename};
-use crate::transfer::dir::{DirState, DstDir};
-use crate::transfer::finish_run;
+use crate::sys::creds;
+use crate::transfer::remote::Destination;
 use crate::wire::{self, pb};
 
 /// What the destination end writes into.
@@ -273,30 +272,28 @@ fn receive(
         .build()
         .map_err(|e| crate::error::Error::Workers(e.to_string()))?;
     creds::act_in_pool(&pool, identity).map_err(SessionError::Data)?;
-    let root_state = root_state(&job)?;
     let fetcher = Fetcher::new(tx.clone());
-    let mut ctx = Ctx::new(
+    let dest = Destination::new(
         &job.options,
         stats,
         observer,
         job.filter.clone(),
-        None,
         job.root,
+        &fetcher,
+        &fetcher,
     );
-    ctx.fetch = Some(&fetcher);
-    ctx.landing = Some(&fetcher);
-    let ctx = ctx;
+    let root_state = dest.root_state(job.rename).map_err(SessionError::Data)?;
     let manifest = std::thread::scope(|scope| {
         let receivers: Vec<_> = readers
             .into_iter()
             .map(|r| {
-                let (ctx, fetcher) = (&ctx, &fetcher);
+                let (dest, fetcher) = (&dest, &fetcher);
                 std::thread::Builder::new()
                     .name("blit-receive".into())
                     .spawn_scoped(scope, move || {
                         let received = match identity.map(creds::Identity::act_for_thread) {
                             Some(Err(e)) => Err(e),
-                            _ => fetcher.receive(ctx, r),
+                            _ => fetcher.receive(dest, r),
                         };
                         if received.is_err() {
                             // No more data will come: planners waiting for room must stop.
@@ -307,7 +304,7 @@ fn receive(
             })
             .collect::<Result<_, _>>()
             .map_err(SessionError::Data)?;
-        let planner = Planner::new(&ctx, &fetcher, cancel.clone(), budget);
+        let planner = Planner::new(&dest, &fetcher, cancel.clone(), budget);
         let manifest = planner.run(&pool, &mut inbound, root_state);
         drop(planner);
         fetcher.flush();
@@ -315,7 +312,7 @@ fn receive(
         if let Err(e) = &manifest {
             // The source is gone or misbehaved: stop waiting for its data.
             cancel.cancel(e.to_string());
-            fetcher.cancel(&ctx);
+            fetcher.cancel(&dest);
         }
         let mut data = Ok(());
         for r in receivers {
@@ -325,32 +322,11 @@ fn receive(
                 Err(_) => data = Err(SessionError::Protocol("a receiver panicked".into())),
             }
         }
-        fetcher.cancel(&ctx);
+        fetcher.cancel(&dest);
         manifest.and(data)
     });
     manifest?;
-    let report = finish_run(ctx, None);
+    let report = dest.finish();
     fetcher.flush();
     Ok(report)
-}
-
-/// The root directory's visit state.
-fn root_state(job: &DestinationJob) -> Result<DirState, SessionError> {
-    let dst = match &job.root {
-        Some(fd) => {
-            let meta = sysdir::stat_at_self(fd.as_fd())
-                .map_err(SessionError::Data)?
-                .meta;
-            DstDir::Existing(Arc::new(fd.try_clone().map_err(SessionError::Data)?), meta)
-        }
-        None => DstDir::Absent,
-    };
-    Ok(DirState {
-        dst,
-        // Replaced by the root batch's own metadata when it arrives (see `Planner::root_entry`).
-        src_meta: Meta::default(),
-        src_xattrs: None,
-        finalize: false,
-        rename: job.rename.clone(),
-    })
 }

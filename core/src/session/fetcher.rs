@@ -4,7 +4,6 @@
 //! (temp file, then publish), reporting every file's outcome.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +16,10 @@ use super::data::Incoming;
 use super::frame;
 use crate::entry::Entry;
 use crate::prefault::Prefault;
-use crate::report::Stats;
+use crate::sync::lock;
 use crate::sys::file;
 use crate::sys::temp;
-use crate::transfer::apply::{self, Place, Staged};
-use crate::transfer::context::{Ctx, Names, lock};
-use crate::transfer::{Fetch, act};
+use crate::transfer::remote::{Destination, Fetch, Landing, Staged, Target};
 use crate::wire::record::{Header, Kind};
 use crate::wire::{self, pb};
 
@@ -38,14 +35,9 @@ const NEED_BATCH: usize = 1024;
 
 /// A file asked for and not yet written.
 struct PendingFile {
-    rel: PathBuf,
-    dir: Arc<OwnedFd>,
-    name: OsString,
-    /// The name on the source side (differs for a renamed single file).
-    src_name: OsString,
+    target: Target,
     entry: Entry,
     replaces: Option<Entry>,
-    setgid: bool,
     /// Continue the partial file left by an earlier run (`--resume`), whose first this
     /// many bytes the source trusts (its block hashes were sent).
     resume: Option<u64>,
@@ -64,23 +56,6 @@ enum FileState {
         prefault: Option<Prefault>,
     },
     Done,
-}
-
-impl PendingFile {
-    fn place(&self) -> Place<'_> {
-        Place {
-            rel: &self.rel,
-            src: None,
-            dst: self.dir.as_fd(),
-            dst_dir: &self.dir,
-            names: Names {
-                src: &self.src_name,
-                dst: &self.name,
-            },
-            part: None,
-            dst_setgid: self.setgid,
-        }
-    }
 }
 
 /// The destination's `Fetch`: turns Copy actions into needs, and writes what arrives.
@@ -105,7 +80,7 @@ struct Landed {
     dirs: Vec<Arc<OwnedFd>>,
 }
 
-impl crate::transfer::Landing for Fetcher {
+impl Landing for Fetcher {
     fn landed(&self, path: PathBuf, src: &Entry, hash: Option<[u8; 32]>, dir: &Arc<OwnedFd>) {
         use std::os::unix::ffi::OsStrExt;
         let landed = pb::Landed {
@@ -133,8 +108,7 @@ impl crate::transfer::Landing for Fetcher {
 impl Fetch for Fetcher {
     fn fetch(
         &self,
-        _: &Ctx<'_>,
-        at: Place<'_>,
+        target: Target,
         src: &Entry,
         replaces: Option<&Entry>,
         part: Option<temp::Owned>,
@@ -147,14 +121,11 @@ impl Fetch for Fetcher {
         };
         let trusted = resume.then(|| block_hashes.len() as u64 * crate::resume::BLOCK);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = target.source_path();
         let file = PendingFile {
-            rel: at.rel.to_owned(),
-            dir: at.dst_dir.clone(),
-            name: at.names.dst.to_owned(),
-            src_name: at.names.src.to_owned(),
+            target,
             entry: src.clone(),
             replaces: replaces.cloned(),
-            setgid: at.dst_setgid,
             resume: trusted,
             part: Mutex::new(part),
             state: Mutex::new(FileState::Waiting),
@@ -162,7 +133,7 @@ impl Fetch for Fetcher {
         lock(&self.pending).insert(id, Arc::new(file));
         let need = pb::Need {
             id,
-            path: at.rel.join(at.names.src).as_os_str().as_bytes().to_vec(),
+            path: path.as_os_str().as_bytes().to_vec(),
             size: src.size,
             mtime_sec: src.meta.mtime.sec,
             mtime_nsec: src.meta.mtime.nsec,
@@ -235,16 +206,16 @@ impl Fetcher {
     }
 
     /// Fails every file still pending (the source ended without sending them).
-    pub(super) fn cancel(&self, ctx: &Ctx<'_>) {
+    pub(super) fn cancel(&self, dest: &Destination<'_>) {
         let pending: Vec<_> = lock(&self.pending).drain().collect();
         self.drained.notify_all();
         for (id, f) in pending {
-            self.fail(ctx, id, &f, "the source did not send this file");
+            self.fail(dest, id, &f, "the source did not send this file");
         }
     }
 
     /// One data stream's receiver: applies its records until the end record.
-    pub(super) fn receive(&self, ctx: &Ctx<'_>, mut stream: Incoming) -> io::Result<()> {
+    pub(super) fn receive(&self, dest: &Destination<'_>, mut stream: Incoming) -> io::Result<()> {
         while let Some(header) = stream.next_header()? {
             let file = lock(&self.pending).get(&header.id).cloned();
             if file.is_none() && lock(&self.failed).contains(&header.id) {
@@ -257,10 +228,10 @@ impl Fetcher {
                 ));
             };
             match header.kind {
-                Kind::Data => self.write(ctx, &file, header, &mut stream)?,
+                Kind::Data => self.write(dest, &file, header, &mut stream)?,
                 Kind::Fail => {
                     let message = String::from_utf8_lossy(stream.payload()?).into_owned();
-                    self.fail(ctx, header.id, &file, &message);
+                    self.fail(dest, header.id, &file, &message);
                 }
                 Kind::End => unreachable!("the reader returns None at the end"),
             }
@@ -273,7 +244,7 @@ impl Fetcher {
     /// (a payload not taken is skipped by the stream's next read).
     fn write(
         &self,
-        ctx: &Ctx<'_>,
+        dest: &Destination<'_>,
         file: &PendingFile,
         header: Header,
         stream: &mut Incoming,
@@ -283,7 +254,7 @@ impl Fetcher {
         let size = file.entry.size;
         if total > size || offset + len > size {
             self.fail(
-                ctx,
+                dest,
                 id,
                 file,
                 "the source sent bytes past the end of the file",
@@ -295,22 +266,22 @@ impl Fetcher {
             match &*state {
                 FileState::Waiting => {
                     let replacing = file.replaces.is_some();
-                    let staged = apply::stage(
-                        ctx,
-                        file.place(),
-                        &file.entry,
-                        replacing,
-                        lock(&file.part).take(),
-                    )
-                    .and_then(|staged| {
-                        // The kept blocks must still be there, or the file would be wrong.
-                        match file.resume {
-                            Some(trusted) if file::len(staged.fd.as_fd())? < trusted => {
-                                Err(io::Error::other("the partial file changed while resuming"))
+                    let staged = dest
+                        .stage(
+                            &file.target,
+                            &file.entry,
+                            replacing,
+                            lock(&file.part).take(),
+                        )
+                        .and_then(|staged| {
+                            // The kept blocks must still be there, or the file would be wrong.
+                            match file.resume {
+                                Some(trusted) if file::len(staged.fd.as_fd())? < trusted => {
+                                    Err(io::Error::other("the partial file changed while resuming"))
+                                }
+                                _ => Ok(staged),
                             }
-                            _ => Ok(staged),
-                        }
-                    });
+                        });
                     match staged {
                         Ok(staged) => {
                             // Only a file sent whole, from the start, is written in order.
@@ -327,7 +298,7 @@ impl Fetcher {
                         }
                         Err(e) => {
                             drop(state);
-                            self.fail(ctx, id, file, &format!("create: {e}"));
+                            self.fail(dest, id, file, &format!("create: {e}"));
                             return Ok(());
                         }
                     }
@@ -337,10 +308,10 @@ impl Fetcher {
             }
         };
         if let Err(e) = stream.write_to(staged.fd.as_fd(), offset, len)? {
-            self.fail(ctx, id, file, &format!("write: {e}"));
+            self.fail(dest, id, file, &format!("write: {e}"));
             return Ok(());
         }
-        Stats::add(&ctx.stats.bytes_done, len);
+        dest.received(len);
         let finished = {
             let mut state = lock(&file.state);
             match &mut *state {
@@ -368,16 +339,7 @@ impl Fetcher {
         } else {
             Ok(())
         })
-        .and_then(|()| {
-            apply::publish_file(
-                ctx,
-                file.place(),
-                &file.entry,
-                &staged,
-                None,
-                file.replaces.as_ref(),
-            )
-        });
+        .and_then(|()| dest.publish(&file.target, &file.entry, &staged, file.replaces.as_ref()));
         match published {
             Ok(()) => {
                 let reused = if file.resume.is_some() {
@@ -385,21 +347,17 @@ impl Fetcher {
                 } else {
                     0
                 };
-                act::file_done(
-                    ctx,
-                    &file.rel,
-                    &file.name,
+                dest.file_done(
+                    &file.target,
+                    &file.entry,
                     file.replaces.as_ref(),
                     size - reused,
                     reused,
                 );
-                if ctx.options.mode == crate::spec::Mode::Move {
-                    act::land(ctx, self, file.place(), &file.entry, true);
-                }
             }
             Err(e) => {
-                apply::discard(file.place(), &staged, &file.entry);
-                ctx.fail(&file.rel, &file.name, "copy", &e);
+                dest.discard(&file.target, &staged, &file.entry);
+                dest.file_failed(&file.target, "copy", &e);
             }
         }
         Ok(())
@@ -419,18 +377,13 @@ impl Fetcher {
 
     /// Drops a file that cannot be written (its remaining records are ignored), removes
     /// its temp file, and reports it.
-    fn fail(&self, ctx: &Ctx<'_>, id: u64, file: &PendingFile, message: &str) {
+    fn fail(&self, dest: &Destination<'_>, id: u64, file: &PendingFile, message: &str) {
         lock(&self.failed).insert(id);
         self.finish(id);
         let state = std::mem::replace(&mut *lock(&file.state), FileState::Done);
         if let FileState::Writing { staged, .. } = state {
-            apply::discard(file.place(), &staged, &file.entry);
+            dest.discard(&file.target, &staged, &file.entry);
         }
-        ctx.fail(
-            &file.rel,
-            &file.name,
-            "copy",
-            &io::Error::other(message.to_owned()),
-        );
+        dest.file_failed(&file.target, "copy", &io::Error::other(message.to_owned()));
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::SessionError;
 use super::data::Stream;
 use crate::entry::Entry;
-use crate::transfer::context::lock;
+use crate::sync::lock;
 
 /// Bytes a session may hold for its peer unless its owner says otherwise. A legitimate
 /// session holds at most a few directory batches (2,000 entries each, a few hundred bytes

@@ -3,18 +3,20 @@
 //! ```text
 //!  SOURCE role (source.rs)                     DESTINATION role (destination.rs)
 //!  walk::Walk ── DirBatch frames ───────────▶  per batch, on a pool: list the local dir,
-//!   (one per directory, as walked)              plan::diff, apply (transfer::dir::visit)
+//!   (one per directory, as walked)              plan::diff, apply (Destination::visit)
 //!                ◀────────── NeedBatch frames   Copy/Resume → a Need (id, path) + pending
 //!  senders, one per data stream:
 //!   open beneath the root, sendfile/pread ─▶  receivers, one per stream: stage (temp),
 //!   records (wire::record)                      pwrite, publish (rename/linkat), metadata
-//!                ◀────────── Summary            end of run (transfer::finish_run) → Report
+//!                ◀────────── Summary            end of run (Destination::finish) → Report
 //! ```
 //!
 //! The destination's half that talks to the data plane (needs out, records in, files
 //! staged and published) is `fetcher`; the half that takes the manifest in and runs the
-//! visits is `planner`. Each session has a `lifetime`: a cancellation that reaches every
-//! wait of both roles, and a budget of memory the peer can make it hold.
+//! visits is `planner`; both reach the engine only through its door for a remote
+//! source, `transfer::remote` (a `Destination`: visit, stage, publish, finish). Each
+//! session has a `lifetime`: a cancellation that reaches every wait of both roles, and a
+//! budget of memory the peer can make it hold.
 //!
 //! The roles are not named push or pull: whichever end is the source runs `source::run`,
 //! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way

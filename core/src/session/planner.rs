@@ -1,7 +1,7 @@
 //! The destination's planner: takes the source's manifest in (directory batches, in
 //! parts for large directories, and the source's failures), and runs each directory's
-//! visit (`transfer::dir::visit`) on the worker pool once both its batch and the state
-//! its parent's visit hands down are here.
+//! visit (`transfer::remote::Destination::visit`) on the worker pool once both its batch
+//! and the state its parent's visit hands down are here.
 //!
 //! The manifest comes from the network, so what it makes us hold is bounded: a batch
 //! carries at most [`BATCH_ENTRIES`](super::source::BATCH_ENTRIES) entries (the dispatcher refuses more), only a directory its parent listed may
@@ -28,9 +28,8 @@ use super::SessionError;
 use super::fetcher::Fetcher;
 use super::lifetime::{Budget, Cancel, Held, entry_bytes};
 use crate::entry::Entry;
-use crate::transfer::context::{Ctx, lock};
-use crate::transfer::dir::{Batch, Descend, DirState, visit};
-use crate::transfer::policy;
+use crate::sync::lock;
+use crate::transfer::remote::{Descend, Destination, DirState};
 use crate::wire::pb;
 
 /// Directory batches held at most before the planner stops taking the manifest in.
@@ -59,7 +58,7 @@ pub(super) enum Inbound {
 /// Matches arriving directory batches with the visit states their parents hand down, and
 /// runs each visit on the pool once it has both.
 pub(super) struct Planner<'c> {
-    ctx: &'c Ctx<'c>,
+    dest: &'c Destination<'c>,
     fetcher: &'c Fetcher,
     cancel: Cancel,
     budget: Arc<Budget>,
@@ -98,13 +97,13 @@ struct Intake {
 
 impl<'c> Planner<'c> {
     pub(super) fn new(
-        ctx: &'c Ctx<'c>,
+        dest: &'c Destination<'c>,
         fetcher: &'c Fetcher,
         cancel: Cancel,
         budget: Arc<Budget>,
     ) -> Planner<'c> {
         Planner {
-            ctx,
+            dest,
             fetcher,
             cancel,
             budget,
@@ -173,7 +172,7 @@ impl<'c> Planner<'c> {
                             + std::mem::size_of::<crate::report::Failure>() as u64,
                     )?;
                     let path = PathBuf::from(OsString::from_vec(f.path));
-                    self.ctx.record_failure(path, f.operation.into(), f.message);
+                    self.dest.source_failed(path, f.operation.into(), f.message);
                 }
                 Some(Inbound::Done) if intake.parts.is_some() => {
                     return Err(SessionError::Protocol(
@@ -260,12 +259,9 @@ impl<'c> Planner<'c> {
 
     /// The source root's metadata (and xattrs): the destination root gets them at the end (a single
     /// file's directory is not part of the transfer and keeps its own).
-    fn root_entry(&self, mut root: Entry) {
-        policy::sanitize(&self.ctx.options.privileges, &mut root);
+    fn root_entry(&self, root: Entry) {
         if let Some(Slot::State(state)) = lock(&self.slots).waiting.get_mut(Path::new("")) {
-            state.src_meta = root.meta;
-            state.src_xattrs = root.xattrs;
-            state.finalize = state.rename.is_none();
+            self.dest.root_arrived(state, root);
         }
     }
 
@@ -298,11 +294,7 @@ impl<'c> Planner<'c> {
         mut entries: Vec<Entry>,
         held: Held,
     ) {
-        crate::entry::sort_by_name(&mut entries);
-        let privileges = &self.ctx.options.privileges;
-        entries
-            .iter_mut()
-            .for_each(|e| policy::sanitize(privileges, e));
+        self.dest.prepare_batch(&mut entries);
         let mut slots = lock(&self.slots);
         let parent_skipped = rel.parent().is_some_and(|p| slots.skipped.contains(p));
         if parent_skipped || slots.skipped.contains(&rel) {
@@ -346,12 +338,7 @@ impl<'c> Planner<'c> {
                 rel: &rel,
                 entered: RefCell::new(HashSet::new()),
             };
-            let batch = Batch {
-                rel: rel.clone(),
-                src: None,
-                entries,
-            };
-            visit(self.ctx, batch, state, &descend);
+            self.dest.visit(rel.clone(), entries, state, &descend);
             drop(held);
             self.fetcher.flush();
             let entered = descend.entered.into_inner();

@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use crate::transfer::context::Rename;
+use crate::roots::Rename;
 use crate::wire::pb;
 
 /// What the source path names.

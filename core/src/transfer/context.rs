@@ -1,23 +1,27 @@
-//! State shared by all workers of one transfer: options, the copier, counters, and the
-//! work deferred to the end of the run (hard links, deletes, directory metadata).
+//! State shared by all workers of one transfer, in three parts: its fixed [`Settings`]
+//! (options, the copier, roots, filter, the remote source's hooks, where progress goes),
+//! its [`Tally`] (the counters and failures of the report), and the work [`Deferred`] to
+//! the end of the run (deletes, directory metadata, hard links, a move's source
+//! directories).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fd::OwnedFd;
 
-use super::{Fetch, Landing};
+use super::remote::{Fetch, Landing};
 use crate::copy::Copier;
 use crate::entry::{Entry, InodeId, Meta, Xattrs};
 use crate::filter::Filter;
 use crate::plan::DiffOptions;
 use crate::report::{Change, Event, Failure, Observer, Report, Stats};
+use crate::roots::Rename;
 use crate::spec::{Compare, Mode, Options};
+use crate::sync::lock;
 
-/// Counters that end up in the `Report`.
+/// What the run has done so far: the counters and failures that make its `Report`.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub entries: AtomicU64,
@@ -30,6 +34,10 @@ pub struct Tally {
     pub metadata_updated: AtomicU64,
     pub deleted: AtomicU64,
     pub sources_removed: AtomicU64,
+    /// Entries already removed (or about to be) by type changes in a mirror, which count
+    /// against `--max-delete` along with the end-of-run deletes.
+    deletes_reserved: AtomicU64,
+    failures: Mutex<Vec<Failure>>,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -61,10 +69,11 @@ pub struct PendingLink {
     pub src: Entry,
 }
 
-/// Everything the workers share.
-pub struct Ctx<'a> {
+/// What a run was asked to do, where, and whom it tells: fixed when it starts.
+pub struct Settings<'a> {
     pub options: &'a Options,
     pub copier: Copier,
+    /// Live counters for a progress display.
     pub stats: &'a Stats,
     observer: &'a dyn Observer,
     events: bool,
@@ -72,7 +81,8 @@ pub struct Ctx<'a> {
     /// root — not as a module's identity).
     pub owner: bool,
     pub umask: u32,
-    /// `O_TMPFILE` works on the destination filesystem.
+    /// `O_TMPFILE` works on the destination filesystem (assumed until a file finds
+    /// otherwise).
     pub unnamed_ok: AtomicBool,
     /// The source root, when the source is on this machine.
     pub src_root: Option<OwnedFd>,
@@ -82,13 +92,14 @@ pub struct Ctx<'a> {
     pub landing: Option<&'a dyn Landing>,
     /// `None` only in a dry run whose destination does not exist yet.
     pub dst_root: Option<OwnedFd>,
-    pub tally: Tally,
     /// The filter, anchored where rsync anchors it (see `Filter::with_base`).
     pub filter: Filter,
-    /// Entries already removed (or about to be) by type changes in a mirror, which count
-    /// against `--max-delete` along with the end-of-run deletes.
-    deletes_reserved: AtomicU64,
-    failures: Mutex<Vec<Failure>>,
+}
+
+/// The work the visits defer to the end of the run (see `finish`), and what they must
+/// remember until then.
+#[derive(Debug, Default)]
+pub struct Deferred {
     pub deletes: Mutex<Vec<PendingDelete>>,
     pub dirs: Mutex<Vec<PendingDir>>,
     /// First destination path of each hard-link group seen so far, and that path's
@@ -97,6 +108,14 @@ pub struct Ctx<'a> {
     pub links: Mutex<Vec<PendingLink>>,
     /// Source directories visited (a move removes the emptied ones).
     pub src_dirs: Mutex<Vec<PathBuf>>,
+}
+
+/// Everything the workers of one run share: its fixed settings, what it has done so
+/// far, and the work deferred to its end.
+pub struct Ctx<'a> {
+    pub settings: Settings<'a>,
+    pub tally: Tally,
+    pub deferred: Deferred,
 }
 
 impl<'a> Ctx<'a> {
@@ -108,7 +127,7 @@ impl<'a> Ctx<'a> {
         src_root: Option<OwnedFd>,
         dst_root: Option<OwnedFd>,
     ) -> Ctx<'a> {
-        Ctx {
+        let settings = Settings {
             options,
             copier: Copier::new(options.reflink),
             stats,
@@ -124,56 +143,57 @@ impl<'a> Ctx<'a> {
             fetch: None,
             landing: None,
             dst_root,
-            tally: Tally::default(),
             filter,
-            deletes_reserved: AtomicU64::new(0),
-            failures: Mutex::new(Vec::new()),
-            deletes: Mutex::new(Vec::new()),
-            dirs: Mutex::new(Vec::new()),
-            link_groups: Mutex::new(HashMap::new()),
-            links: Mutex::new(Vec::new()),
-            src_dirs: Mutex::new(Vec::new()),
+        };
+        Ctx {
+            settings,
+            tally: Tally::default(),
+            deferred: Deferred::default(),
         }
     }
 
     /// The source root; an error when the source is on another machine.
     pub fn src_root(&self) -> std::io::Result<rustix::fd::BorrowedFd<'_>> {
         use rustix::fd::AsFd;
-        self.src_root.as_ref().map(|fd| fd.as_fd()).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "the source is on another machine",
-            )
-        })
+        self.settings
+            .src_root
+            .as_ref()
+            .map(|fd| fd.as_fd())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the source is on another machine",
+                )
+            })
     }
 
     pub fn diff_options(&self) -> DiffOptions {
         DiffOptions {
-            compare: self.options.compare,
-            modify_window_ns: self.options.limits.modify_window_ns,
-            delete: self.options.mode == Mode::Mirror,
-            owner: self.owner,
+            compare: self.settings.options.compare,
+            modify_window_ns: self.settings.options.limits.modify_window_ns,
+            delete: self.settings.options.mode == Mode::Mirror,
+            owner: self.settings.owner,
         }
     }
 
     /// The extended-attribute namespaces this transfer carries (`-X`).
     pub fn xattr_scope(&self) -> crate::sys::xattr::Scope {
-        self.options.privileges.xattr_scope()
+        self.settings.options.privileges.xattr_scope()
     }
 
     pub fn checksum(&self) -> bool {
-        self.options.compare == Compare::Checksum
+        self.settings.options.compare == Compare::Checksum
     }
 
     pub fn dry_run(&self) -> bool {
-        self.options.dry_run
+        self.settings.options.dry_run
     }
 
     /// Reports a change to the observer (building the path only if someone listens).
     pub fn emit(&self, dir: &Path, name: &std::ffi::OsStr, change: Change) {
-        if self.events {
+        if self.settings.events {
             let path = dir.join(name);
-            self.observer.event(Event {
+            self.settings.observer.event(Event {
                 path: &path,
                 change: &change,
             });
@@ -190,15 +210,15 @@ impl<'a> Ctx<'a> {
     ) {
         let path = dir.join(name);
         let message = format!("{operation}: {error}");
-        if self.events {
-            self.observer.event(Event {
+        if self.settings.events {
+            self.settings.observer.event(Event {
                 path: &path,
                 change: &Change::Fail {
                     message: message.clone(),
                 },
             });
         }
-        lock(&self.failures).push(Failure {
+        lock(&self.tally.failures).push(Failure {
             path,
             operation: operation.into(),
             message: error.to_string(),
@@ -212,16 +232,16 @@ impl<'a> Ctx<'a> {
         operation: std::borrow::Cow<'static, str>,
         message: String,
     ) {
-        if self.events {
+        if self.settings.events {
             let change = Change::Fail {
                 message: format!("{operation}: {message}"),
             };
-            self.observer.event(Event {
+            self.settings.observer.event(Event {
                 path: &path,
                 change: &change,
             });
         }
-        lock(&self.failures).push(Failure {
+        lock(&self.tally.failures).push(Failure {
             path,
             operation,
             message,
@@ -231,39 +251,39 @@ impl<'a> Ctx<'a> {
     /// Reserves `n` deletes against `--max-delete`; false (and nothing reserved) if that
     /// would exceed it.
     pub fn reserve_deletes(&self, n: u64) -> bool {
-        let Some(limit) = self.options.limits.max_delete else {
+        let Some(limit) = self.settings.options.limits.max_delete else {
             return true;
         };
-        let before = self.deletes_reserved.fetch_add(n, Ordering::Relaxed);
+        let before = self.tally.deletes_reserved.fetch_add(n, Ordering::Relaxed);
         if before + n > limit {
-            self.deletes_reserved.fetch_sub(n, Ordering::Relaxed);
+            self.tally.deletes_reserved.fetch_sub(n, Ordering::Relaxed);
             return false;
         }
         true
     }
 
     pub fn deletes_reserved(&self) -> u64 {
-        self.deletes_reserved.load(Ordering::Relaxed)
+        self.tally.deletes_reserved.load(Ordering::Relaxed)
     }
 
     pub fn has_failures(&self) -> bool {
-        !lock(&self.failures).is_empty()
+        !lock(&self.tally.failures).is_empty()
     }
 
     pub fn file_written(&self, bytes: u64, reused: u64) {
         bump(&self.tally.files_copied, 1);
         bump(&self.tally.bytes_copied, bytes);
         bump(&self.tally.bytes_resumed, reused);
-        Stats::add(&self.stats.files_done, 1);
-        // A remote file's bytes are counted as they arrive (see `session::destination`).
-        if self.fetch.is_none() {
-            Stats::add(&self.stats.bytes_done, bytes + reused);
+        Stats::add(&self.settings.stats.files_done, 1);
+        // A remote file's bytes are counted as they arrive (see `remote::Destination::received`).
+        if self.settings.fetch.is_none() {
+            Stats::add(&self.settings.stats.bytes_done, bytes + reused);
         }
     }
 
     pub fn file_planned(&self, bytes: u64) {
-        Stats::add(&self.stats.files_planned, 1);
-        Stats::add(&self.stats.bytes_planned, bytes);
+        Stats::add(&self.settings.stats.files_planned, 1);
+        Stats::add(&self.settings.stats.bytes_planned, bytes);
     }
 
     pub fn count(&self, counter: fn(&Tally) -> &AtomicU64, n: u64) {
@@ -275,8 +295,8 @@ impl<'a> Ctx<'a> {
         let t = &self.tally;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Report {
-            mode: self.options.mode,
-            dry_run: self.options.dry_run,
+            mode: self.settings.options.mode,
+            dry_run: self.settings.options.dry_run,
             entries: get(&t.entries),
             files_copied: get(&t.files_copied),
             bytes_copied: get(&t.bytes_copied),
@@ -288,6 +308,7 @@ impl<'a> Ctx<'a> {
             deleted: get(&t.deleted),
             sources_removed: get(&t.sources_removed),
             failures: self
+                .tally
                 .failures
                 .into_inner()
                 .unwrap_or_else(|p| p.into_inner()),
@@ -300,23 +321,11 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: a panicking worker must not hide other results.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A name as it appears on the two sides (they differ only for a single renamed file).
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
     pub src: &'a std::ffi::OsStr,
     pub dst: &'a std::ffi::OsStr,
-}
-
-/// A single-file transfer's names: the source entry, and the name it gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rename {
-    pub src: OsString,
-    pub dst: OsString,
 }
 
 /// An entry's names on both sides, given its destination name.

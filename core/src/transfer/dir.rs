@@ -13,14 +13,16 @@ use std::sync::{Arc, Weak};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::act;
-use super::apply::{Place, RESUMABLE_MIN};
-use super::context::{Ctx, PendingDir, Rename, lock, names};
+use super::action;
+use super::context::{Ctx, PendingDir, names};
+use super::entry_ops::{Place, RESUMABLE_MIN};
 use crate::checksum;
 use crate::entry::{Entry, EntryKind, Meta, Xattrs, sort_by_name};
 use crate::plan::{self, Action};
 use crate::report::Change;
+use crate::roots::Rename;
 use crate::spec::Mode;
+use crate::sync::lock;
 use crate::sys::meta::{self, MetaPolicy};
 use crate::sys::temp::{self, TempSuffix};
 use crate::sys::{dir, reopen, xattr};
@@ -45,14 +47,14 @@ pub enum DstDir {
 
 /// What a directory's visit needs besides the source listing.
 pub struct DirState {
-    pub dst: DstDir,
-    pub src_meta: Meta,
+    pub(super) dst: DstDir,
+    pub(super) src_meta: Meta,
     /// The source directory's extended attributes, when they came over the network.
-    pub src_xattrs: Option<Xattrs>,
+    pub(super) src_xattrs: Option<Xattrs>,
     /// Set metadata of this directory at the end (false for the parent of a single file).
-    pub finalize: bool,
+    pub(super) finalize: bool,
     /// Single-file transfers: the source name and the destination name it gets.
-    pub rename: Option<Rename>,
+    pub(super) rename: Option<Rename>,
 }
 
 impl DirState {
@@ -118,7 +120,7 @@ fn open_dst(ctx: &Ctx<'_>, rel: &Path, dst: DstDir) -> Option<DstDir> {
     };
     let name = rel.file_name().unwrap_or_default();
     let parent_rel = rel.parent().unwrap_or(Path::new(""));
-    let opened = match &ctx.dst_root {
+    let opened = match &ctx.settings.dst_root {
         Some(root) => reopen::open_child(root.as_fd(), &parent, parent_rel, name),
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
     };
@@ -169,7 +171,7 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             &mut dst_entries,
         );
     }
-    let parts = leftovers.resumable(ctx.options.resume);
+    let parts = leftovers.resumable(ctx.settings.options.resume);
     let part_of = |name: &OsStr| parts.get(temp::key(name).as_bytes());
     let is_resumable =
         |e: &Entry| !parts.is_empty() && e.size >= RESUMABLE_MIN && part_of(&e.name).is_some();
@@ -200,10 +202,10 @@ pub fn visit(ctx: &Ctx<'_>, batch: Batch, state: DirState, subdirs: &impl Descen
             part: resumed.get(action.name()).map(OsString::as_os_str),
             dst_setgid: setgid,
         });
-        confirmed.extend(act::act(ctx, &rel, at, action));
+        confirmed.extend(action::carry_out(ctx, &rel, at, action));
     }
     if let Some(dst) = &dst_fd {
-        act::remove_confirmed(ctx, &rel, dst.as_fd(), confirmed);
+        action::remove_confirmed(ctx, &rel, dst.as_fd(), confirmed);
     }
     if let (false, Some(dst)) = (ctx.dry_run(), &dst_fd) {
         // Leftover temps go, except partial files chosen for a resume (a remote one still
@@ -340,8 +342,8 @@ fn list_destination(
         listing.entries.into_iter().partition(|e| {
             e.kind == EntryKind::File && temp::is_temp_name(&e.name) && !in_source(&e.name)
         });
-    if !ctx.filter.is_empty() {
-        entries.retain(|e| !ctx.filter.excludes(&rel.join(&e.name), e.is_dir()));
+    if !ctx.settings.filter.is_empty() {
+        entries.retain(|e| !ctx.settings.filter.excludes(&rel.join(&e.name), e.is_dir()));
     }
     sort_by_name(&mut entries);
     let mut leftovers = Leftovers::default();
@@ -399,7 +401,7 @@ fn hash_candidates(
 /// created at the end once it exists — unless the destination already has them linked to
 /// the first member's up-to-date inode, in which case there is nothing to do.
 fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
-    if !ctx.options.preserve.hard_links {
+    if !ctx.settings.options.preserve.hard_links {
         return actions;
     }
     actions
@@ -418,7 +420,7 @@ fn link_groups(ctx: &Ctx<'_>, rel: &Path, actions: Vec<Action>) -> Vec<Action> {
                 }
                 _ => return action,
             };
-            let mut groups = lock(&ctx.link_groups);
+            let mut groups = lock(&ctx.deferred.link_groups);
             match groups.get(&src.inode) {
                 None => {
                     groups.insert(src.inode, (rel.join(&src.name), dst));
@@ -480,8 +482,8 @@ fn finish_dir(
     src: Option<BorrowedFd<'_>>,
     changed: bool,
 ) {
-    if ctx.options.mode == Mode::Move && state.rename.is_none() {
-        lock(&ctx.src_dirs).push(rel.to_owned());
+    if ctx.settings.options.mode == Mode::Move && state.rename.is_none() {
+        lock(&ctx.deferred.src_dirs).push(rel.to_owned());
     }
     if ctx.dry_run() || !state.finalize {
         return;
@@ -490,14 +492,16 @@ fn finish_dir(
         DstDir::Existing(fd, m) => {
             m.mode != state.src_meta.mode
                 || m.mtime != state.src_meta.mtime
-                || (ctx.owner && (m.uid, m.gid) != (state.src_meta.uid, state.src_meta.gid))
-                || (ctx.options.preserve.xattrs && xattrs_differ(ctx, state, src, fd.as_fd()))
+                || (ctx.settings.owner
+                    && (m.uid, m.gid) != (state.src_meta.uid, state.src_meta.gid))
+                || (ctx.settings.options.preserve.xattrs
+                    && xattrs_differ(ctx, state, src, fd.as_fd()))
         }
         DstDir::Created(_) => true,
         DstDir::Absent | DstDir::Child { .. } => false,
     };
     if changed || differs {
-        lock(&ctx.dirs).push(PendingDir {
+        lock(&ctx.deferred.dirs).push(PendingDir {
             rel: rel.to_owned(),
             meta: state.src_meta,
             xattrs: state.src_xattrs.clone(),

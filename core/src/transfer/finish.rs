@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::context::{Ctx, PendingDelete, lock};
+use super::context::{Ctx, PendingDelete};
 use crate::delete;
 use crate::report::Change;
 use crate::spec::Mode;
+use crate::sync::lock;
 use crate::sys::cursor::{Cursor, tree_order};
 use crate::sys::dir;
 use crate::sys::file;
@@ -31,7 +32,7 @@ fn split(rel: &Path) -> (&Path, &OsStr) {
 
 /// Creates the hard links deferred by `-H`.
 pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
-    let links = std::mem::take(&mut *lock(&ctx.links));
+    let links = std::mem::take(&mut *lock(&ctx.deferred.links));
     for link in links {
         let (dir_rel, name) = split(&link.rel);
         let result = (|| -> io::Result<(bool, Arc<OwnedFd>)> {
@@ -69,7 +70,7 @@ pub fn hard_links(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
                         },
                     );
                 }
-                match (ctx.options.mode, ctx.landing) {
+                match (ctx.settings.options.mode, ctx.settings.landing) {
                     (Mode::Move, Some(landing)) => {
                         landing.landed(link.rel.clone(), &link.src, None, &dir_fd)
                     }
@@ -98,7 +99,7 @@ fn remove_moved_link(ctx: &Ctx<'_>, dir_rel: &Path, name: &OsStr) {
 /// look like a source that lost its files) or the count exceeds `--max-delete`.
 /// Returns why deletes were skipped, if they were.
 pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
-    let mut pending = std::mem::take(&mut *lock(&ctx.deletes));
+    let mut pending = std::mem::take(&mut *lock(&ctx.deferred.deletes));
     if pending.is_empty() {
         return None;
     }
@@ -110,8 +111,8 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
     }
     // One directory open at a time, however many deletes there are.
     pending.sort_by(|a, b| tree_order(&a.dir, &b.dir));
-    let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
-    if let Some(limit) = ctx.options.limits.max_delete {
+    let protect = |p: &Path, is_dir: bool| ctx.settings.filter.excludes(p, is_dir);
+    if let Some(limit) = ctx.settings.options.limits.max_delete {
         let mut total = ctx.deletes_reserved();
         for_each_in_dir(ctx, dst_root, &pending, |fd, d| {
             let rel = d.dir.join(&d.entry.name);
@@ -164,12 +165,12 @@ fn for_each_in_dir(
 /// itself is opened from there: once its final mode is set it may no longer be
 /// searchable, and the cursor must still be able to climb out.
 pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
-    let mut dirs = std::mem::take(&mut *lock(&ctx.dirs));
+    let mut dirs = std::mem::take(&mut *lock(&ctx.deferred.dirs));
     dirs.sort_by(|a, b| tree_order(&b.rel, &a.rel));
     let mut dst = Cursor::new(dst_root);
     let mut src = ctx.src_root().ok().map(Cursor::new);
     let policy = MetaPolicy {
-        owner: ctx.owner,
+        owner: ctx.settings.owner,
         mode: true,
     };
     for d in dirs {
@@ -179,7 +180,7 @@ pub fn directories(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) {
             // look serves all three comparisons.
             let current = meta::read(fd)?;
             meta::set_owner_mode(fd, &d.meta, policy.narrowed(&current, &d.meta))?;
-            if ctx.options.preserve.xattrs {
+            if ctx.settings.options.preserve.xattrs {
                 match (&d.xattrs, &mut src) {
                     (Some(wanted), _) => xattr::sync_to(wanted, fd, ctx.xattr_scope())?,
                     (None, Some(src)) => {
@@ -221,7 +222,7 @@ pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
     if ctx.has_failures() {
         return;
     }
-    let mut dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&ctx.src_dirs));
+    let mut dirs: Vec<PathBuf> = std::mem::take(&mut *lock(&ctx.deferred.src_dirs));
     dirs.sort_by(|a, b| tree_order(b, a));
     if let Ok(root) = ctx.src_root() {
         let mut cursor = Cursor::new(root);

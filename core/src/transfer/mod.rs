@@ -2,18 +2,23 @@
 //!
 //! `Transfer::run` resolves the roots, walks the source tree with a pool of workers
 //! (`walk::Walk`; for each directory the destination side in `dir` lists its
-//! counterpart, plans with `plan::diff` and applies), then runs the end-of-run steps in
-//! `finish`. Per-file failures land in the report; only problems that make the
-//! whole request impossible are `Err`.
+//! counterpart and plans with `plan::diff`, and `action` carries each planned action out
+//! through the filesystem operations in `entry_ops`), then runs the end-of-run steps in
+//! `finish`, with the shared state of the run in `context`. Per-file failures land in the
+//! report; only problems that make the whole request impossible are `Err`.
+//!
+//! A destination whose source is on another machine (a session's destination role) runs
+//! the same visits and steps through [`remote`], the one door into them from outside.
 
-pub(crate) mod act;
-pub(crate) mod apply;
-pub(crate) mod context;
-pub(crate) mod dir;
-pub(crate) mod finish;
-pub(crate) mod policy;
+mod action;
+mod context;
+mod dir;
+mod entry_ops;
+mod finish;
+mod policy;
+pub mod remote;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,39 +34,8 @@ use crate::spec::{Endpoint, Mode, TransferSpec};
 use crate::sys::dir as sysdir;
 use crate::walk::Walk;
 
-pub use apply::RESUMABLE_MIN;
-pub use context::Rename;
-
-/// Where file content comes from when the source is on another machine: the destination
-/// side hands it each file to write (a Copy or Resume action, with the partial file it
-/// claimed for a Resume) instead of copying on the
-/// spot, and it writes the file later through the same staging path (`apply::stage`,
-/// `apply::publish_file`).
-pub(crate) trait Fetch: Sync {
-    fn fetch(
-        &self,
-        ctx: &Ctx<'_>,
-        at: apply::Place<'_>,
-        src: &crate::entry::Entry,
-        replaces: Option<&crate::entry::Entry>,
-        resume: Option<crate::sys::temp::Owned>,
-    ) -> std::io::Result<()>;
-}
-
-/// A move with a remote source: the destination reports each entry it holds, confirmed,
-/// and the source removes it there (after checking it did not change).
-pub(crate) trait Landing: Sync {
-    /// `path` is relative to the source root; `hash` is the destination copy's BLAKE3
-    /// when the comparison needs content; `dir` is the destination directory holding the
-    /// copy, to be synced before the source is told.
-    fn landed(
-        &self,
-        path: PathBuf,
-        src: &crate::entry::Entry,
-        hash: Option<[u8; 32]>,
-        dir: &Arc<rustix::fd::OwnedFd>,
-    );
-}
+pub use crate::roots::Rename;
+pub use entry_ops::RESUMABLE_MIN;
 
 /// A transfer ready to run. Progress can be read from `stats()` while `run` works.
 pub struct Transfer {
@@ -171,7 +145,7 @@ impl Transfer {
             finalize: single.is_none(),
             rename: single,
         };
-        Walk::new(&ctx, &ctx.filter, &self.stats).run(src_fd, only, state);
+        Walk::new(&ctx, &ctx.settings.filter, &self.stats).run(src_fd, only, state);
         let tree = match roots {
             Roots::Tree { src, whole_dir, .. } => Some((src.as_path(), *whole_dir)),
             Roots::Single { .. } => None,
@@ -186,11 +160,11 @@ impl Transfer {
 }
 
 /// The end-of-run steps of a destination (local or remote source), then the report.
-pub(crate) fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
-    let options = ctx.options;
+fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
+    let options = ctx.settings.options;
     let mut skipped = None;
     if !options.dry_run {
-        if let Some(root) = ctx.dst_root.as_ref().map(|fd| fd.as_fd()) {
+        if let Some(root) = ctx.settings.dst_root.as_ref().map(|fd| fd.as_fd()) {
             finish::hard_links(&ctx, root);
             skipped = finish::deletes(&ctx, root);
             finish::directories(&ctx, root);

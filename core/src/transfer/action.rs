@@ -1,18 +1,22 @@
-//! Carrying out one planned action for a directory's visit — or, in a dry run, saying
-//! what it would do — and recording the outcome once, for both cases, in the report.
+//! One planned action of a directory's visit: carried out (through `entry_ops`) — or, in a
+//! dry run, only described — and its outcome recorded once, for both cases, in the
+//! report. A move's source removal and a remote source's landing confirmations start
+//! here too.
 
 use std::io;
 use std::path::Path;
 
 use rustix::fd::BorrowedFd;
 
-use super::apply::{self, Place};
-use super::context::{Ctx, PendingDelete, PendingLink, lock};
+use super::context::{Ctx, PendingDelete, PendingLink};
+use super::entry_ops::{self, Place};
+use super::remote::{Landing, Target};
 use crate::delete;
 use crate::entry::{Entry, EntryKind};
 use crate::plan::Action;
 use crate::report::Change;
 use crate::spec::Mode;
+use crate::sync::lock;
 use crate::sys::temp;
 
 /// What an action amounted to.
@@ -36,7 +40,7 @@ pub struct Confirmed<'a> {
 /// Carries out `action` at `at`; in a dry run only previews it (`at` is `None` when the
 /// destination directory does not exist yet). For a local move, returns the source entry
 /// to remove once the whole directory is done.
-pub fn act<'a>(
+pub fn carry_out<'a>(
     ctx: &Ctx<'_>,
     rel: &Path,
     at: Option<Place<'a>>,
@@ -63,9 +67,9 @@ pub fn act<'a>(
     }
     // A remote source learns what landed; fetched files are reported once written.
     if let (Mode::Move, false, Some(landing), Some(at), Some(src)) = (
-        ctx.options.mode,
+        ctx.settings.options.mode,
         ctx.dry_run(),
-        ctx.landing,
+        ctx.settings.landing,
         at,
         moved(action),
     ) && !matches!(action, Action::Copy { .. } | Action::Resume { .. })
@@ -75,7 +79,7 @@ pub fn act<'a>(
     // A local source is removed here, once its directory is done.
     let local_source = at.is_some_and(|a| a.src.is_some());
     match (
-        ctx.options.mode,
+        ctx.settings.options.mode,
         ctx.dry_run(),
         local_source,
         at,
@@ -92,7 +96,7 @@ pub fn act<'a>(
 
 /// A local move's removals for one directory: the destination directory is synced once
 /// (the new names must survive a crash before the old ones go), then each source entry is
-/// removed if its copy is confirmed (`apply::remove_source`).
+/// removed if its copy is confirmed (`entry_ops::remove_source`).
 pub fn remove_confirmed(
     ctx: &Ctx<'_>,
     rel: &Path,
@@ -109,7 +113,7 @@ pub fn remove_confirmed(
         return;
     }
     for c in confirmed {
-        match apply::remove_source(ctx, c.at, c.src, c.written) {
+        match entry_ops::remove_source(ctx, c.at, c.src, c.written) {
             Ok(()) => ctx.emit(rel, c.at.names.dst, Change::RemoveSource),
             Err(e) => ctx.fail(rel, c.at.names.dst, "remove source", &e),
         }
@@ -128,11 +132,11 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
                 (true, Some(part)) => temp::claim(at.dst, part)?,
                 _ => None,
             };
-            if let Some(fetch) = ctx.fetch {
-                fetch.fetch(ctx, at, src, dst.as_ref(), part)?;
+            if let Some(fetch) = ctx.settings.fetch {
+                fetch.fetch(Target::of(at), src, dst.as_ref(), part)?;
                 return Ok(Outcome::Deferred);
             }
-            let written = apply::copy_file(ctx, at, src, dst.as_ref(), part)?;
+            let written = entry_ops::copy_file(ctx, at, src, dst.as_ref(), part)?;
             Outcome::Changed(match (resume, dst) {
                 (true, _) => Change::Resume {
                     bytes: written.bytes,
@@ -142,25 +146,27 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             })
         }
         Action::Symlink { src, dst } | Action::Special { src, dst } => {
-            apply::make_node(ctx, at, src, dst.as_ref())?;
+            entry_ops::make_node(ctx, at, src, dst.as_ref())?;
             Outcome::Changed(Change::Create {
                 kind: src.kind,
                 bytes: 0,
             })
         }
         Action::SetMeta { src, .. } => {
-            apply::set_meta(ctx, at, src)?;
+            entry_ops::set_meta(ctx, at, src)?;
             Outcome::Changed(Change::Meta)
         }
-        Action::Skip { src, .. } if ctx.options.preserve.xattrs && src.kind == EntryKind::File => {
-            match apply::sync_xattrs(ctx, at, src)? {
+        Action::Skip { src, .. }
+            if ctx.settings.options.preserve.xattrs && src.kind == EntryKind::File =>
+        {
+            match entry_ops::sync_xattrs(ctx, at, src)? {
                 true => Outcome::Changed(Change::Meta),
                 false => Outcome::UpToDate(src.kind),
             }
         }
         Action::Skip { src, .. } => Outcome::UpToDate(src.kind),
         Action::HardLink { target, .. } => {
-            lock(&ctx.links).push(PendingLink {
+            lock(&ctx.deferred.links).push(PendingLink {
                 rel: at.rel.join(at.names.dst),
                 target: target.clone(),
                 src: action.source().cloned().expect("a hard link has a source"),
@@ -168,7 +174,7 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
             Outcome::Deferred
         }
         Action::Delete { dst } => {
-            lock(&ctx.deletes).push(PendingDelete {
+            lock(&ctx.deferred.deletes).push(PendingDelete {
                 dir: at.rel.to_owned(),
                 entry: dst.clone(),
             });
@@ -199,7 +205,7 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
         Action::SetMeta { .. } => Outcome::Changed(Change::Meta),
         Action::Skip { src, .. } => Outcome::UpToDate(src.kind),
         Action::Delete { dst: old } => {
-            let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
+            let protect = |p: &Path, is_dir: bool| ctx.settings.filter.excludes(p, is_dir);
             let entry_rel = rel.join(&old.name);
             let n = dst.map_or(Ok(1), |fd| {
                 delete::count(fd, &old.name, old.kind, &entry_rel, &protect)
@@ -214,14 +220,8 @@ fn preview(ctx: &Ctx<'_>, rel: &Path, dst: Option<BorrowedFd<'_>>, action: &Acti
 }
 
 /// Tells a remote source that `src` landed at `at`, with the destination copy's hash when
-/// the comparison needs content (as `apply::remove_source` decides for a local source).
-pub fn land(
-    ctx: &Ctx<'_>,
-    landing: &dyn super::Landing,
-    at: apply::Place<'_>,
-    src: &Entry,
-    written: bool,
-) {
+/// the comparison needs content (as `entry_ops::remove_source` decides for a local source).
+pub fn land(ctx: &Ctx<'_>, landing: &dyn Landing, at: Place<'_>, src: &Entry, written: bool) {
     let hash = if src.kind == EntryKind::File {
         match confirm_landed(ctx, at, written) {
             Ok(h) => h,
@@ -236,11 +236,7 @@ pub fn land(
 /// Makes a landed file's copy durable and says how it is confirmed: a file this run did
 /// not write (found up to date, by whatever comparison) is confirmed by its BLAKE3, as is
 /// every file with `--checksum`; a file this run wrote was synced before it was published.
-fn confirm_landed(
-    ctx: &Ctx<'_>,
-    at: apply::Place<'_>,
-    written: bool,
-) -> io::Result<Option<[u8; 32]>> {
+fn confirm_landed(ctx: &Ctx<'_>, at: Place<'_>, written: bool) -> io::Result<Option<[u8; 32]>> {
     if written && !ctx.checksum() {
         return Ok(None);
     }

@@ -1,6 +1,6 @@
-//! Carrying out one action on the destination: write a file so that it appears only when
-//! complete, create links and special files, fix metadata, and (for a move) remove the
-//! source once its copy is confirmed.
+//! The filesystem operations on one entry that `action` carries out: write a file so that
+//! it appears only when complete (stage, fill, publish), create links and special files,
+//! fix metadata, and (for a move) remove the source once its copy is confirmed.
 
 use std::ffi::OsStr;
 use std::io;
@@ -111,7 +111,7 @@ pub fn publish_file(
 ) -> io::Result<()> {
     // A move confirms this file to its source, which then deletes its copy: the data
     // must be on disk first, whichever end the bytes came from.
-    if ctx.options.mode == Mode::Move {
+    if ctx.settings.options.mode == Mode::Move {
         file::sync_data(staged.fd.as_fd())?;
     }
     finish_meta(ctx, at, src, src_fd, staged.fd.as_fd(), staged.created_mode)?;
@@ -153,16 +153,16 @@ pub fn stage(
         return temp::create(at.dst, at.names.dst, TempSuffix::Part).map(named);
     }
     let mode = src.meta.mode;
-    if !replacing && ctx.unnamed_ok.load(Ordering::Relaxed) {
+    if !replacing && ctx.settings.unnamed_ok.load(Ordering::Relaxed) {
         match file::create_unnamed(at.dst, mode)? {
             Some(fd) => {
                 return Ok(Staged {
                     fd,
                     staging: Staging::Unnamed,
-                    created_mode: mode & !ctx.umask,
+                    created_mode: mode & !ctx.settings.umask,
                 });
             }
-            None => ctx.unnamed_ok.store(false, Ordering::Relaxed),
+            None => ctx.settings.unnamed_ok.store(false, Ordering::Relaxed),
         }
     }
     temp::create(at.dst, at.names.dst, TempSuffix::Tmp).map(named)
@@ -177,13 +177,14 @@ fn fill(
     resume: bool,
 ) -> io::Result<Written> {
     if resume {
-        let reused = resume::complete(&ctx.copier, src, dst, entry.size)?;
+        let reused = resume::complete(&ctx.settings.copier, src, dst, entry.size)?;
         return Ok(Written {
             bytes: entry.size - reused,
             reused,
         });
     }
-    ctx.copier
+    ctx.settings
+        .copier
         .copy_file(src, dst, entry.size, entry.is_sparse())?;
     Ok(Written {
         bytes: entry.size,
@@ -201,8 +202,8 @@ fn finish_meta(
     fd: BorrowedFd<'_>,
     created_mode: u32,
 ) -> io::Result<()> {
-    let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
-    let owner = ctx.owner && (at.dst_setgid || wanted.uid != 0 || wanted.gid != 0);
+    let wanted = policy::meta(&ctx.settings.options.privileges, src.kind, &src.meta);
+    let owner = ctx.settings.owner && (at.dst_setgid || wanted.uid != 0 || wanted.gid != 0);
     let meta_policy = MetaPolicy {
         owner,
         // Writing a file clears its setuid/setgid bits unless the writer has CAP_FSETID
@@ -210,7 +211,7 @@ fn finish_meta(
         mode: created_mode != wanted.mode || wanted.mode & 0o6000 != 0,
     };
     meta::set_owner_mode(fd, &wanted, meta_policy)?;
-    if ctx.options.preserve.xattrs {
+    if ctx.settings.options.preserve.xattrs {
         let scope = ctx.xattr_scope();
         match (&src.xattrs, src_fd) {
             (Some(set), _) => xattr::set_new(set, fd, scope)?,
@@ -247,7 +248,7 @@ fn publish(at: Place<'_>, fd: BorrowedFd<'_>, staging: &Staging) -> io::Result<(
 /// `--max-delete`.
 fn clear_dir_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result<()> {
     let name = at.names.dst;
-    if ctx.options.mode != Mode::Mirror {
+    if ctx.settings.options.mode != Mode::Mirror {
         return match dir::rmdir_at(at.dst, name) {
             Ok(()) => {
                 ctx.count(|t| &t.deleted, 1);
@@ -260,7 +261,7 @@ fn clear_dir_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result
         };
     }
     let rel = at.rel.join(name);
-    let protect = |p: &Path, is_dir: bool| ctx.filter.excludes(p, is_dir);
+    let protect = |p: &Path, is_dir: bool| ctx.settings.filter.excludes(p, is_dir);
     let n = delete::count(at.dst, name, old.kind, &rel, &protect)?;
     if !ctx.reserve_deletes(n) {
         return Err(io::Error::other(format!(
@@ -286,8 +287,8 @@ pub fn make_node(
     src: &Entry,
     replaces: Option<&Entry>,
 ) -> io::Result<()> {
-    policy::may_create(&ctx.options.privileges, src)?;
-    let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
+    policy::may_create(&ctx.settings.options.privileges, src)?;
+    let wanted = policy::meta(&ctx.settings.options.privileges, src.kind, &src.meta);
     // With something in the way, build the node under a temp name of its own first.
     let tmp = temp::unique_name(at.names.dst, TempSuffix::Tmp);
     let name: &OsStr = if replaces.is_some() {
@@ -320,7 +321,7 @@ pub fn make_node(
 /// Metadata to set on a symlink or special file (a symlink has no mode of its own).
 fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
     MetaPolicy {
-        owner: ctx.owner,
+        owner: ctx.settings.owner,
         mode: src.kind != EntryKind::Symlink,
     }
 }
@@ -328,7 +329,7 @@ fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
 /// Fixes metadata of an entry whose content is current, as far as the destination's
 /// privileges allow: only the parts that differ from the source's are written.
 pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
-    let wanted = policy::meta(&ctx.options.privileges, src.kind, &src.meta);
+    let wanted = policy::meta(&ctx.settings.options.privileges, src.kind, &src.meta);
     match src.kind {
         EntryKind::Symlink | EntryKind::Special => {
             let (dir, name) = (at.dst, at.names.dst);
@@ -341,12 +342,12 @@ pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
             let fd = file::open_read(at.dst, at.names.dst)?;
             let current = meta::read(fd.as_fd())?;
             let meta_policy = MetaPolicy {
-                owner: ctx.owner,
+                owner: ctx.settings.owner,
                 mode: true,
             };
             let needed = meta_policy.narrowed(&current, &wanted);
             meta::set_owner_mode(fd.as_fd(), &wanted, needed)?;
-            if ctx.options.preserve.xattrs {
+            if ctx.settings.options.preserve.xattrs {
                 sync_xattrs_of(ctx, at, src, fd.as_fd())?;
             }
             meta::update_mtime(fd.as_fd(), &current, &wanted)
