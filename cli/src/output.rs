@@ -174,7 +174,7 @@ pub fn summary(report: &Report, source: &Path, destination: &Path) {
         );
     }
     if let Some(why) = &report.deletes_skipped {
-        let _ = writeln!(err, "blit: error: {why}");
+        let _ = writeln!(err, "blit: error: {why} (--max-delete)");
     }
     if !report.failures.is_empty() {
         let _ = writeln!(

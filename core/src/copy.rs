@@ -119,7 +119,7 @@ impl Copier {
             }
             Err(e) if self.reflink == Reflink::Always => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!("reflink failed ({e}) and --reflink=always was given"),
+                format!("reflink failed ({e}) and reflinks are required (always)"),
             )),
             Err(_) => {
                 // EXDEV/EOPNOTSUPP/EINVAL/ENOTTY: this filesystem pair cannot clone.

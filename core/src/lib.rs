@@ -24,6 +24,13 @@
 //! [`TransferSpec`], run a [`Transfer`], watch [`Stats`] and receive [`Event`]s through an
 //! [`Observer`], and get a [`Report`] back. A file that fails is recorded in
 //! `Report::failures` and the run goes on.
+//!
+//! Across machines the same pipeline is split by role (`session`: the source walks and
+//! sends, the destination plans and writes through `transfer::remote`), its messages are
+//! the `blit/v1` protocol (`wire`: conversions, constants, data-plane records), and
+//! [`agent::AgentClient`] is the one client of an agent: a spec with an
+//! [`Endpoint::Agent`] end runs through it (push, pull, or a job agent to agent), as do
+//! the admin calls.
 
 pub mod agent;
 pub mod agent_path;

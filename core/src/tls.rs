@@ -30,7 +30,7 @@ pub enum TlsError {
     },
     #[error("{}: no PEM {what} found", path.display())]
     Pem { path: PathBuf, what: &'static str },
-    #[error("no trusted root certificates found on this system (give a CA with --tls-ca)")]
+    #[error("no trusted root certificates found on this system (name a CA certificate to trust)")]
     NoRoots,
     #[error("{0}")]
     Rustls(#[from] rustls::Error),

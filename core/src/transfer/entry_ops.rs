@@ -265,7 +265,7 @@ fn clear_dir_in_the_way(ctx: &Ctx<'_>, at: Place<'_>, old: &Entry) -> io::Result
     let n = delete::count(at.dst, name, old.kind, &rel, &protect)?;
     if !ctx.reserve_deletes(n) {
         return Err(io::Error::other(format!(
-            "replacing the directory in the way would delete {n} entries, past --max-delete"
+            "replacing the directory in the way would delete {n} entries, past the delete limit"
         )));
     }
     let removed = delete::remove(at.dst, name, old.kind, &rel, &protect)?;

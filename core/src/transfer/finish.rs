@@ -120,7 +120,7 @@ pub fn deletes(ctx: &Ctx<'_>, dst_root: BorrowedFd<'_>) -> Option<String> {
         });
         if total > limit {
             return Some(format!(
-                "refusing to delete {total} entries: more than --max-delete {limit}; nothing was deleted"
+                "refusing to delete {total} entries: more than the delete limit ({limit}); nothing was deleted"
             ));
         }
     }

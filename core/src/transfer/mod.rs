@@ -176,7 +176,7 @@ fn finish_run(ctx: Ctx<'_>, tree: Option<(&Path, bool)>) -> Report {
         let would = ctx.tally.deleted.load(std::sync::atomic::Ordering::Relaxed);
         if would > limit {
             skipped = Some(format!(
-                "would refuse to delete {would} entries: more than --max-delete {limit}"
+                "would refuse to delete {would} entries: more than the delete limit ({limit})"
             ));
         }
     }
