@@ -4,6 +4,7 @@
 //! serving.
 
 mod admin;
+mod client;
 mod depth;
 mod flood;
 mod jobs;
