@@ -458,12 +458,11 @@ impl Task {
         let run = async {
             let agent = reach(&self.source_agent, &self.credentials, &job.id).await?;
             job.set(pb::JobStage::Transferring, "");
-            let (modules, destination, dry_run) =
-                (&self.modules, &self.destination, self.spec.dry_run);
-            let target = |shape: &blit_core::session::Shape| {
+            let (modules, destination, spec) = (&self.modules, &self.destination, &self.spec);
+            let target = |shape: &blit_core::roots::Shape| {
                 modules
                     .resolve(destination.as_ref())
-                    .and_then(|r| r.open_destination(shape, dry_run))
+                    .and_then(|r| r.open_destination(shape, spec))
                     .map_err(|s| SessionError::Protocol(s.message().to_owned()))
             };
             let run = Run {

@@ -8,10 +8,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use blit_core::session::Shape;
-use blit_core::spec::Privileges;
+use blit_core::roots::{self, Base, DestinationRoot, Shape, SourceRoot};
+use blit_core::spec::{Options, Privileges};
 use blit_core::sys::{beneath, creds, dir};
-use blit_core::transfer::Rename;
 use blit_core::wire::pb;
 use rustix::fd::{AsFd, OwnedFd};
 use tonic::Status;
@@ -146,31 +145,23 @@ impl Resolved<'_> {
         beneath::open_dir(self.module.root(), &self.rel)
     }
 
-    /// Whether the path names an existing directory.
-    pub fn is_dir(&self) -> bool {
-        self.open_dir().is_ok()
-    }
-
-    /// The destination of a transfer whose source has `shape`: the directory (created
-    /// beneath the module unless in a dry run, where a missing one is `None`) and the
-    /// name a single entry gets.
+    /// The destination root of a transfer whose source has `shape` (created beneath
+    /// the module unless in a dry run).
     pub fn open_destination(
         &self,
         shape: &Shape,
-        dry_run: bool,
-    ) -> Result<(Option<OwnedFd>, Option<Rename>), Status> {
-        let target = shape.destination(&self.rel, self.is_dir());
-        let root = self.module.root();
-        let opened = if dry_run {
-            match beneath::open_dir(root, &target.dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                other => other.map(Some),
-            }
-        } else {
-            beneath::create_dirs(root, &target.dir, 0o755).map(Some)
-        };
-        let dir = opened.map_err(|e| io_status("destination", &target.dir, &e))?;
-        Ok((dir, target.rename))
+        options: &Options,
+    ) -> Result<DestinationRoot, Status> {
+        roots::open_destination(self.base(), &self.rel, shape, options).map_err(|e| root_status(&e))
+    }
+
+    /// The source root the path names.
+    pub fn open_source(&self, options: &Options) -> Result<SourceRoot, Status> {
+        roots::open_source(self.base(), &self.rel, options).map_err(|e| root_status(&e))
+    }
+
+    fn base(&self) -> Base<'_> {
+        Base::Beneath(self.module.root())
     }
 
     /// The entry the path names, not following a final symlink; `None` for the root.
@@ -180,6 +171,15 @@ impl Resolved<'_> {
         };
         let parent = beneath::open_dir(self.module.root(), parent)?;
         dir::stat_at(parent.as_fd(), name).map(Some)
+    }
+}
+
+/// A root that could not be opened, as a gRPC status naming it inside the module.
+fn root_status(e: &blit_core::Error) -> Status {
+    match e {
+        blit_core::Error::Source { path, source } => io_status("source", path, source),
+        blit_core::Error::Destination { path, source } => io_status("destination", path, source),
+        other => Status::internal(other.to_string()),
     }
 }
 

@@ -14,15 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use blit_core::session::data::DataPlane;
-use blit_core::session::destination::{self, DestinationJob};
-use blit_core::session::initiate::based_filter;
+use blit_core::session::destination;
+use blit_core::session::job::{DestinationJob, SourceJob};
 use blit_core::session::lifetime::{Cancel, Lifetime};
-use blit_core::session::shape::{self, Shape};
-use blit_core::session::source::{self, SourceJob};
+use blit_core::session::source;
 use blit_core::session::throttle::Throttle;
 use blit_core::session::{Link, SessionError, frame};
 use blit_core::spec::Mode;
-use blit_core::sys::beneath;
 use blit_core::wire::protocol::{MAX_STREAMS, XATTRS_SINCE};
 use blit_core::wire::{self, pb};
 use blit_core::{Quiet, Stats};
@@ -34,7 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::config::Limits;
 use crate::data_port::{DataPort, Grant};
 use crate::metrics::{Metrics, Role};
-use crate::modules::{Modules, io_status};
+use crate::modules::Modules;
 
 /// How long a client has to say `DataReady` and connect all its data streams.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -58,7 +56,7 @@ pub struct SessionService {
 
 /// A checked `Open`: what this end does.
 enum Prepared {
-    Source { job: SourceJob, shape: Shape },
+    Source { job: SourceJob },
     Destination { job: DestinationJob },
 }
 
@@ -112,7 +110,7 @@ impl pb::session_server::Session for SessionService {
                 n => n.min(MAX_STREAMS),
             },
             source: match &prepared {
-                Prepared::Source { shape, .. } => Some(shape.to_wire()),
+                Prepared::Source { job } => Some(wire::shape_to_wire(&job.shape)),
                 Prepared::Destination { .. } => None,
             },
             data_tls: false,
@@ -356,24 +354,13 @@ async fn serve(
     };
     metrics.streams(streams);
     let result = match prepared {
-        Prepared::Source { job, .. } => source::run(job, link, plane, stats).await,
+        Prepared::Source { job } => source::run(job, link, plane, stats).await,
         Prepared::Destination { job } => {
             destination::run(job, link, plane, stats, Arc::new(Quiet)).await
         }
     };
     metrics.streams(-streams);
     result
-}
-
-/// The limit a session sends under: the agent's shared bucket, or the client's own
-/// limit when that is lower.
-fn session_throttle(agent: Option<&Arc<Throttle>>, asked: Option<u64>) -> Option<Arc<Throttle>> {
-    match (agent, asked) {
-        (Some(a), Some(rate)) if (rate as f64) < a.rate() => Some(Arc::new(Throttle::new(rate))),
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(rate)) => Some(Arc::new(Throttle::new(rate))),
-        (None, None) => None,
-    }
 }
 
 /// Refuses what the peer's protocol version cannot carry.
@@ -410,70 +397,23 @@ fn prepare(
     // What this end may do in the module, and as whom (the `Resolved` acts as it here).
     spec.privileges = resolved.module.privileges();
     supported(&spec, open.protocol_minor)?;
-    let rel = &resolved.rel;
     match role {
         pb::Role::Source => {
-            let contents = blit_core::roots::names_contents(rel);
-            let is_dir = if contents {
-                resolved
-                    .open_dir()
-                    .map_err(|e| io_status("source", rel, &e))?;
-                true
-            } else {
-                match resolved.stat().map_err(|e| io_status("source", rel, &e))? {
-                    Some(entry) => entry.is_dir(),
-                    None => true,
-                }
-            };
-            let (dir, shape) = shape::source(rel, is_dir);
-            let root = beneath::open_dir(resolved.module.root(), &dir)
-                .map_err(|e| io_status("source", &dir, &e))?;
-            let only = match &shape {
-                Shape::Single { name } => Some(name.clone()),
-                Shape::Tree { .. } => None,
-            };
-            let removal = if spec.mode == Mode::Move && !spec.dry_run {
+            let root = resolved.open_source(&spec)?;
+            if spec.mode == Mode::Move && !spec.dry_run {
                 resolved.module.writable()?;
-                let root = match (&shape, dir.parent(), dir.file_name()) {
-                    (Shape::Tree { name: Some(_) }, Some(parent), Some(name)) => {
-                        beneath::open_dir(resolved.module.root(), parent)
-                            .ok()
-                            .map(|fd| (fd, name.to_owned()))
-                    }
-                    _ => None,
-                };
-                Some(source::Removal { root })
-            } else {
-                None
-            };
-            let job = SourceJob {
-                root,
-                only,
-                filter: based_filter(&spec.filter, &shape),
-                hashes: spec.compare == blit_core::Compare::Checksum,
-                xattrs: spec.preserve.xattrs,
-                workers: spec.limits.workers,
-                throttle: session_throttle(throttle, spec.limits.bandwidth),
-                removal,
-                privileges: spec.privileges,
-                lifetime: lifetime.clone(),
-            };
-            Ok(Prepared::Source { job, shape })
+            }
+            let throttle = Throttle::for_session(throttle, spec.limits.bandwidth);
+            let job = SourceJob::new(root, &spec, throttle, lifetime.clone());
+            Ok(Prepared::Source { job })
         }
         _ => {
             resolved.module.writable()?;
-            let shape = Shape::from_wire(open.source.clone())
+            let shape = wire::shape_from_wire(open.source.clone())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let (root, rename) = resolved.open_destination(&shape, spec.dry_run)?;
-            let filter = based_filter(&spec.filter, &shape);
+            let root = resolved.open_destination(&shape, &spec)?;
             Ok(Prepared::Destination {
-                job: DestinationJob {
-                    options: spec,
-                    root,
-                    rename,
-                    filter,
-                    lifetime: lifetime.clone(),
-                },
+                job: DestinationJob::new(root, &spec, lifetime.clone()),
             })
         }
     }

@@ -30,10 +30,10 @@ pub mod data;
 pub mod destination;
 mod fetcher;
 pub mod initiate;
+pub mod job;
 pub mod lifetime;
 pub mod link;
 mod planner;
-pub mod shape;
 pub mod source;
 pub mod throttle;
 pub mod transport;
@@ -41,8 +41,6 @@ pub mod transport;
 use tokio::sync::mpsc;
 
 use crate::wire::pb;
-
-pub use shape::Shape;
 
 /// The two directions of a session's control stream.
 pub struct Link {
