@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blit_core::agent::{Address, AgentClient, ClientError, Credentials, DataOptions, Run};
+use blit_core::roots::Shape;
 use blit_core::session::SessionError;
+use blit_core::session::serve;
 use blit_core::spec::Options;
 use blit_core::tls::ClientTls;
 use blit_core::wire::{self, pb};
@@ -147,11 +149,11 @@ struct JobState {
     started: Instant,
     stats: Arc<Stats>,
     cancel: watch::Sender<bool>,
-    status: Mutex<Status_>,
+    status: Mutex<JobStatus>,
 }
 
 /// Where a job is, besides its counters.
-struct Status_ {
+struct JobStatus {
     stage: pb::JobStage,
     message: String,
     report: Option<Report>,
@@ -317,10 +319,7 @@ impl pb::jobs_server::Jobs for JobsService {
         let spec = {
             let resolved = self.modules.resolve(req.destination.as_ref())?;
             resolved.module.writable()?;
-            let mut spec = wire::options_from_wire(options)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            spec.privileges = resolved.module.privileges();
-            spec
+            serve::options(options, resolved.module.privileges())?
         };
         let (cancel, cancelled) = watch::channel(false);
         let job = Arc::new(JobState {
@@ -329,7 +328,7 @@ impl pb::jobs_server::Jobs for JobsService {
             started: Instant::now(),
             stats: Arc::new(Stats::default()),
             cancel,
-            status: Mutex::new(Status_ {
+            status: Mutex::new(JobStatus {
                 stage: pb::JobStage::Queued,
                 message: String::new(),
                 report: None,
@@ -459,11 +458,13 @@ impl Task {
             let agent = reach(&self.source_agent, &self.credentials, &job.id).await?;
             job.set(pb::JobStage::Transferring, "");
             let (modules, destination, spec) = (&self.modules, &self.destination, &self.spec);
-            let target = |shape: &blit_core::roots::Shape| {
-                modules
+            // The destination is opened as the module's identity (while `r` lives).
+            let target = |shape: &Shape| {
+                let r = modules
                     .resolve(destination.as_ref())
-                    .and_then(|r| r.open_destination(shape, spec))
-                    .map_err(|s| SessionError::Protocol(s.message().to_owned()))
+                    .map_err(|s| SessionError::Protocol(s.message().to_owned()))?;
+                let root = r.place().open_destination(shape, spec);
+                root.map_err(|e| SessionError::Protocol(e.to_string()))
             };
             let run = Run {
                 options: &self.spec,
@@ -529,7 +530,7 @@ mod tests {
             started: Instant::now(),
             stats: Arc::default(),
             cancel: watch::channel(false).0,
-            status: Mutex::new(Status_ {
+            status: Mutex::new(JobStatus {
                 stage,
                 message: String::new(),
                 report: None,

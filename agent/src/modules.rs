@@ -3,13 +3,11 @@
 //! outside it — and, on a root agent, as the module's identity: while a [`Resolved`]
 //! location lives, its thread reads and writes as the module's `uid`/`gid`.
 
-use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use blit_core::roots::{self, Base, DestinationRoot, Shape, SourceRoot};
-use blit_core::spec::{Options, Privileges};
+use blit_core::session::serve::{self, Place, Refusal};
+use blit_core::spec::Privileges;
 use blit_core::sys::{beneath, creds, dir};
 use blit_core::wire::pb;
 use rustix::fd::{AsFd, OwnedFd};
@@ -75,12 +73,7 @@ impl Modules {
             .iter()
             .find(|m| m.config.name == location.module)
             .ok_or_else(|| Status::not_found(format!("no module named {:?}", location.module)))?;
-        if location.path.contains(&0) {
-            return Err(Status::invalid_argument("path contains a NUL byte"));
-        }
-        let bytes = location.path.strip_prefix(b"/").unwrap_or(&location.path);
-        let rel = PathBuf::from(OsStr::from_bytes(bytes));
-        beneath::check(&rel).map_err(|e| Status::permission_denied(e.to_string()))?;
+        let rel = serve::location_path(location)?;
         let acting = module
             .config
             .identity()
@@ -126,15 +119,19 @@ impl Module {
         self.config.privileges()
     }
 
+    /// Why nothing may be written to this module, if so.
+    fn read_only(&self) -> Option<String> {
+        let name = &self.config.name;
+        self.config
+            .read_only
+            .then(|| format!("module {name:?} is read-only"))
+    }
+
     /// Refuses writes to a read-only module.
     pub fn writable(&self) -> Result<(), Status> {
-        if self.config.read_only {
-            Err(Status::permission_denied(format!(
-                "module {:?} is read-only",
-                self.config.name
-            )))
-        } else {
-            Ok(())
+        match self.read_only() {
+            Some(why) => Err(Status::permission_denied(why)),
+            None => Ok(()),
         }
     }
 }
@@ -145,23 +142,15 @@ impl Resolved<'_> {
         beneath::open_dir(self.module.root(), &self.rel)
     }
 
-    /// The destination root of a transfer whose source has `shape` (created beneath
-    /// the module unless in a dry run).
-    pub fn open_destination(
-        &self,
-        shape: &Shape,
-        options: &Options,
-    ) -> Result<DestinationRoot, Status> {
-        roots::open_destination(self.base(), &self.rel, shape, options).map_err(|e| root_status(&e))
-    }
-
-    /// The source root the path names.
-    pub fn open_source(&self, options: &Options) -> Result<SourceRoot, Status> {
-        roots::open_source(self.base(), &self.rel, options).map_err(|e| root_status(&e))
-    }
-
-    fn base(&self) -> Base<'_> {
-        Base::Beneath(self.module.root())
+    /// The place a session works in: this path in the module, with what the module
+    /// allows there.
+    pub fn place(&self) -> Place<'_> {
+        Place {
+            root: self.module.root(),
+            rel: &self.rel,
+            privileges: self.module.privileges(),
+            read_only: self.module.read_only(),
+        }
     }
 
     /// The entry the path names, not following a final symlink; `None` for the root.
@@ -174,22 +163,7 @@ impl Resolved<'_> {
     }
 }
 
-/// A root that could not be opened, as a gRPC status naming it inside the module.
-fn root_status(e: &blit_core::Error) -> Status {
-    match e {
-        blit_core::Error::Source { path, source } => io_status("source", path, source),
-        blit_core::Error::Destination { path, source } => io_status("destination", path, source),
-        other => Status::internal(other.to_string()),
-    }
-}
-
 /// A filesystem error as a gRPC status, without leaking paths outside the module.
 pub fn io_status(what: &str, rel: &Path, e: &io::Error) -> Status {
-    let message = format!("{what} {}: {e}", rel.display());
-    match e.kind() {
-        io::ErrorKind::NotFound => Status::not_found(message),
-        io::ErrorKind::PermissionDenied => Status::permission_denied(message),
-        io::ErrorKind::InvalidInput => Status::invalid_argument(message),
-        _ => Status::internal(message),
-    }
+    Refusal::io(what, rel, e).into()
 }

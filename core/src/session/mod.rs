@@ -34,6 +34,7 @@ pub mod job;
 pub mod lifetime;
 pub mod link;
 mod planner;
+pub mod serve;
 pub mod source;
 pub mod throttle;
 pub mod transport;
