@@ -7,12 +7,13 @@
 //!
 //! Every session it accepts is also handed to the caller as a [`Served`]: its lifetime
 //! (to cancel it, as an agent does when it ends a session), its counters, its data
-//! connections (to cut them) and, at the end, how the server end of it ended.
+//! connections (to count and to cut them) and, at the end, how the server end of it
+//! ended.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +57,16 @@ pub struct Served {
     pub lifetime: Lifetime,
     /// The server end's counters.
     pub stats: Arc<Stats>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
+    handed: Arc<HandedOver>,
     outcome: oneshot::Receiver<Result<Report, SessionError>>,
+}
+
+/// The data connections given to one session: how many, and their sockets while it
+/// runs (a socket kept past the session would keep its connection open).
+#[derive(Default)]
+struct HandedOver {
+    count: AtomicUsize,
+    live: Mutex<Vec<TcpStream>>,
 }
 
 /// A session's claim on the data connections made to its own listener.
@@ -181,7 +190,7 @@ impl InProcess {
     }
 
     /// A listener on the loopback for one session's data connections, and its token.
-    async fn grant(&self, connections: Arc<Mutex<Vec<TcpStream>>>) -> io::Result<Grant> {
+    async fn grant(&self, handed: Arc<HandedOver>) -> io::Result<Grant> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let port = listener.local_addr()?.port();
         let token = data::new_token()?;
@@ -189,7 +198,7 @@ impl InProcess {
         let admission = Admission {
             token,
             session: tx,
-            connections,
+            handed,
             refused: self.refused.clone(),
         };
         tokio::spawn(admission.run(listener));
@@ -207,11 +216,11 @@ impl Transport for InProcess {
         let lifetime = Lifetime::new(DEFAULT_SESSION_MEMORY);
         let refused = |r: Refusal| SessionError::Rpc(r.into());
         let prepared = self.prepare(&open, &lifetime).map_err(refused)?;
-        let connections = Arc::new(Mutex::new(Vec::new()));
+        let handed = Arc::new(HandedOver::default());
         let grant = match open.force_grpc {
             true => None,
             false => Some(
-                self.grant(connections.clone())
+                self.grant(handed.clone())
                     .await
                     .map_err(SessionError::Data)?,
             ),
@@ -232,13 +241,16 @@ impl Transport for InProcess {
             self.connect_timeout,
             stats.clone(),
         );
+        let ended_with = handed.clone();
         tokio::spawn(async move {
-            let _ = ended.send(session.await);
+            let outcome = session.await;
+            lock(&ended_with.live).clear();
+            let _ = ended.send(outcome);
         });
         let _ = self.accepted.send(Served {
             lifetime,
             stats,
-            connections,
+            handed,
             outcome,
         });
         let client = Link {
@@ -291,8 +303,8 @@ async fn serve_session(
 struct Admission {
     token: [u8; TOKEN_LEN],
     session: mpsc::Sender<Stream>,
-    /// The sockets handed over (a test cuts them to fail the data plane).
-    connections: Arc<Mutex<Vec<TcpStream>>>,
+    /// What was handed over (a test counts and cuts them).
+    handed: Arc<HandedOver>,
     refused: Arc<AtomicU64>,
 }
 
@@ -315,25 +327,33 @@ impl Admission {
                     continue;
                 }
             };
-            if let Ok(socket) = stream.socket().try_clone() {
-                lock(&self.connections).push(socket);
-            }
+            let socket = stream.socket().try_clone();
             if self.session.try_send(stream).is_err() {
                 self.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.handed.count.fetch_add(1, Ordering::Relaxed);
+            if let Ok(socket) = socket {
+                lock(&self.handed.live).push(socket);
             }
         }
     }
 }
 
 impl Served {
-    /// Shuts down every data connection the session was given, as a failing network
+    /// How many data connections the session was given.
+    pub fn data_streams(&self) -> usize {
+        self.handed.count.load(Ordering::Relaxed)
+    }
+
+    /// Shuts down the data connections of the running session, as a failing network
     /// would; returns how many.
     pub fn cut_data_streams(&self) -> usize {
-        let connections = lock(&self.connections);
-        for socket in connections.iter() {
+        let live = lock(&self.handed.live);
+        for socket in live.iter() {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
-        connections.len()
+        live.len()
     }
 
     /// How the server end of the session ended (waits for it; asked again, `Closed`).

@@ -41,11 +41,7 @@ async fn a_connection_with_a_wrong_token_is_refused_and_the_session_fails_cleanl
     let served = async {
         let mut served = area.server.next_session().await;
         let outcome = served.outcome().await;
-        assert_eq!(
-            served.cut_data_streams(),
-            0,
-            "the session got no connection"
-        );
+        assert_eq!(served.data_streams(), 0, "the session got no connection");
         outcome
     };
     let (pushed, served) = within(10, async { tokio::join!(pushed, served) }).await;
@@ -73,4 +69,5 @@ async fn a_connection_with_a_wrong_token_is_refused_and_the_session_fails_cleanl
     .unwrap();
     assert_clean(&report);
     assert_same_tree(&area.fx.src, &area.module.join("d"), PLAIN);
+    assert_eq!(area.server.next_session().await.data_streams(), 2);
 }
