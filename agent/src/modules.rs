@@ -3,15 +3,12 @@
 //! outside it — and, on a root agent, as the module's identity: while a [`Resolved`]
 //! location lives, its thread reads and writes as the module's `uid`/`gid`.
 
-use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use blit_core::session::Shape;
+use blit_core::session::serve::{self, Place, Refusal};
 use blit_core::spec::Privileges;
 use blit_core::sys::{beneath, creds, dir};
-use blit_core::transfer::Rename;
 use blit_core::wire::pb;
 use rustix::fd::{AsFd, OwnedFd};
 use tonic::Status;
@@ -76,12 +73,7 @@ impl Modules {
             .iter()
             .find(|m| m.config.name == location.module)
             .ok_or_else(|| Status::not_found(format!("no module named {:?}", location.module)))?;
-        if location.path.contains(&0) {
-            return Err(Status::invalid_argument("path contains a NUL byte"));
-        }
-        let bytes = location.path.strip_prefix(b"/").unwrap_or(&location.path);
-        let rel = PathBuf::from(OsStr::from_bytes(bytes));
-        beneath::check(&rel).map_err(|e| Status::permission_denied(e.to_string()))?;
+        let rel = serve::location_path(location)?;
         let acting = module
             .config
             .identity()
@@ -127,15 +119,19 @@ impl Module {
         self.config.privileges()
     }
 
+    /// Why nothing may be written to this module, if so.
+    fn read_only(&self) -> Option<String> {
+        let name = &self.config.name;
+        self.config
+            .read_only
+            .then(|| format!("module {name:?} is read-only"))
+    }
+
     /// Refuses writes to a read-only module.
     pub fn writable(&self) -> Result<(), Status> {
-        if self.config.read_only {
-            Err(Status::permission_denied(format!(
-                "module {:?} is read-only",
-                self.config.name
-            )))
-        } else {
-            Ok(())
+        match self.read_only() {
+            Some(why) => Err(Status::permission_denied(why)),
+            None => Ok(()),
         }
     }
 }
@@ -146,31 +142,15 @@ impl Resolved<'_> {
         beneath::open_dir(self.module.root(), &self.rel)
     }
 
-    /// Whether the path names an existing directory.
-    pub fn is_dir(&self) -> bool {
-        self.open_dir().is_ok()
-    }
-
-    /// The destination of a transfer whose source has `shape`: the directory (created
-    /// beneath the module unless in a dry run, where a missing one is `None`) and the
-    /// name a single entry gets.
-    pub fn open_destination(
-        &self,
-        shape: &Shape,
-        dry_run: bool,
-    ) -> Result<(Option<OwnedFd>, Option<Rename>), Status> {
-        let target = shape.destination(&self.rel, self.is_dir());
-        let root = self.module.root();
-        let opened = if dry_run {
-            match beneath::open_dir(root, &target.dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                other => other.map(Some),
-            }
-        } else {
-            beneath::create_dirs(root, &target.dir, 0o755).map(Some)
-        };
-        let dir = opened.map_err(|e| io_status("destination", &target.dir, &e))?;
-        Ok((dir, target.rename))
+    /// The place a session works in: this path in the module, with what the module
+    /// allows there.
+    pub fn place(&self) -> Place<'_> {
+        Place {
+            root: self.module.root(),
+            rel: &self.rel,
+            privileges: self.module.privileges(),
+            read_only: self.module.read_only(),
+        }
     }
 
     /// The entry the path names, not following a final symlink; `None` for the root.
@@ -185,11 +165,5 @@ impl Resolved<'_> {
 
 /// A filesystem error as a gRPC status, without leaking paths outside the module.
 pub fn io_status(what: &str, rel: &Path, e: &io::Error) -> Status {
-    let message = format!("{what} {}: {e}", rel.display());
-    match e.kind() {
-        io::ErrorKind::NotFound => Status::not_found(message),
-        io::ErrorKind::PermissionDenied => Status::permission_denied(message),
-        io::ErrorKind::InvalidInput => Status::invalid_argument(message),
-        _ => Status::internal(message),
-    }
+    Refusal::io(what, rel, e).into()
 }

@@ -1,7 +1,8 @@
-//! The `Session` service: the agent's end of a transfer. It checks the `Open` (module,
-//! path, rights, options), grants the data plane, and runs the same role code the client
-//! runs (`blit_core::session::{source, destination}`), in whichever role it is asked to
-//! play.
+//! The `Session` service: the agent's end of a transfer, hosting the server end of a
+//! session (`blit_core::session::serve`). The agent finds the module an `Open` names and
+//! acts as its identity while the session's root is opened (`modules`), grants the data
+//! plane (its `DataPort` admits the connections and hands them to the session), and runs
+//! the same role code the client runs, in whichever role it is asked to play.
 //!
 //! Every session is bounded (see `[limits]`): it waits at most `queue_timeout` for one of
 //! the agent's slots and is refused as busy after that, it ends after `idle_timeout`
@@ -14,30 +15,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use blit_core::session::data::DataPlane;
-use blit_core::session::destination::{self, DestinationJob};
-use blit_core::session::initiate::based_filter;
 use blit_core::session::lifetime::{Cancel, Lifetime};
-use blit_core::session::shape::{self, Shape};
-use blit_core::session::source::{self, SourceJob};
+use blit_core::session::serve::{self, CONNECT_TIMEOUT, Prepared};
 use blit_core::session::throttle::Throttle;
-use blit_core::session::{Link, SessionError, frame};
-use blit_core::spec::Mode;
-use blit_core::sys::beneath;
-use blit_core::wire::protocol::{MAX_STREAMS, XATTRS_SINCE};
-use blit_core::wire::{self, pb};
-use blit_core::{Quiet, Stats};
+use blit_core::session::{LINK_DEPTH, Link, SessionError, frame, link};
+use blit_core::wire::pb;
+use blit_core::{Report, Stats};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::Limits;
 use crate::data_port::{DataPort, Grant};
 use crate::metrics::{Metrics, Role};
-use crate::modules::{Modules, io_status};
-
-/// How long a client has to say `DataReady` and connect all its data streams.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::modules::Modules;
 
 /// How long a cancelled session's role code has to stop before the session is given up
 /// (every wait in it sees the cancellation within a fraction of a second; this only
@@ -54,12 +45,6 @@ pub struct SessionService {
     pub metrics: Arc<Metrics>,
     /// How long sessions may wait and idle, and what they may hold.
     pub limits: Limits,
-}
-
-/// A checked `Open`: what this end does.
-enum Prepared {
-    Source { job: SourceJob, shape: Shape },
-    Destination { job: DestinationJob },
 }
 
 #[tonic::async_trait]
@@ -81,104 +66,43 @@ impl pb::session_server::Session for SessionService {
         let Some(pb::frame::Kind::Open(open)) = first.kind else {
             return Err(Status::invalid_argument("a session starts with Open"));
         };
-        if open.protocol_major != pb::PROTOCOL_MAJOR {
-            return Err(Status::failed_precondition(format!(
-                "protocol version {}.{} is not supported: this agent speaks {}.x",
-                open.protocol_major,
-                open.protocol_minor,
-                pb::PROTOCOL_MAJOR
-            )));
-        }
+        serve::check_version(&open)?;
         let lifetime = Lifetime::new(self.limits.session_memory);
-        let prepared = prepare(&self.modules, &open, self.throttle.as_ref(), &lifetime)?;
+        let prepared = {
+            // What this end may do in the module, and as whom: the `Resolved` acts as
+            // the module's identity while the root is opened.
+            let resolved = self.modules.resolve(open.location.as_ref())?;
+            serve::prepare(&open, &resolved.place(), self.throttle.as_ref(), &lifetime)?
+        };
         let slot = self.slot().await?;
-        let grant = if open.force_grpc {
-            None
-        } else {
-            Some(
+        let grant = match open.force_grpc {
+            true => None,
+            false => Some(
                 self.data_port
                     .grant()
                     .map_err(|e| Status::internal(e.to_string()))?,
-            )
+            ),
         };
-        let accept = pb::Accept {
-            protocol_major: pb::PROTOCOL_MAJOR,
-            protocol_minor: pb::PROTOCOL_MINOR,
-            capabilities: wire::protocol::capabilities(),
-            data_port: grant.as_ref().map_or(0, |_| u32::from(self.data_port.port)),
-            data_token: grant.as_ref().map_or(Vec::new(), |g| g.token.to_vec()),
-            streams: match open.streams {
-                0 => MAX_STREAMS,
-                n => n.min(MAX_STREAMS),
-            },
-            source: match &prepared {
-                Prepared::Source { shape, .. } => Some(shape.to_wire()),
-                Prepared::Destination { .. } => None,
-            },
-            data_tls: false,
-        };
+        let data = grant.as_ref().map(|g| (self.data_port.port, &g.token[..]));
+        let accept = prepared.accept(&open, data);
 
         let activity = Arc::new(AtomicU64::new(0));
         let cancel = lifetime.cancel.clone();
-        let (out_tx, out_rx) = mpsc::channel::<pb::Frame>(blit_core::session::LINK_DEPTH);
-        let (resp_tx, resp_rx) = mpsc::channel(blit_core::session::LINK_DEPTH);
-        tokio::spawn(forward_out(
-            out_rx,
-            resp_tx,
-            activity.clone(),
-            cancel.clone(),
-        ));
-        let (in_tx, in_rx) = mpsc::channel(blit_core::session::LINK_DEPTH);
-        tokio::spawn(forward_in(inbound, in_tx, activity.clone(), cancel.clone()));
-        out_tx
+        let (link, responses) = forward(inbound, &activity, &cancel);
+        link.tx
             .send(frame(pb::frame::Kind::Accept(accept)))
             .await
             .map_err(|_| Status::cancelled("the client went away"))?;
-        let link = Link {
-            tx: out_tx,
-            rx: in_rx,
+        let session = Accepted {
+            prepared,
+            link,
+            grant,
+            activity,
+            cancel,
+            idle,
         };
-        let role = match &prepared {
-            Prepared::Source { .. } => Role::Source,
-            Prepared::Destination { .. } => Role::Destination,
-        };
-        let (shutdown, metrics) = (self.shutdown.clone(), self.metrics.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _active = metrics.session_started();
-            let tx = link.tx.clone();
-            let stats = Arc::new(Stats::default());
-            let progress = {
-                let stats = stats.clone();
-                move || {
-                    let s = stats.snapshot();
-                    activity.load(Ordering::Relaxed)
-                        + s.entries_seen
-                        + s.files_planned
-                        + s.files_done
-                        + s.bytes_done
-                }
-            };
-            let session = serve(prepared, link, grant, &metrics, stats);
-            let outcome = supervise(session, &cancel, idle, progress, shutdown).await;
-            match outcome {
-                Ok(report) => {
-                    metrics.session_finished(role, &report);
-                    tracing::info!(
-                        files = report.files_copied,
-                        bytes = report.bytes_copied,
-                        failures = report.failures.len(),
-                        "session done"
-                    );
-                }
-                Err(e) => {
-                    metrics.session_failed();
-                    tracing::warn!("session failed: {e}");
-                    let _ = blit_core::session::abort(&tx, e).await;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(resp_rx)))
+        tokio::spawn(session.run(slot, self.shutdown.clone(), self.metrics.clone()));
+        Ok(Response::new(ReceiverStream::new(responses)))
     }
 }
 
@@ -203,16 +127,144 @@ impl SessionService {
     }
 }
 
+/// A session the agent accepted, run on its own task until it ends.
+struct Accepted {
+    prepared: Prepared,
+    link: Link,
+    grant: Option<Grant>,
+    /// Frames through the session's stream (but progress reports), either way.
+    activity: Arc<AtomicU64>,
+    cancel: Cancel,
+    idle: Duration,
+}
+
+impl Accepted {
+    /// Runs the session under supervision, holding `slot` until it ends, and records
+    /// how it ended.
+    async fn run(
+        self,
+        slot: OwnedSemaphorePermit,
+        shutdown: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+    ) {
+        let _slot = slot;
+        let _active = metrics.session_started();
+        let Accepted {
+            prepared,
+            link,
+            grant,
+            activity,
+            cancel,
+            idle,
+        } = self;
+        let role = match prepared {
+            Prepared::Source(_) => Role::Source,
+            Prepared::Destination(_) => Role::Destination,
+        };
+        let tx = link.tx.clone();
+        let stats = Arc::new(Stats::default());
+        let progress = {
+            let stats = stats.clone();
+            move || {
+                let s = stats.snapshot();
+                activity.load(Ordering::Relaxed)
+                    + s.entries_seen
+                    + s.files_planned
+                    + s.files_done
+                    + s.bytes_done
+            }
+        };
+        let session = serve(prepared, link, grant, &metrics, stats);
+        match supervise(session, &cancel, idle, progress, shutdown).await {
+            Ok(report) => {
+                metrics.session_finished(role, &report);
+                tracing::info!(
+                    files = report.files_copied,
+                    bytes = report.bytes_copied,
+                    failures = report.failures.len(),
+                    "session done"
+                );
+            }
+            Err(e) => {
+                metrics.session_failed();
+                tracing::warn!("session failed: {e}");
+                let _ = blit_core::session::abort(&tx, e).await;
+            }
+        }
+    }
+}
+
+/// Waits for the client's `DataReady` and its connections, then runs this end's role.
+async fn serve(
+    prepared: Prepared,
+    mut link: Link,
+    mut grant: Option<Grant>,
+    metrics: &Metrics,
+    stats: Arc<Stats>,
+) -> Result<Report, SessionError> {
+    let connections = grant.as_mut().map(|g| &mut g.connections);
+    let plane = prepared
+        .data_plane(&mut link, connections, CONNECT_TIMEOUT)
+        .await?;
+    // The token is withdrawn: no more connections for this session.
+    drop(grant);
+    let streams = match &plane {
+        DataPlane::Tcp(s) => s.len() as i64,
+        DataPlane::Grpc => 0,
+    };
+    metrics.streams(streams);
+    let result = prepared.run(link, plane, stats).await;
+    metrics.streams(-streams);
+    result
+}
+
+/// The session's link over the client's stream: frames from the client come through
+/// `session::link::forward_in`, frames to it through [`forward_out`] (the stream of the
+/// response); each one but a progress report counts as activity.
+fn forward(
+    inbound: Streaming<pb::Frame>,
+    activity: &Arc<AtomicU64>,
+    cancel: &Cancel,
+) -> (Link, mpsc::Receiver<Result<pb::Frame, Status>>) {
+    let (out_tx, out_rx) = mpsc::channel::<pb::Frame>(LINK_DEPTH);
+    let (resp_tx, resp_rx) = mpsc::channel(LINK_DEPTH);
+    tokio::spawn(forward_out(
+        out_rx,
+        resp_tx,
+        activity.clone(),
+        cancel.clone(),
+    ));
+    let (in_tx, in_rx) = mpsc::channel(LINK_DEPTH);
+    let seen = {
+        let activity = activity.clone();
+        move |f: &pb::Frame| {
+            activity.fetch_add(u64::from(advances(f)), Ordering::Relaxed);
+        }
+    };
+    tokio::spawn(link::forward_in(
+        inbound,
+        in_tx,
+        seen,
+        Some(cancel.clone()),
+        "client",
+    ));
+    let link = Link {
+        tx: out_tx,
+        rx: in_rx,
+    };
+    (link, resp_rx)
+}
+
 /// Runs a session to its end, or ends it: after `idle` without progress (`progress`
 /// unchanged), when the agent shuts down, or when its client goes away. An ended session
 /// is cancelled and given [`STOP_GRACE`] to stop.
 async fn supervise(
-    session: impl Future<Output = Result<blit_core::Report, SessionError>>,
+    session: impl Future<Output = Result<Report, SessionError>>,
     cancel: &Cancel,
     idle: Duration,
     progress: impl Fn() -> u64,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<blit_core::Report, SessionError> {
+) -> Result<Report, SessionError> {
     tokio::pin!(session);
     let reason = tokio::select! {
         outcome = &mut session => return outcome,
@@ -287,194 +339,6 @@ async fn forward_out(
                 let _ = tx.try_send(Ok(frame(pb::frame::Kind::Abort(pb::Abort { message }))));
                 break;
             }
-        }
-    }
-}
-
-/// Frames from the client, each counted as progress (but `Progress` frames); a transport
-/// error (the client gone) cancels the session and becomes an Abort for the role code.
-async fn forward_in(
-    mut inbound: Streaming<pb::Frame>,
-    tx: mpsc::Sender<pb::Frame>,
-    activity: Arc<AtomicU64>,
-    cancel: Cancel,
-) {
-    while let Ok(Some(item)) = cancel.until(inbound.next()).await {
-        let f = match item {
-            Ok(f) => f,
-            Err(status) => {
-                let message = format!("the client's stream failed: {}", status.message());
-                cancel.cancel(message.clone());
-                frame(pb::frame::Kind::Abort(pb::Abort { message }))
-            }
-        };
-        activity.fetch_add(u64::from(advances(&f)), Ordering::Relaxed);
-        if !matches!(cancel.until(tx.send(f)).await, Ok(Ok(()))) {
-            break;
-        }
-    }
-}
-
-/// Waits for the client's `DataReady` and its connections, then runs this end's role.
-async fn serve(
-    prepared: Prepared,
-    mut link: Link,
-    grant: Option<Grant>,
-    metrics: &Metrics,
-    stats: Arc<Stats>,
-) -> Result<blit_core::Report, SessionError> {
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    let ready = tokio::time::timeout_at(deadline, link.rx.recv())
-        .await
-        .map_err(|_| SessionError::Protocol("no DataReady from the client".into()))?
-        .ok_or(SessionError::Closed)?;
-    let streams = match ready.kind {
-        Some(pb::frame::Kind::DataReady(r)) => r.streams,
-        Some(pb::frame::Kind::Abort(a)) => return Err(SessionError::Aborted(a.message)),
-        _ => return Err(SessionError::unexpected(&ready, "waiting for DataReady")),
-    };
-    let plane = match (streams, grant) {
-        (0, _) | (_, None) => DataPlane::Grpc,
-        (n, Some(mut grant)) => {
-            let mut conns = Vec::new();
-            for _ in 0..n.min(MAX_STREAMS) {
-                match tokio::time::timeout_at(deadline, grant.connections.recv()).await {
-                    Ok(Some(c)) => conns.push(c),
-                    _ => {
-                        return Err(SessionError::Protocol(
-                            "the client's data connections did not arrive".into(),
-                        ));
-                    }
-                }
-            }
-            DataPlane::Tcp(conns)
-        }
-    };
-    let streams = match &plane {
-        DataPlane::Tcp(s) => s.len() as i64,
-        DataPlane::Grpc => 0,
-    };
-    metrics.streams(streams);
-    let result = match prepared {
-        Prepared::Source { job, .. } => source::run(job, link, plane, stats).await,
-        Prepared::Destination { job } => {
-            destination::run(job, link, plane, stats, Arc::new(Quiet)).await
-        }
-    };
-    metrics.streams(-streams);
-    result
-}
-
-/// The limit a session sends under: the agent's shared bucket, or the client's own
-/// limit when that is lower.
-fn session_throttle(agent: Option<&Arc<Throttle>>, asked: Option<u64>) -> Option<Arc<Throttle>> {
-    match (agent, asked) {
-        (Some(a), Some(rate)) if (rate as f64) < a.rate() => Some(Arc::new(Throttle::new(rate))),
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(rate)) => Some(Arc::new(Throttle::new(rate))),
-        (None, None) => None,
-    }
-}
-
-/// Refuses what the peer's protocol version cannot carry.
-fn supported(spec: &blit_core::Options, peer_minor: u32) -> Result<(), Status> {
-    if spec.preserve.xattrs && peer_minor < XATTRS_SINCE {
-        return Err(Status::failed_precondition(format!(
-            "extended attributes (-X) need protocol {}.{XATTRS_SINCE}; the client speaks {}.{peer_minor}",
-            pb::PROTOCOL_MAJOR,
-            pb::PROTOCOL_MAJOR
-        )));
-    }
-    Ok(())
-}
-
-/// Checks an `Open` against the modules and turns it into this end's job.
-fn prepare(
-    modules: &Modules,
-    open: &pb::Open,
-    throttle: Option<&Arc<Throttle>>,
-    lifetime: &Lifetime,
-) -> Result<Prepared, Status> {
-    let resolved = modules.resolve(open.location.as_ref())?;
-    let options = open
-        .options
-        .as_ref()
-        .ok_or_else(|| Status::invalid_argument("no transfer options"))?;
-    let role = pb::Role::try_from(open.server_role).unwrap_or(pb::Role::Unspecified);
-    if role == pb::Role::Unspecified {
-        return Err(Status::invalid_argument("no server role"));
-    }
-    let mut spec =
-        wire::options_from_wire(options).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    spec.limits.workers = spec.limits.workers.min(blit_core::spec::default_workers());
-    // What this end may do in the module, and as whom (the `Resolved` acts as it here).
-    spec.privileges = resolved.module.privileges();
-    supported(&spec, open.protocol_minor)?;
-    let rel = &resolved.rel;
-    match role {
-        pb::Role::Source => {
-            let contents = blit_core::roots::names_contents(rel);
-            let is_dir = if contents {
-                resolved
-                    .open_dir()
-                    .map_err(|e| io_status("source", rel, &e))?;
-                true
-            } else {
-                match resolved.stat().map_err(|e| io_status("source", rel, &e))? {
-                    Some(entry) => entry.is_dir(),
-                    None => true,
-                }
-            };
-            let (dir, shape) = shape::source(rel, is_dir);
-            let root = beneath::open_dir(resolved.module.root(), &dir)
-                .map_err(|e| io_status("source", &dir, &e))?;
-            let only = match &shape {
-                Shape::Single { name } => Some(name.clone()),
-                Shape::Tree { .. } => None,
-            };
-            let removal = if spec.mode == Mode::Move && !spec.dry_run {
-                resolved.module.writable()?;
-                let root = match (&shape, dir.parent(), dir.file_name()) {
-                    (Shape::Tree { name: Some(_) }, Some(parent), Some(name)) => {
-                        beneath::open_dir(resolved.module.root(), parent)
-                            .ok()
-                            .map(|fd| (fd, name.to_owned()))
-                    }
-                    _ => None,
-                };
-                Some(source::Removal { root })
-            } else {
-                None
-            };
-            let job = SourceJob {
-                root,
-                only,
-                filter: based_filter(&spec.filter, &shape),
-                hashes: spec.compare == blit_core::Compare::Checksum,
-                xattrs: spec.preserve.xattrs,
-                workers: spec.limits.workers,
-                throttle: session_throttle(throttle, spec.limits.bandwidth),
-                removal,
-                privileges: spec.privileges,
-                lifetime: lifetime.clone(),
-            };
-            Ok(Prepared::Source { job, shape })
-        }
-        _ => {
-            resolved.module.writable()?;
-            let shape = Shape::from_wire(open.source.clone())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let (root, rename) = resolved.open_destination(&shape, spec.dry_run)?;
-            let filter = based_filter(&spec.filter, &shape);
-            Ok(Prepared::Destination {
-                job: DestinationJob {
-                    options: spec,
-                    root,
-                    rename,
-                    filter,
-                    lifetime: lifetime.clone(),
-                },
-            })
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use blit_core::session::{Shape, frame};
+use blit_core::session::frame;
 use blit_core::spec::{Endpoint, TransferSpec};
 use blit_core::wire::record::{Kind as Record, RecordReader};
 use blit_core::wire::{self, pb};
@@ -166,7 +166,9 @@ pub(crate) fn options() -> pb::TransferOptions {
 pub(crate) fn push_open(path: &str) -> pb::Open {
     pb::Open {
         server_role: pb::Role::Destination as i32,
-        source: Some(Shape::Tree { name: None }.to_wire()),
+        source: Some(blit_core::wire::shape_to_wire(
+            &blit_core::roots::Shape::Tree { name: None },
+        )),
         ..open(path)
     }
 }

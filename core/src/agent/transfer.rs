@@ -6,7 +6,6 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustix::fd::OwnedFd;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,13 +13,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::connect::AgentClient;
 use super::error::ClientError;
 use crate::report::{Observer, Report, Stats};
+use crate::roots::{DestinationRoot, Shape};
 use crate::session::data::{self, Stream, Streams};
 use crate::session::initiate::{self, DataOptions};
 use crate::session::link;
 use crate::session::transport::Transport;
-use crate::session::{LINK_DEPTH, Link, SessionError, Shape, frame};
+use crate::session::{LINK_DEPTH, Link, SessionError, frame};
 use crate::spec::Options;
-use crate::transfer::Rename;
 use crate::wire::pb;
 
 #[tonic::async_trait]
@@ -100,7 +99,7 @@ impl AgentClient {
         src: pb::Location,
         run: Run<'_>,
         observer: Arc<dyn Observer + Send + Sync>,
-        target: impl FnOnce(&Shape) -> Result<(Option<OwnedFd>, Option<Rename>), SessionError>,
+        target: impl FnOnce(&Shape) -> Result<DestinationRoot, SessionError>,
     ) -> Result<Report, ClientError> {
         let report = initiate::pull_into(
             self,

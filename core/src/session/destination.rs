@@ -12,34 +12,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustix::fd::OwnedFd;
 use tokio::sync::mpsc;
 
 use super::data::{DataPlane, FrameReader, Incoming};
 use super::fetcher::Fetcher;
+use super::job::DestinationJob;
 use super::lifetime::{Cancel, Lifetime, shut_on_cancel};
 use super::planner::{Inbound, Planner};
 use super::source::BATCH_ENTRIES;
 use super::{Link, SessionError, frame};
-use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
-use crate::roots::Rename;
-use crate::spec::Options;
 use crate::sys::creds;
 use crate::transfer::remote::Destination;
 use crate::wire::{self, pb};
-
-/// What the destination end writes into.
-pub struct DestinationJob {
-    pub options: Options,
-    /// The destination root; `None` in a dry run whose destination does not exist.
-    pub root: Option<OwnedFd>,
-    pub rename: Option<Rename>,
-    /// Filter rules (protecting excluded destination entries from mirror deletes).
-    pub filter: Filter,
-    /// What ends the session early, and the memory it may hold for the source.
-    pub lifetime: Lifetime,
-}
 
 /// `Data` frames (gRPC fallback) queued for the reader at most: each is up to a message
 /// long, so this (not the manifest's depth) bounds the bytes waiting to be written.

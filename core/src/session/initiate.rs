@@ -7,16 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::data::{self, DataPlane};
-use super::destination::{self, DestinationJob};
+use super::destination;
+use super::job::{DestinationJob, SourceJob};
 use super::lifetime::{CLIENT_SESSION_MEMORY, Lifetime};
-use super::shape::{self, Shape};
-use super::source::{self, SourceJob};
+use super::source;
+use super::throttle::Throttle;
 use super::transport::Transport;
 use super::{Link, SessionError, frame};
-use crate::filter::Filter;
 use crate::report::{Observer, Report, Stats};
+use crate::roots::{self, Base, DestinationRoot, Shape};
 use crate::spec::Options;
-use crate::sys::dir as sysdir;
 use crate::wire::protocol::XATTRS_SINCE;
 use crate::wire::{self, pb};
 
@@ -103,7 +103,7 @@ fn open_frame(
         server_role: role as i32,
         location: Some(location),
         options: Some(wire::options_to_wire(spec)),
-        source: source.map(Shape::to_wire),
+        source: source.map(wire::shape_to_wire),
         streams: options.streams.unwrap_or(0),
         force_grpc: options.force_grpc,
     }
@@ -118,30 +118,12 @@ pub async fn push(
     options: DataOptions,
     stats: Arc<Stats>,
 ) -> Result<Report, SessionError> {
-    let (root, shape, only) = open_local_source(src)?;
-    let filter = based_filter(&spec.filter, &shape);
-    let open = open_frame(pb::Role::Destination, dest, spec, Some(&shape), options);
+    let root = roots::open_source(Base::Local, src, spec)?;
+    let throttle = Throttle::for_session(None, spec.limits.bandwidth);
+    let job = SourceJob::new(root, spec, throttle, Lifetime::new(CLIENT_SESSION_MEMORY));
+    let open = open_frame(pb::Role::Destination, dest, spec, Some(&job.shape), options);
     let (link, accept) = open_session(transport, open).await?;
     let plane = negotiate_data(transport, &link, &accept, options).await?;
-    let removal =
-        (spec.mode == crate::spec::Mode::Move && !spec.dry_run).then(|| source::Removal {
-            root: whole_dir(src, &shape),
-        });
-    let job = SourceJob {
-        root,
-        only,
-        filter,
-        hashes: spec.compare == crate::spec::Compare::Checksum,
-        xattrs: spec.preserve.xattrs,
-        workers: spec.limits.workers,
-        throttle: spec
-            .limits
-            .bandwidth
-            .map(|rate| Arc::new(super::throttle::Throttle::new(rate))),
-        removal,
-        privileges: spec.privileges,
-        lifetime: Lifetime::new(CLIENT_SESSION_MEMORY),
-    };
     source::run(job, link, plane, stats).await
 }
 
@@ -155,21 +137,11 @@ pub async fn pull(
     stats: Arc<Stats>,
     observer: Arc<dyn Observer + Send + Sync>,
 ) -> Result<Report, SessionError> {
-    let target = |shape: &Shape| {
-        let is_dir = std::fs::metadata(dst).is_ok_and(|m| m.is_dir());
-        let target = shape.destination(dst, is_dir);
-        let dir = if target.dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            &target.dir
-        };
-        let root = crate::transfer::open_destination(dir, spec.dry_run)?;
-        Ok((root, target.rename))
-    };
+    let target = |shape: &Shape| Ok(roots::open_destination(Base::Local, dst, shape, spec)?);
     pull_into(transport, src, spec, options, stats, observer, target).await
 }
 
-/// Fetches `src` from an agent into the destination that `target` opens once the
+/// Fetches `src` from an agent into the destination root that `target` opens once the
 /// source's shape is known (a local path, or a path beneath a module of this agent when
 /// an agent pulls on a caller's behalf).
 pub async fn pull_into(
@@ -179,78 +151,16 @@ pub async fn pull_into(
     options: DataOptions,
     stats: Arc<Stats>,
     observer: Arc<dyn Observer + Send + Sync>,
-    target: impl FnOnce(
-        &Shape,
-    ) -> Result<
-        (Option<rustix::fd::OwnedFd>, Option<crate::transfer::Rename>),
-        SessionError,
-    >,
+    target: impl FnOnce(&Shape) -> Result<DestinationRoot, SessionError>,
 ) -> Result<Report, SessionError> {
     let open = open_frame(pb::Role::Source, src, spec, None, options);
     let (link, accept) = open_session(transport, open).await?;
-    let shape = Shape::from_wire(accept.source.clone())?;
-    let (root, rename) = match target(&shape) {
-        Ok(t) => t,
+    let shape = wire::shape_from_wire(accept.source.clone())?;
+    let root = match target(&shape) {
+        Ok(root) => root,
         Err(e) => return Err(super::abort(&link.tx, e).await),
     };
     let plane = negotiate_data(transport, &link, &accept, options).await?;
-    let job = DestinationJob {
-        options: spec.clone(),
-        root,
-        rename,
-        filter: based_filter(&spec.filter, &shape),
-        lifetime: Lifetime::new(CLIENT_SESSION_MEMORY),
-    };
+    let job = DestinationJob::new(root, spec, Lifetime::new(CLIENT_SESSION_MEMORY));
     destination::run(job, link, plane, stats, observer).await
-}
-
-/// The filter as rsync anchors it: below the source directory's name when the directory
-/// itself is sent; nothing filters a single entry.
-pub fn based_filter(filter: &Filter, shape: &Shape) -> Filter {
-    match shape {
-        Shape::Tree { name: Some(name) } => filter.with_base(Path::new(name)),
-        Shape::Tree { name: None } => filter.clone(),
-        Shape::Single { .. } => Filter::new(),
-    }
-}
-
-/// A move of a directory named without a trailing slash also removes the directory
-/// itself once emptied: its parent, opened, and its name.
-fn whole_dir(src: &Path, shape: &Shape) -> Option<(rustix::fd::OwnedFd, std::ffi::OsString)> {
-    let Shape::Tree { name: Some(name) } = shape else {
-        return None;
-    };
-    let parent = src
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    sysdir::open_root(parent).ok().map(|fd| (fd, name.clone()))
-}
-
-/// Opens a local source path: the directory to walk, its shape, and the single entry.
-fn open_local_source(
-    src: &Path,
-) -> Result<(rustix::fd::OwnedFd, Shape, Option<std::ffi::OsString>), SessionError> {
-    let err = |source| crate::error::Error::Source {
-        path: src.to_owned(),
-        source,
-    };
-    let meta = if crate::roots::names_contents(src) {
-        std::fs::metadata(src)
-    } else {
-        std::fs::symlink_metadata(src)
-    }
-    .map_err(err)?;
-    let (dir, shape) = shape::source(src, meta.is_dir());
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".").to_owned()
-    } else {
-        dir
-    };
-    let root = sysdir::open_root(&dir).map_err(err)?;
-    let only = match &shape {
-        Shape::Single { name } => Some(name.clone()),
-        Shape::Tree { .. } => None,
-    };
-    Ok((root, shape, only))
 }

@@ -19,21 +19,26 @@
 //! budget of memory the peer can make it hold.
 //!
 //! The roles are not named push or pull: whichever end is the source runs `source::run`,
-//! the other `destination::run`, over a [`Link`] of frames (a gRPC stream, either way
-//! round) and a [`data::DataPlane`] (raw TCP streams, or the same records inside `Data`
-//! frames when no connection could be made). The client end opens a session in either
-//! role through a [`transport::Transport`] (`initiate::push`, `initiate::pull`); the
-//! agent client (`crate::agent`) is one transport. `link` forwards a gRPC stream's frames
-//! into a link, for either end.
+//! the other `destination::run`, each on a `job` built from its opened root
+//! (`crate::roots`), over a [`Link`] of frames (a gRPC stream, either way round) and a
+//! [`data::DataPlane`] (raw TCP streams, or the same records inside `Data` frames when
+//! no connection could be made). The client end opens a session in either role through
+//! a [`transport::Transport`] (`initiate::push`, `initiate::pull`); the server end checks
+//! the `Open` and runs the role asked for (`serve`), hosted by an agent's `Session`
+//! service or, in this process, by `in_process` (the transport tests use). The agent
+//! client (`crate::agent`) is one transport. `link` forwards a gRPC stream's frames into
+//! a link, for either end.
 
 pub mod data;
 pub mod destination;
 mod fetcher;
+pub mod in_process;
 pub mod initiate;
+pub mod job;
 pub mod lifetime;
 pub mod link;
 mod planner;
-pub mod shape;
+pub mod serve;
 pub mod source;
 pub mod throttle;
 pub mod transport;
@@ -41,8 +46,6 @@ pub mod transport;
 use tokio::sync::mpsc;
 
 use crate::wire::pb;
-
-pub use shape::Shape;
 
 /// The two directions of a session's control stream.
 pub struct Link {

@@ -23,6 +23,7 @@ use rustix::fs::SeekFrom;
 use tokio::sync::mpsc;
 
 use super::data::{DataPlane, Sink};
+use super::job::{Removal, SourceJob};
 use super::lifetime::{Budget, Cancel, Held, Lifetime, shut_on_cancel};
 use super::{Link, SessionError, frame};
 use crate::checksum;
@@ -50,38 +51,6 @@ const RECORD: u64 = 4 << 20;
 /// fetcher's limit), so a queue four times that long only comes from a peer that asks
 /// for more than it can take: the session ends with an error instead of growing.
 const MAX_QUEUED_FILES: usize = 32_768;
-
-/// What the source end serves.
-pub struct SourceJob {
-    /// The directory walked: the tree, or the directory holding a single entry.
-    pub root: OwnedFd,
-    /// A single entry's name (the walk lists only it).
-    pub only: Option<OsString>,
-    /// Filter rules, anchored as the destination will anchor them.
-    pub filter: Filter,
-    /// Send BLAKE3 hashes with the entries (`--checksum`).
-    pub hashes: bool,
-    /// Send the extended attributes of files and directories (`-X`).
-    pub xattrs: bool,
-    pub workers: usize,
-    /// A bandwidth limit on the bytes sent.
-    pub throttle: Option<Arc<super::throttle::Throttle>>,
-    /// A move: remove what the destination confirms. `Some(parent, name)` also removes
-    /// the tree's own directory (named without a trailing slash) once empty.
-    pub removal: Option<Removal>,
-    /// As whom the tree is read (and a move's sources removed), and which attribute
-    /// namespaces are sent.
-    pub privileges: crate::spec::Privileges,
-    /// What ends the session early, and the memory it may hold for the destination.
-    pub lifetime: Lifetime,
-}
-
-/// What a move removes at the source besides the confirmed entries.
-pub struct Removal {
-    /// The tree root itself, as (its parent, its name), when it was named without a
-    /// trailing slash.
-    pub root: Option<(OwnedFd, OsString)>,
-}
 
 /// Runs the source role to the end; returns the destination's report.
 pub async fn run(
@@ -837,8 +806,8 @@ impl Remover {
                 let _ = at.go(parent).and_then(|()| dir::rmdir_at(at.fd(), name));
             }
         }
-        if let Some((parent, name)) = &self.removal.root {
-            let _ = dir::rmdir_at(parent.as_fd(), name);
+        if let Some(whole) = &self.removal.root {
+            let _ = dir::rmdir_at(whole.parent.as_fd(), &whole.name);
         }
         Ok((self.removed, self.failures))
     }

@@ -6,8 +6,8 @@
 //! takes at most a burst at a time (see [`Throttle::quantum`]): a very low limit makes a
 //! session slow, never a thread that sleeps for days after its session ended.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::lifetime::Cancel;
@@ -31,6 +31,22 @@ impl Throttle {
             burst,
             state: Mutex::new((Instant::now(), burst)),
             waited_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// The limit one session sends under: the limit `shared` by every session of its
+    /// end (an agent's), or the limit the session `asked` for when that is lower.
+    pub fn for_session(
+        shared: Option<&Arc<Throttle>>,
+        asked: Option<u64>,
+    ) -> Option<Arc<Throttle>> {
+        match (shared, asked) {
+            (Some(s), Some(rate)) if (rate as f64) < s.rate() => {
+                Some(Arc::new(Throttle::new(rate)))
+            }
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(rate)) => Some(Arc::new(Throttle::new(rate))),
+            (None, None) => None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! How the client end of a session reaches the other end: open the session's control
 //! stream, then connect the data streams the other end granted. An agent is reached over
 //! gRPC and TCP (`agent::AgentClient`); tests reach a server role in the same process
-//! (`session::local`). The client role (`initiate`) is written against this trait only, so
+//! (`session::in_process`). The client role (`initiate`) is written against this trait only, so
 //! it is the same code in both.
 
 use std::io;

@@ -14,6 +14,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use super::context::{Ctx, PendingDelete};
 use crate::delete;
 use crate::report::Change;
+use crate::roots::WholeDir;
 use crate::spec::Mode;
 use crate::sync::lock;
 use crate::sys::cursor::{Cursor, tree_order};
@@ -217,8 +218,9 @@ fn open_in_parent(cursor: &mut Cursor<BorrowedFd<'_>>, rel: &Path) -> io::Result
 /// A move removes the source directories it emptied, each after everything below it
 /// (reverse path order, one cursor: see `directories`). Directories that still hold
 /// something (excluded or failed entries) stay, silently; after any failure, all of them
-/// stay (a directory the run could not read completely must not go).
-pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
+/// stay (a directory the run could not read completely must not go). The tree's own
+/// directory goes last, when it was named without a trailing slash (`whole_dir`).
+pub fn emptied_sources(ctx: &Ctx<'_>, whole_dir: Option<&WholeDir>) {
     if ctx.has_failures() {
         return;
     }
@@ -233,7 +235,9 @@ pub fn emptied_sources(ctx: &Ctx<'_>, src_root_path: &Path, whole_dir: bool) {
                 .and_then(|()| dir::rmdir_at(cursor.fd(), name));
         }
     }
-    if whole_dir && !ctx.has_failures() {
-        let _ = std::fs::remove_dir(src_root_path);
+    if let Some(whole) = whole_dir
+        && !ctx.has_failures()
+    {
+        let _ = dir::rmdir_at(whole.parent.as_fd(), &whole.name);
     }
 }

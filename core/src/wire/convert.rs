@@ -10,6 +10,7 @@ use blit_proto::v1 as pb;
 use crate::entry::{Entry, EntryKind, InodeId, Meta, Timestamp, Xattrs};
 use crate::filter::{Filter, RuleKind};
 use crate::report::{Failure, Report};
+use crate::roots::Shape;
 use crate::spec::{Compare, Limits, Mode, Options, Preserve};
 
 /// A message from the network that the engine must not act on.
@@ -160,6 +161,35 @@ pub fn entry_from_wire(e: pb::Entry) -> Result<Entry, WireError> {
         hash,
         xattrs: e.xattrs.map(xattrs_from_wire).transpose()?,
     })
+}
+
+/// What a source path names, for the destination end.
+pub fn shape_to_wire(shape: &Shape) -> pb::SourceShape {
+    let shape = match shape {
+        Shape::Tree { name } => pb::source_shape::Shape::Tree(pb::TreeShape {
+            name: name.as_ref().map(|n| n.as_bytes().to_vec()),
+        }),
+        Shape::Single { name } => pb::source_shape::Shape::Single(name.as_bytes().to_vec()),
+    };
+    pb::SourceShape { shape: Some(shape) }
+}
+
+/// A source's shape from the network: its name must be one path component.
+pub fn shape_from_wire(s: Option<pb::SourceShape>) -> Result<Shape, WireError> {
+    let bad = |n: &[u8]| WireError::Name(String::from_utf8_lossy(n).into_owned());
+    match s.and_then(|s| s.shape) {
+        Some(pb::source_shape::Shape::Tree(t)) => match t.name {
+            Some(n) if !valid_name(&n) => Err(bad(&n)),
+            name => Ok(Shape::Tree {
+                name: name.map(OsString::from_vec),
+            }),
+        },
+        Some(pb::source_shape::Shape::Single(n)) if valid_name(&n) => Ok(Shape::Single {
+            name: OsString::from_vec(n),
+        }),
+        Some(pb::source_shape::Shape::Single(n)) => Err(bad(&n)),
+        None => Err(WireError::Missing("source shape")),
+    }
 }
 
 /// The options both ends must agree on (what the writing end may do is its own
@@ -329,6 +359,32 @@ pub fn report_from_wire(r: pb::Report) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_cross_the_wire_and_bad_names_do_not() {
+        for shape in [
+            Shape::Tree { name: None },
+            Shape::Tree {
+                name: Some("src".into()),
+            },
+            Shape::Single {
+                name: OsString::from_vec(b"f\xff".to_vec()),
+            },
+        ] {
+            assert_eq!(shape_from_wire(Some(shape_to_wire(&shape))).unwrap(), shape);
+        }
+        let evil = pb::SourceShape {
+            shape: Some(pb::source_shape::Shape::Single(b"../x".to_vec())),
+        };
+        assert!(shape_from_wire(Some(evil)).is_err());
+        let evil = pb::SourceShape {
+            shape: Some(pb::source_shape::Shape::Tree(pb::TreeShape {
+                name: Some(b"a/b".to_vec()),
+            })),
+        };
+        assert!(shape_from_wire(Some(evil)).is_err());
+        assert!(shape_from_wire(None).is_err());
+    }
 
     #[test]
     fn names_and_paths_from_the_network_are_checked() {

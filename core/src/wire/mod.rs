@@ -12,6 +12,6 @@ pub mod record;
 pub use blit_proto::v1 as pb;
 pub use convert::{
     WireError, entry_from_wire, entry_to_wire, failure_from_wire, failure_to_wire,
-    options_from_wire, options_to_wire, report_from_wire, report_to_wire, valid_name, valid_rel,
-    xattrs_to_wire,
+    options_from_wire, options_to_wire, report_from_wire, report_to_wire, shape_from_wire,
+    shape_to_wire, valid_name, valid_rel, xattrs_to_wire,
 };

@@ -10,24 +10,31 @@
 //! to the agent's log only. Finished jobs are kept for a while and up to a count
 //! (`[jobs] keep_finished*`); with them goes their idempotency key.
 
-use std::collections::HashMap;
+mod registry;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use blit_core::Quiet;
 use blit_core::agent::{Address, AgentClient, ClientError, Credentials, DataOptions, Run};
+use blit_core::roots::Shape;
 use blit_core::session::SessionError;
+use blit_core::session::serve;
 use blit_core::spec::Options;
+use blit_core::sync::lock;
 use blit_core::tls::ClientTls;
-use blit_core::wire::{self, pb};
-use blit_core::{Quiet, Report, Stats};
+use blit_core::wire::pb;
 use tokio::sync::{Semaphore, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config;
-use crate::metrics::{Metrics, Role};
+use crate::metrics::Metrics;
 use crate::modules::Modules;
 use crate::peers::{AllowList, SourcePolicy};
+use registry::{Admitted, JobState, Registry};
+
+pub use registry::Retention;
 
 /// How often `WatchJob` reports.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -64,13 +71,6 @@ pub struct Settings {
     pub retention: Retention,
 }
 
-/// How many finished jobs are kept, and for how long.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub keep: usize,
-    pub max_age: Duration,
-}
-
 impl Settings {
     /// The `[jobs]` section (already validated by `Config::validate`).
     pub fn from_config(c: &config::Jobs) -> anyhow::Result<Settings> {
@@ -90,151 +90,6 @@ impl Default for Settings {
     /// No sources: every job refused.
     fn default() -> Settings {
         Settings::from_config(&config::Jobs::default()).expect("the defaults are valid")
-    }
-}
-
-#[derive(Default)]
-struct Registry {
-    by_id: HashMap<String, Arc<JobState>>,
-    by_key: HashMap<String, String>,
-    /// Ids in start order, for listing.
-    order: Vec<String>,
-}
-
-impl Registry {
-    fn insert(&mut self, job: Arc<JobState>) {
-        self.by_key.insert(job.key.clone(), job.id.clone());
-        self.order.push(job.id.clone());
-        self.by_id.insert(job.id.clone(), job);
-    }
-
-    fn unfinished(&self) -> usize {
-        self.by_id.values().filter(|j| !j.is_over()).count()
-    }
-
-    /// Drops finished jobs past their age, then the oldest finished ones past the count.
-    /// Jobs still queued or running are never dropped.
-    fn prune(&mut self, retention: Retention, now: Instant) {
-        let mut finished: Vec<(Instant, String)> = self
-            .by_id
-            .values()
-            .filter_map(|j| lock(&j.status).finished.map(|t| (t, j.id.clone())))
-            .collect();
-        finished.sort();
-        let excess = finished.len().saturating_sub(retention.keep);
-        let gone: std::collections::HashSet<String> = finished
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (t, _))| *i < excess || now.duration_since(*t) > retention.max_age)
-            .map(|(_, (_, id))| id)
-            .collect();
-        if gone.is_empty() {
-            return;
-        }
-        for id in &gone {
-            if let Some(job) = self.by_id.remove(id) {
-                self.by_key.remove(&job.key);
-            }
-        }
-        self.order.retain(|id| !gone.contains(id));
-    }
-}
-
-/// One job's live state.
-struct JobState {
-    id: String,
-    key: String,
-    started: Instant,
-    stats: Arc<Stats>,
-    cancel: watch::Sender<bool>,
-    status: Mutex<Status_>,
-}
-
-/// Where a job is, besides its counters.
-struct Status_ {
-    stage: pb::JobStage,
-    message: String,
-    report: Option<Report>,
-    finished: Option<Instant>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl JobState {
-    fn set(&self, stage: pb::JobStage, message: impl Into<String>) {
-        let mut s = lock(&self.status);
-        s.stage = stage;
-        s.message = message.into();
-    }
-
-    /// Records how the job ended.
-    fn end(&self, outcome: Result<Report, SessionError>, metrics: &Metrics) {
-        let mut s = lock(&self.status);
-        s.finished = Some(Instant::now());
-        let (stage, message) = match &outcome {
-            Ok(report) if report.is_partial() => (
-                pb::JobStage::Failed,
-                format!("{} entries failed", report.failures.len()),
-            ),
-            Ok(_) => (pb::JobStage::Succeeded, String::new()),
-            Err(SessionError::Cancelled) => (pb::JobStage::Cancelled, "cancelled".into()),
-            Err(SessionError::Connect(_)) => (pb::JobStage::Failed, SOURCE_UNREACHABLE.into()),
-            Err(e) => (pb::JobStage::Failed, e.to_string()),
-        };
-        match outcome {
-            Ok(report) => {
-                metrics.session_finished(Role::Destination, &report);
-                s.report = Some(report);
-            }
-            Err(SessionError::Cancelled) => {}
-            Err(_) => metrics.session_failed(),
-        }
-        (s.stage, s.message) = (stage, message);
-    }
-
-    fn is_over(&self) -> bool {
-        matches!(
-            lock(&self.status).stage,
-            pb::JobStage::Succeeded | pb::JobStage::Failed | pb::JobStage::Cancelled
-        )
-    }
-
-    /// The job as the API shows it.
-    fn snapshot(&self) -> pb::Job {
-        let s = lock(&self.status);
-        let now = self.stats.snapshot();
-        let elapsed = s
-            .finished
-            .unwrap_or_else(Instant::now)
-            .duration_since(self.started)
-            .as_secs_f64();
-        let rate = if elapsed > 0.0 {
-            now.bytes_done as f64 / elapsed
-        } else {
-            0.0
-        };
-        let left = now.bytes_planned.saturating_sub(now.bytes_done);
-        let eta = (s.stage == pb::JobStage::Transferring && rate > 0.0).then(|| left as f64 / rate);
-        let report = s.report.as_ref().map(wire::report_to_wire);
-        pb::Job {
-            id: self.id.clone(),
-            idempotency_key: self.key.clone(),
-            stage: s.stage as i32,
-            files_done: now.files_done,
-            files_total: now.files_planned,
-            bytes_done: now.bytes_done,
-            bytes_total: now.bytes_planned,
-            bytes_per_second: rate,
-            eta_seconds: eta,
-            failures: report
-                .as_ref()
-                .map(|r| r.failures.clone())
-                .unwrap_or_default(),
-            message: s.message.clone(),
-            report,
-        }
     }
 }
 
@@ -265,9 +120,7 @@ impl JobsService {
 
     fn get(&self, id: &str) -> Result<Arc<JobState>, Status> {
         lock(&self.jobs)
-            .by_id
             .get(id)
-            .cloned()
             .ok_or_else(|| Status::not_found(format!("no job {id:?}")))
     }
 }
@@ -288,9 +141,9 @@ impl pb::jobs_server::Jobs for JobsService {
         if req.idempotency_key.is_empty() {
             return Err(Status::invalid_argument("an idempotency key is required"));
         }
-        let known = lock(&self.jobs).by_key.get(&req.idempotency_key).cloned();
-        if let Some(id) = known {
-            return Ok(Response::new(self.get(&id)?.snapshot()));
+        let known = lock(&self.jobs).by_key(&req.idempotency_key);
+        if let Some(job) = known {
+            return Ok(Response::new(job.snapshot()));
         }
         let source = req
             .source
@@ -317,39 +170,22 @@ impl pb::jobs_server::Jobs for JobsService {
         let spec = {
             let resolved = self.modules.resolve(req.destination.as_ref())?;
             resolved.module.writable()?;
-            let mut spec = wire::options_from_wire(options)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            spec.privileges = resolved.module.privileges();
-            spec
+            serve::options(options, resolved.module.privileges())?
         };
         let (cancel, cancelled) = watch::channel(false);
-        let job = Arc::new(JobState {
-            id: new_id()?,
-            key: req.idempotency_key.clone(),
-            started: Instant::now(),
-            stats: Arc::new(Stats::default()),
+        let job = Arc::new(JobState::queued(
+            new_id()?,
+            req.idempotency_key.clone(),
             cancel,
-            status: Mutex::new(Status_ {
-                stage: pb::JobStage::Queued,
-                message: String::new(),
-                report: None,
-                finished: None,
-            }),
-        });
-        {
-            let mut jobs = lock(&self.jobs);
-            // A concurrent start with the same key may have won the race.
-            if let Some(id) = jobs.by_key.get(&req.idempotency_key) {
-                let existing = jobs.by_id[id].clone();
-                return Ok(Response::new(existing.snapshot()));
-            }
-            jobs.prune(self.settings.retention, Instant::now());
-            if jobs.unfinished() >= MAX_UNFINISHED {
+        ));
+        match lock(&self.jobs).admit(&job, self.settings.retention, MAX_UNFINISHED) {
+            Admitted::New => {}
+            Admitted::Existing(existing) => return Ok(Response::new(existing.snapshot())),
+            Admitted::Full => {
                 return Err(Status::resource_exhausted(format!(
                     "{MAX_UNFINISHED} jobs are queued or running already; try again later"
                 )));
             }
-            jobs.insert(job.clone());
         }
         let task = Task {
             source_agent: address,
@@ -419,12 +255,7 @@ impl pb::jobs_server::Jobs for JobsService {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let mut jobs = lock(&self.jobs);
         jobs.prune(self.settings.retention, Instant::now());
-        let list = jobs
-            .order
-            .iter()
-            .filter_map(|id| jobs.by_id.get(id))
-            .map(|j| j.snapshot())
-            .collect();
+        let list = jobs.list().map(|j| j.snapshot()).collect();
         Ok(Response::new(pb::ListJobsResponse { jobs: list }))
     }
 }
@@ -458,13 +289,14 @@ impl Task {
         let run = async {
             let agent = reach(&self.source_agent, &self.credentials, &job.id).await?;
             job.set(pb::JobStage::Transferring, "");
-            let (modules, destination, dry_run) =
-                (&self.modules, &self.destination, self.spec.dry_run);
-            let target = |shape: &blit_core::session::Shape| {
-                modules
+            let (modules, destination, spec) = (&self.modules, &self.destination, &self.spec);
+            // The destination is opened as the module's identity (while `r` lives).
+            let target = |shape: &Shape| {
+                let r = modules
                     .resolve(destination.as_ref())
-                    .and_then(|r| r.open_destination(shape, dry_run))
-                    .map_err(|s| SessionError::Protocol(s.message().to_owned()))
+                    .map_err(|s| SessionError::Protocol(s.message().to_owned()))?;
+                let root = r.place().open_destination(shape, spec);
+                root.map_err(|e| SessionError::Protocol(e.to_string()))
             };
             let run = Run {
                 options: &self.spec,
@@ -512,63 +344,5 @@ async fn reach(
             Err(SessionError::Protocol(e.to_string()))
         }
         Err(e) => Err(unreachable(&e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(id: &str, finished: Option<Instant>) -> Arc<JobState> {
-        let stage = match finished {
-            Some(_) => pb::JobStage::Succeeded,
-            None => pb::JobStage::Transferring,
-        };
-        Arc::new(JobState {
-            id: id.into(),
-            key: format!("key-{id}"),
-            started: Instant::now(),
-            stats: Arc::default(),
-            cancel: watch::channel(false).0,
-            status: Mutex::new(Status_ {
-                stage,
-                message: String::new(),
-                report: None,
-                finished,
-            }),
-        })
-    }
-
-    #[test]
-    fn finished_jobs_go_by_count_and_age_and_running_ones_stay() {
-        let now = Instant::now();
-        let ago = |secs| now.checked_sub(Duration::from_secs(secs)).unwrap();
-        let mut r = Registry::default();
-        for (id, finished) in [
-            ("a", Some(ago(50))),
-            ("running", None),
-            ("b", Some(ago(40))),
-            ("c", Some(ago(30))),
-            ("d", Some(ago(5))),
-        ] {
-            r.insert(job(id, finished));
-        }
-        let keep = |keep, secs| Retention {
-            keep,
-            max_age: Duration::from_secs(secs),
-        };
-        r.prune(keep(2, 3600), now);
-        assert_eq!(
-            r.order,
-            ["running", "c", "d"],
-            "the oldest finished go first"
-        );
-        assert!(!r.by_key.contains_key("key-a") && r.by_key.contains_key("key-c"));
-        assert_eq!(r.unfinished(), 1);
-        r.prune(keep(10, 10), now);
-        assert_eq!(r.order, ["running", "d"], "older than the age limit");
-        r.prune(keep(1, 0), ago(0) + Duration::from_secs(60));
-        assert_eq!(r.order, ["running"], "a running job is never pruned");
-        assert_eq!(r.by_id.len(), 1);
     }
 }
