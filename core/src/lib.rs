@@ -3,7 +3,8 @@
 //! One pipeline, stages with typed boundaries:
 //!
 //! ```text
-//!  TransferSpec ──▶ roots::resolve ──▶ per directory, in a pool of workers:
+//!  TransferSpec ──▶ roots::open_source / open_destination ──▶ per directory, in a pool
+//!                                                                  of workers:
 //!
 //!    source dir ── sys::dir::list (getdents64 + statx) ──▶ Vec<Entry> ──┐
 //!                                         filter::Filter drops excluded │

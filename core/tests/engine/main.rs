@@ -1,6 +1,7 @@
 //! End-to-end tests of the engine on real files: every tree is built on disk, transferred
 //! with `Transfer::run`, and compared entry by entry (content, mode, nanosecond mtime,
-//! symlink target, xattrs, hard links).
+//! symlink target, xattrs, hard links). `session` runs the same trees through the two
+//! roles of a session inside this process (client end against an in-process server end).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -59,6 +60,7 @@ fn assert_clean(report: &Report) {
 mod deep;
 mod moves;
 mod rerun;
+mod session;
 mod temps;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Moves through a session: a source entry goes only once the destination confirmed its
 //! copy landed, and a move with any failure leaves every source directory in place.
 
-use crate::*;
+use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_move_removes_the_sources_and_their_directory() {

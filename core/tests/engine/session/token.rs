@@ -8,7 +8,7 @@ use blit_core::session::data::{Stream, Streams};
 use blit_core::session::transport::Transport;
 use blit_core::session::{Link, SessionError};
 
-use crate::*;
+use super::*;
 
 /// A client whose data connections present a token one bit off the one granted.
 struct WrongToken<'a>(&'a InProcess);

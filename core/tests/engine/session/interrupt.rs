@@ -8,7 +8,7 @@
 
 use blit_core::resume::BLOCK;
 
-use crate::*;
+use super::*;
 
 const BIG: usize = 24 << 20;
 const RATE: u64 = 16 << 20;

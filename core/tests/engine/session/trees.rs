@@ -2,7 +2,7 @@
 //! control stream when asked, mirrored (and a mirror refused by `--max-delete`), and the
 //! requests a server end refuses before any role runs.
 
-use crate::*;
+use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_tree_lands_beneath_the_served_directory() {
