@@ -387,7 +387,15 @@ fn an_identity_never_leaks_into_another_session() {
     ok(&o);
     let after = agent.usage();
     eprintln!("agent idle: {idle:?}, after round 2: {warm:?}, after round 4: {after:?}");
-    after.assert_within(bound(warm.unwrap()), "after 48 mixed sessions");
+    // Memory and descriptors now; threads below, once the blocking pool's idle ones have
+    // timed out: how many the pool holds right after the rounds depends on how the
+    // sessions happened to overlap (a loaded machine overlaps them more), not on what they
+    // left behind.
+    let limit = Usage {
+        threads: u64::MAX,
+        ..bound(warm.unwrap())
+    };
+    after.assert_within(limit, "after 48 mixed sessions");
     // Every session's threads are gone once the blocking pool's idle ones time out (10 s):
     // no session left a pool or a receiver behind.
     let deadline = Instant::now() + Duration::from_secs(20);
