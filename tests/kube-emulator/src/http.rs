@@ -17,7 +17,7 @@ use crate::route::{self, Route, Target};
 use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Part, Propagation};
 use crate::watch::{self, WatchRequest};
-use crate::{Emulator, apply, discovery};
+use crate::{Emulator, apply, discovery, openapi};
 
 /// Largest request body accepted (the real server's limit is 3 MiB per object).
 const MAX_BODY: usize = 16 << 20;
@@ -118,6 +118,22 @@ fn serve(
     let t = match route {
         Route::Version if method == Method::GET => return ok(discovery::version()),
         Route::CoreVersions if method == Method::GET => return ok(discovery::core_versions()),
+        Route::OpenApiIndex if method == Method::GET => {
+            return ok(openapi::index(&store.resources()));
+        }
+        Route::OpenApi(gv) if method == Method::GET => {
+            let (doc, hash) = openapi::group_version(&store.resources(), &gv)
+                .ok_or_else(|| ApiError::no_route(path))?;
+            let mut response = json_response(200, &doc);
+            // The index names each document by hash: a client may keep what it fetched
+            // under that URL, and revalidates by ETag otherwise.
+            response.headers_mut().insert(
+                header::ETAG,
+                http::HeaderValue::from_str(&format!("\"{hash}\""))
+                    .expect("a hex hash is a valid header value"),
+            );
+            return Ok(response);
+        }
         Route::GroupList if method == Method::GET => {
             return ok(discovery::group_list(&store.resources()));
         }

@@ -27,6 +27,7 @@ pub mod http;
 pub mod kubeconfig;
 pub mod managed;
 pub mod meta;
+pub mod openapi;
 pub mod patch;
 pub mod resources;
 pub mod route;
