@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::field_validation::{self, Directive, Write};
 use crate::patch::{self, PatchKind};
 use crate::route::{self, Route, Target};
 use crate::select::{FieldSelector, LabelSelector};
@@ -166,6 +167,7 @@ fn serve(
         ));
     }
     let manager = q.get("fieldManager").map_or("unknown", String::as_str);
+    let validation = Directive::from_query(&q)?;
     let res = &t.resource;
     let ns = t.namespace.clone().unwrap_or_default();
     let part = if t.subresource.is_some() {
@@ -186,12 +188,22 @@ fn serve(
             if res.namespaced && t.namespace.is_none() {
                 return Err(not_allowed());
             }
-            let created = store.create(res, &ns, parse_json(&body)?, manager, None)?;
-            Ok(json_response(201, &created))
+            let object = parse_json(&body)?;
+            let warnings = validation.check(res, &object, Write::Object)?;
+            let created = store.create(res, &ns, object, manager, None)?;
+            Ok(field_validation::warn(
+                json_response(201, &created),
+                &warnings,
+            ))
         }
         (&Method::PUT, Some(name)) => {
             let new = parse_json(&body)?;
-            ok(store.update(res, &ns, name, part, manager, None, |_| Ok(new))?)
+            let warnings = validation.check(res, &new, Write::Object)?;
+            let updated = store.update(res, &ns, name, part, manager, None, |_| Ok(new))?;
+            Ok(field_validation::warn(
+                json_response(200, &updated),
+                &warnings,
+            ))
         }
         (&Method::PATCH, Some(name)) => {
             let kind = PatchKind::from_content_type(content_type)?;
@@ -211,19 +223,22 @@ fn serve(
                     "application/strategic-merge-patch+json (not supported for custom resources)",
                 ));
             }
-            ok(
-                store.update(res, &ns, name, part, manager, None, |current| {
-                    let mut patched = patch::json_or_merge(kind, current, &body)?;
-                    // A patch never carries a stale resourceVersion unless it sets one.
-                    if current["metadata"]["resourceVersion"]
-                        == patched["metadata"]["resourceVersion"]
-                        && let Some(m) = patched["metadata"].as_object_mut()
-                    {
-                        m.remove("resourceVersion");
-                    }
-                    Ok(patched)
-                })?,
-            )
+            let mut warnings = Vec::new();
+            let patched_object = store.update(res, &ns, name, part, manager, None, |current| {
+                let mut patched = patch::json_or_merge(kind, current, &body)?;
+                warnings = validation.check(res, &patched, Write::Patch)?;
+                // A patch never carries a stale resourceVersion unless it sets one.
+                if current["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+                    && let Some(m) = patched["metadata"].as_object_mut()
+                {
+                    m.remove("resourceVersion");
+                }
+                Ok(patched)
+            })?;
+            Ok(field_validation::warn(
+                json_response(200, &patched_object),
+                &warnings,
+            ))
         }
         (&Method::DELETE, Some(name)) => {
             let (propagation, uid) = delete_options(&q, &body)?;

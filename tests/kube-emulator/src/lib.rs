@@ -23,6 +23,7 @@ pub mod apply;
 pub mod discovery;
 pub mod error;
 pub mod faults;
+pub mod field_validation;
 pub mod http;
 pub mod kubeconfig;
 pub mod managed;

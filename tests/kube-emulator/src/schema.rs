@@ -62,35 +62,79 @@ fn preserves_unknown(schema: &Value) -> bool {
     schema["x-kubernetes-preserve-unknown-fields"] == true
 }
 
+/// Whether an object under `schema` loses the fields it does not declare (it declares
+/// properties and neither preserves unknown fields nor allows additional ones).
+fn drops_unknown(schema: &Value) -> bool {
+    let additional = &schema["additionalProperties"];
+    schema["properties"].is_object()
+        && !preserves_unknown(schema)
+        && !additional.is_object()
+        && additional != &Value::Bool(true)
+}
+
+/// Whether `schema` declares field `k` (at the root, `apiVersion`, `kind` and `metadata`
+/// always are).
+fn declares(schema: &Value, k: &str, root: bool) -> bool {
+    schema["properties"].get(k).is_some()
+        || (root && matches!(k, "apiVersion" | "kind" | "metadata"))
+}
+
+/// The schema of `value`'s field `k`, if it has one.
+fn field_schema<'a>(schema: &'a Value, k: &str) -> Option<&'a Value> {
+    let additional = &schema["additionalProperties"];
+    schema["properties"]
+        .get(k)
+        .or_else(|| additional.is_object().then_some(additional))
+}
+
 /// Drops fields the schema does not declare (at the root, `apiVersion`, `kind` and
 /// `metadata` always stay).
 fn prune(schema: &Value, value: &mut Value, root: bool) {
     match value {
         Value::Object(map) => {
-            let props = schema["properties"].as_object();
-            let additional = &schema["additionalProperties"];
             for (k, v) in map.iter_mut() {
-                if let Some(sub) = props.and_then(|p| p.get(k)) {
+                if let Some(sub) = field_schema(schema, k) {
                     prune(sub, v, false);
-                } else if additional.is_object() {
-                    prune(additional, v, false);
                 }
             }
-            if props.is_some()
-                && !preserves_unknown(schema)
-                && !additional.is_object()
-                && additional != &Value::Bool(true)
-            {
-                let keep = |k: &str| {
-                    props.is_some_and(|p| p.contains_key(k))
-                        || (root && matches!(k, "apiVersion" | "kind" | "metadata"))
-                };
-                map.retain(|k, _| keep(k));
+            if drops_unknown(schema) {
+                map.retain(|k, _| declares(schema, k, root));
             }
         }
         Value::Array(items) => {
             for item in items {
                 prune(&schema["items"], item, false);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The paths of the fields pruning would drop from `object` (`spec.bogus`,
+/// `spec.items[0].x`), as the API server names them in strict field validation.
+pub fn unknown_fields(res: &Resource, object: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(schema) = &res.schema {
+        collect_unknown(schema, object, "", true, &mut out);
+    }
+    out
+}
+
+fn collect_unknown(schema: &Value, value: &Value, path: &str, root: bool, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let here = join(path, k);
+                if drops_unknown(schema) && !declares(schema, k, root) {
+                    out.push(here);
+                } else if let Some(sub) = field_schema(schema, k) {
+                    collect_unknown(sub, v, &here, false, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_unknown(&schema["items"], item, &format!("{path}[{i}]"), false, out);
             }
         }
         _ => {}
