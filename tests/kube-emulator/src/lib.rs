@@ -11,13 +11,18 @@
 //! ```text
 //!  request ─▶ http (route::parse → Route) ─▶ store (create/update/delete/list/watch)
 //!                  │ PATCH: patch (json, merge, strategic) · apply (server-side apply)
-//!                  └ discovery (version, groups, resource lists)   watch ─▶ event lines
+//!                  ├ discovery (version, groups, resource lists)   watch ─▶ event lines
+//!                  └ openapi (/openapi/v3 index and documents)
 //! ```
 //!
+//! OpenAPI v3 is served (`openapi`): custom resources with their CRD's schema, built-in
+//! kinds as open objects; it advertises `fieldValidation`, so `kubectl apply` leaves
+//! validation to the server (`field_validation`). Custom resources are admitted against
+//! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
+//!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI documents
-//! (use `kubectl --validate=false`). Custom resources are admitted against their CRD's
-//! schema (`schema`: pruning, defaults, structural checks, CEL rules).
+//! aggregated APIs, protobuf encoding, dry runs, Table output, OpenAPI v2, and full
+//! OpenAPI schemas (and so field validation) of built-in kinds.
 
 pub mod apply;
 pub mod discovery;
