@@ -16,13 +16,13 @@
 //! ```
 //!
 //! OpenAPI v3 is served (`openapi`): custom resources with their CRD's schema, built-in
-//! kinds as open objects; it advertises `fieldValidation`, so `kubectl apply` leaves
-//! validation to the server (`field_validation`). Custom resources are admitted against
+//! kinds with k8s-openapi's definitions; it advertises `fieldValidation`, so `kubectl
+//! apply` leaves validation to the server (`field_validation`). Custom resources are admitted against
 //! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
 //!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, OpenAPI v2, and full
-//! OpenAPI schemas (and so field validation) of built-in kinds.
+//! aggregated APIs, protobuf encoding, dry runs, Table output, OpenAPI v2, and field
+//! validation of built-in kinds.
 
 pub mod apply;
 pub mod discovery;

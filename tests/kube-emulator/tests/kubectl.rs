@@ -213,6 +213,15 @@ fn explain_reads_the_crd_schema_and_follows_its_changes() {
         "{top}"
     );
     assert!(!spec.contains("colour"));
+    // Built-in kinds are described by their full definitions.
+    let ports = c.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(
+        ports.contains("FIELD: ports <[]ContainerPort>")
+            && ports.contains("containerPort\t<integer> -required-"),
+        "{ports}"
+    );
+    let data = c.ok(&["explain", "configmap.data"]);
+    assert!(data.contains("FIELD: data <map[string]string>"), "{data}");
 
     // A changed CRD changes its document's hash in the index, so kubectl's cache (kept
     // in $HOME across these runs) does not serve the old schema.

@@ -10,8 +10,8 @@
 //!   of validating against the OpenAPI v2 document, which the emulator does not serve.
 //! - `components.schemas`: a custom resource's schema is its CRD's `openAPIV3Schema`
 //!   with `apiVersion`, `kind` and `metadata` added (as the API server wraps it), which is
-//!   what `kubectl explain` prints. Built-in kinds get an open object schema with those
-//!   three fields (their full definitions are not published yet).
+//!   what `kubectl explain` prints. Built-in kinds have their definitions from
+//!   k8s-openapi (`builtin`); a kind it does not describe gets an open object schema.
 //!
 //! The documents are built from the registry on each request, so they follow CRDs as
 //! they are applied and deleted; the index's hashes change with them.
@@ -24,8 +24,7 @@ use serde_json::{Map, Value, json};
 use crate::discovery;
 use crate::resources::Resource;
 
-/// Where the shared object metadata schema lives in every document.
-const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+pub mod builtin;
 
 /// The query parameters a write operation accepts (PATCH also takes `force`).
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
@@ -84,10 +83,9 @@ pub fn group_version(resources: &[Resource], path: &str) -> Option<(Value, Strin
 fn document(served: &[&Resource]) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    schemas.insert(OBJECT_META.into(), object_meta());
     for r in served {
-        let name = schema_name(r);
-        schemas.insert(name.clone(), kind_schema(r));
+        let (name, schema) = kind_schema(r, &mut schemas);
+        schemas.insert(name.clone(), schema);
         paths.extend(resource_paths(r, &name));
     }
     json!({
@@ -101,43 +99,49 @@ fn document(served: &[&Resource]) -> Value {
     })
 }
 
-/// The definition name of a kind: `io.k8s.api.core.v1.Pod` for built-in kinds, the
-/// reversed group for custom resources (`dev.example.v1.Widget`), as the server names
-/// them.
-pub fn schema_name(r: &Resource) -> String {
-    if r.schema.is_some() {
-        let reversed: Vec<&str> = r.group.split('.').rev().collect();
-        return format!("{}.{}.{}", reversed.join("."), r.version, r.kind);
-    }
-    match r.group.as_str() {
-        "" => format!("io.k8s.api.core.{}.{}", r.version, r.kind),
-        "apiextensions.k8s.io" => format!(
-            "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{}.{}",
-            r.version, r.kind
-        ),
-        g => format!(
-            "io.k8s.api.{}.{}.{}",
-            g.trim_end_matches(".k8s.io"),
-            r.version,
-            r.kind
-        ),
-    }
+/// A custom resource's definition name: the reversed group (`dev.example.v1.Widget`),
+/// as the server names it.
+fn custom_schema_name(r: &Resource) -> String {
+    let reversed: Vec<&str> = r.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
 }
 
-fn gvk(r: &Resource) -> Value {
-    json!([{"group": r.group, "kind": r.kind, "version": r.version}])
-}
-
-/// A kind's schema: the CRD's `openAPIV3Schema` (or an open object for a built-in
-/// kind) with `apiVersion`, `kind` and `metadata` declared and the kind named.
-fn kind_schema(r: &Resource) -> Value {
-    let mut schema = r.schema.clone().unwrap_or_else(|| {
-        json!({
-            "type": "object",
-            "description": format!("{} (fields other than apiVersion, kind and metadata are not described by the emulator).", r.kind),
-            "x-kubernetes-preserve-unknown-fields": true,
-        })
+/// A kind's definition name and schema, naming its group/version/kind; the definitions
+/// it refers to go into `schemas`.
+fn kind_schema(r: &Resource, schemas: &mut Map<String, Value>) -> (String, Value) {
+    let gvk = json!([{"group": r.group, "kind": r.kind, "version": r.version}]);
+    if let Some(crd_schema) = &r.schema {
+        let meta = builtin::object_meta();
+        schemas.extend(meta.schemas.clone());
+        let mut schema = wrap_custom(crd_schema.clone(), &meta.name);
+        schema["x-kubernetes-group-version-kind"] = gvk;
+        return (custom_schema_name(r), schema);
+    }
+    if let Some(defs) = builtin::kind(&r.group, &r.version, &r.kind) {
+        schemas.extend(defs.schemas.clone());
+        let mut schema = defs.schemas[&defs.name].clone();
+        schema["x-kubernetes-group-version-kind"] = gvk;
+        return (defs.name.clone(), schema);
+    }
+    let meta = builtin::object_meta();
+    schemas.extend(meta.schemas.clone());
+    let open = json!({
+        "type": "object",
+        "description": format!("{} (its fields are not described by the emulator).", r.kind),
+        "x-kubernetes-preserve-unknown-fields": true,
     });
+    let mut schema = wrap_custom(open, &meta.name);
+    schema["x-kubernetes-group-version-kind"] = gvk;
+    let group = if r.group.is_empty() { "core" } else { &r.group };
+    (
+        format!("io.k8s.api.{group}.{}.{}", r.version, r.kind),
+        schema,
+    )
+}
+
+/// A CRD's `openAPIV3Schema` with `apiVersion`, `kind` and `metadata` declared, as the
+/// API server publishes it.
+fn wrap_custom(mut schema: Value, object_meta: &str) -> Value {
     let props = &mut schema["properties"];
     props["apiVersion"] = json!({
         "type": "string",
@@ -148,37 +152,10 @@ fn kind_schema(r: &Resource) -> Value {
         "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
     });
     props["metadata"] = json!({
-        "allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}],
+        "allOf": [{"$ref": format!("#/components/schemas/{object_meta}")}],
         "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
     });
-    schema["x-kubernetes-group-version-kind"] = gvk(r);
     schema
-}
-
-/// `ObjectMeta`, with the fields clients set and read.
-fn object_meta() -> Value {
-    let string = |d: &str| json!({"type": "string", "description": d});
-    let map = |d: &str| json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}, "description": d});
-    json!({
-        "type": "object",
-        "description": "ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create.",
-        "properties": {
-            "name": string("Name must be unique within a namespace."),
-            "generateName": string("GenerateName is an optional prefix, used by the server, to generate a unique name ONLY IF the Name field has not been provided."),
-            "namespace": string("Namespace defines the space within which each name must be unique."),
-            "uid": string("UID is the unique in time and space value for this object."),
-            "resourceVersion": string("An opaque value that represents the internal version of this object."),
-            "generation": {"type": "integer", "format": "int64", "description": "A sequence number representing a specific generation of the desired state."},
-            "creationTimestamp": {"type": "string", "format": "date-time", "description": "CreationTimestamp is a timestamp representing the server time when this object was created."},
-            "deletionTimestamp": {"type": "string", "format": "date-time", "description": "DeletionTimestamp is RFC 3339 date and time at which this resource will be deleted."},
-            "deletionGracePeriodSeconds": {"type": "integer", "format": "int64", "description": "Number of seconds allowed for this object to gracefully terminate before it will be removed from the system."},
-            "labels": map("Map of string keys and values that can be used to organize and categorize (scope and select) objects."),
-            "annotations": map("Annotations is an unstructured key value map stored with a resource that may be set by external tools to store and retrieve arbitrary metadata."),
-            "finalizers": {"type": "array", "items": {"type": "string", "default": ""}, "x-kubernetes-list-type": "set", "description": "Must be empty before the object is deleted from the registry."},
-            "ownerReferences": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}, "description": "List of objects depended by this object."},
-            "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}, "description": "ManagedFields maps workflow-id and version to the set of fields that are managed by that workflow."},
-        },
-    })
 }
 
 fn query_params(names: &[&str]) -> Vec<Value> {
@@ -284,7 +261,21 @@ mod tests {
         );
         assert!(group_version(&served, "apis/example.dev/v2").is_none());
         let (core, _) = group_version(&served, "api/v1").unwrap();
-        assert!(core["components"]["schemas"]["io.k8s.api.core.v1.ConfigMap"].is_object());
+        let config_map = &core["components"]["schemas"]["io.k8s.api.core.v1.ConfigMap"];
+        assert_eq!(
+            config_map["properties"]["data"]["additionalProperties"]["type"], "string",
+            "from k8s-openapi"
+        );
+        assert_eq!(
+            config_map["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert_eq!(
+            config_map["x-kubernetes-group-version-kind"][0]["kind"],
+            "ConfigMap"
+        );
+        let pod_spec = &core["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"];
+        assert!(pod_spec["properties"]["containers"].is_object());
     }
 
     #[test]
