@@ -5,11 +5,14 @@
 //!
 //! `kubectl apply` relies on this: the OpenAPI documents (`openapi`) advertise the
 //! parameter, so kubectl sends `fieldValidation=Strict` instead of validating locally.
-//! Built-in kinds are stored without a schema here, so their unknown fields pass.
+//! Built-in kinds are checked against their published definitions (from k8s-openapi);
+//! unlike custom resources they are not pruned, so under `Warn` and `Ignore` an unknown
+//! field is stored as sent.
 
 use std::collections::HashMap;
 
 use crate::error::ApiError;
+use crate::openapi::builtin;
 use crate::resources::Resource;
 use crate::schema;
 
@@ -54,7 +57,7 @@ impl Directive {
         if self == Directive::Ignore {
             return Ok(Vec::new());
         }
-        let unknown: Vec<String> = schema::unknown_fields(res, object)
+        let unknown: Vec<String> = undeclared(res, object)
             .iter()
             .map(|f| format!("unknown field \"{f}\""))
             .collect();
@@ -70,6 +73,17 @@ impl Directive {
             ),
             Write::Patch => decoding,
         }))
+    }
+}
+
+/// The fields of `object` its kind's schema does not declare.
+fn undeclared(res: &Resource, object: &serde_json::Value) -> Vec<String> {
+    if let Some(crd_schema) = &res.schema {
+        return schema::unknown_fields(crd_schema, &serde_json::Map::new(), object);
+    }
+    match builtin::kind(&res.group, &res.version, &res.kind) {
+        Some(defs) => schema::unknown_fields(&defs.schemas[&defs.name], &defs.schemas, object),
+        None => Vec::new(),
     }
 }
 
@@ -150,5 +164,26 @@ mod tests {
             Directive::Strict
         );
         assert!(Directive::from_query(&q("Loose")).is_err());
+    }
+
+    #[test]
+    fn built_in_kinds_are_checked_through_their_definitions_references() {
+        let pods = crate::resources::builtins()
+            .into_iter()
+            .find(|r| r.kind == "Pod")
+            .unwrap();
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "b"}, "odd": 1},
+            "spec": {"containers": [{"name": "c", "image": "x",
+                "resources": {"limits": {"cpu": "1"}}, "ports": [{"containerPort": 80, "bogus": 2}]}]},
+        });
+        assert_eq!(
+            Directive::Warn.check(&pods, &pod, Write::Object).unwrap(),
+            [
+                "unknown field \"metadata.odd\"",
+                "unknown field \"spec.containers[0].ports[0].bogus\""
+            ]
+        );
     }
 }

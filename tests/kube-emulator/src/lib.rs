@@ -21,8 +21,8 @@
 //! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
 //!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, OpenAPI v2, and field
-//! validation of built-in kinds.
+//! aggregated APIs, protobuf encoding, dry runs, Table output, OpenAPI v2, and pruning
+//! of built-in kinds' unknown fields.
 
 pub mod apply;
 pub mod discovery;

@@ -110,17 +110,47 @@ fn prune(schema: &Value, value: &mut Value, root: bool) {
     }
 }
 
-/// The paths of the fields pruning would drop from `object` (`spec.bogus`,
-/// `spec.items[0].x`), as the API server names them in strict field validation.
-pub fn unknown_fields(res: &Resource, object: &Value) -> Vec<String> {
+/// The paths of the fields `schema` does not declare in `object` (`spec.bogus`,
+/// `spec.items[0].x`), as the API server names them in strict field validation: for a
+/// CRD's schema, the fields pruning would drop. References (`$ref`, or `allOf` with one
+/// `$ref`, as in published OpenAPI definitions) are looked up in `definitions`.
+pub fn unknown_fields(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    object: &Value,
+) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(schema) = &res.schema {
-        collect_unknown(schema, object, "", true, &mut out);
-    }
+    collect_unknown(schema, definitions, object, "", true, &mut out);
     out
 }
 
-fn collect_unknown(schema: &Value, value: &Value, path: &str, root: bool, out: &mut Vec<String>) {
+/// The schema a reference points to (`schema` itself when it is not one).
+fn resolve<'a>(schema: &'a Value, definitions: &'a Map<String, Value>) -> &'a Value {
+    let reference =
+        schema["$ref"]
+            .as_str()
+            .or_else(|| match schema["allOf"].as_array().map(Vec::as_slice) {
+                Some([only]) => only["$ref"].as_str(),
+                _ => None,
+            });
+    match reference
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|name| definitions.get(name))
+    {
+        Some(target) => resolve(target, definitions),
+        None => schema,
+    }
+}
+
+fn collect_unknown(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    value: &Value,
+    path: &str,
+    root: bool,
+    out: &mut Vec<String>,
+) {
+    let schema = resolve(schema, definitions);
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -128,13 +158,14 @@ fn collect_unknown(schema: &Value, value: &Value, path: &str, root: bool, out: &
                 if drops_unknown(schema) && !declares(schema, k, root) {
                     out.push(here);
                 } else if let Some(sub) = field_schema(schema, k) {
-                    collect_unknown(sub, v, &here, false, out);
+                    collect_unknown(sub, definitions, v, &here, false, out);
                 }
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                collect_unknown(&schema["items"], item, &format!("{path}[{i}]"), false, out);
+                let here = format!("{path}[{i}]");
+                collect_unknown(&schema["items"], definitions, item, &here, false, out);
             }
         }
         _ => {}

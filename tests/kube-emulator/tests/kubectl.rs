@@ -587,6 +587,18 @@ fn built_in_kinds_and_namespaces() {
     );
     let missing_ns = c.run(&["apply", "-f", elsewhere.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&missing_ns.stderr).contains("not found"));
+    // Strict validation checks built-in kinds against their published definitions.
+    let bogus = c.file(
+        "bogus.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: blit\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 80\n      bogus: 2\n",
+    );
+    let rejected = c.run(&["apply", "-f", bogus.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&rejected.stderr);
+    assert!(
+        !rejected.status.success()
+            && err.contains("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].ports[0].bogus\""),
+        "{err}"
+    );
     let protobuf = c.run(&["create", "configmap", "y", "-n", "blit"]);
     let err = String::from_utf8_lossy(&protobuf.stderr);
     assert!(err.contains("unknown format"), "{err}");
