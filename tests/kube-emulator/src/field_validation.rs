@@ -8,6 +8,12 @@
 //! Built-in kinds are checked against their published definitions (from k8s-openapi);
 //! unlike custom resources they are not pruned, so under `Warn` and `Ignore` an unknown
 //! field is stored as sent.
+//!
+//! Server-side apply is stricter whatever the directive: the server turns the applied
+//! configuration into a typed object first, and an undeclared field fails that
+//! (`failed to create typed patch object (…): .spec.bogus: field not declared in
+//! schema`). List items are named by index here (the server names items of keyed lists
+//! by their key, `[name="c"]`).
 
 use std::collections::HashMap;
 
@@ -85,6 +91,40 @@ fn undeclared(res: &Resource, object: &serde_json::Value) -> Vec<String> {
         Some(defs) => schema::unknown_fields(&defs.schemas[&defs.name], &defs.schemas, object),
         None => Vec::new(),
     }
+}
+
+/// Rejects a server-side apply configuration with fields its kind does not declare.
+pub fn check_apply(
+    res: &Resource,
+    namespace: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let Ok(applied) = serde_json::from_slice::<serde_json::Value>(body)
+        .or_else(|_| serde_yaml_ng::from_slice(body))
+    else {
+        // Not a configuration at all: server-side apply reports that itself.
+        return Ok(());
+    };
+    let unknown = undeclared(res, &applied);
+    let problems: Vec<String> = unknown
+        .iter()
+        .map(|f| format!(".{f}: field not declared in schema"))
+        .collect();
+    let listed = match problems.as_slice() {
+        [] => return Ok(()),
+        [one] => one.clone(),
+        many => format!("errors:\n  {}", many.join("\n  ")),
+    };
+    Err(ApiError::unclassified(format!(
+        "failed to create typed patch object ({namespace}/{name}; {}, Kind={}): {listed}",
+        if res.group.is_empty() {
+            format!("/{}", res.version)
+        } else {
+            res.api_version()
+        },
+        res.kind
+    )))
 }
 
 /// Adds the API server's `Warning` headers (code 299, the text quoted) to a response.

@@ -214,6 +214,7 @@ fn serve(
                         "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
                     ));
                 }
+                field_validation::check_apply(res, &ns, name, &body)?;
                 let (code, object) =
                     apply::apply(store, res, &ns, name, part, manager, force, &body)?;
                 return Ok(json_response(code, &object));

@@ -287,6 +287,20 @@ fn unknown_fields_are_rejected_by_strict_validation() {
     );
     assert_eq!(c.json(&["get", "wd", "w1"])["spec"]["size"], 3);
 
+    // Server-side apply turns the configuration into a typed object first, which fails.
+    let applied = c.run(&[
+        "apply",
+        "--server-side",
+        "-f",
+        bogus("w3").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        !applied.status.success()
+            && err.contains("Error from server: failed to create typed patch object (default/w3; example.dev/v1, Kind=Widget): .spec.bogus: field not declared in schema"),
+        "{err}"
+    );
+
     // Warn: stored without the field, and kubectl prints the server's warning.
     let warned = c.run(&[
         "apply",
