@@ -1,7 +1,8 @@
 //! Server-side field validation (`fieldValidation=Strict|Warn|Ignore` on create, update
-//! and patch), as the API server does it for custom resources: fields the CRD's schema
-//! does not declare are an error (Strict), a `Warning` header (Warn, the default when
-//! the parameter is absent) or silently pruned (Ignore).
+//! and patch), as the API server does it: fields the kind's schema does not declare,
+//! and fields given twice in a JSON body, are an error (Strict), a `Warning` header
+//! (Warn, the default when the parameter is absent) or ignored (Ignore; a custom
+//! resource's unknown fields are pruned either way).
 //!
 //! `kubectl apply` relies on this: the OpenAPI documents (`openapi`) advertise the
 //! parameter, so kubectl sends `fieldValidation=Strict` instead of validating locally.
@@ -17,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use crate::duplicates;
 use crate::error::ApiError;
 use crate::openapi::builtin;
 use crate::resources::Resource;
@@ -32,11 +34,12 @@ pub enum Directive {
 
 /// The write a body arrives with (the server words decoding errors differently).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
+pub enum Write<'a> {
     /// POST or PUT: the body is the object.
-    Object,
-    /// A JSON or merge patch: the checked object is the patched one.
-    Patch,
+    Object(&'a [u8]),
+    /// A patch: the checked object is the patched one; the body is searched for
+    /// duplicate fields when it is a merge or strategic merge patch (empty otherwise).
+    Patch(&'a [u8]),
 }
 
 impl Directive {
@@ -52,8 +55,9 @@ impl Directive {
         }
     }
 
-    /// Checks `object` (as written, before pruning): the warnings to send, or the error
-    /// of a strict request.
+    /// Checks `object` (as written, before pruning) and the JSON it came in: the
+    /// warnings to send, or the error of a strict request. Duplicate fields come first,
+    /// then unknown ones.
     pub fn check(
         self,
         res: &Resource,
@@ -63,21 +67,27 @@ impl Directive {
         if self == Directive::Ignore {
             return Ok(Vec::new());
         }
-        let unknown: Vec<String> = undeclared(res, object)
+        let (Write::Object(raw) | Write::Patch(raw)) = write;
+        let problems: Vec<String> = duplicates::in_json(raw)
             .iter()
-            .map(|f| format!("unknown field \"{f}\""))
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(
+                undeclared(res, object)
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\"")),
+            )
             .collect();
-        if unknown.is_empty() || self == Directive::Warn {
-            return Ok(unknown);
+        if problems.is_empty() || self == Directive::Warn {
+            return Ok(problems);
         }
-        let decoding = format!("strict decoding error: {}", unknown.join(", "));
+        let decoding = format!("strict decoding error: {}", problems.join(", "));
         Err(ApiError::bad_request(match write {
-            Write::Object => format!(
+            Write::Object(_) => format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {decoding}",
                 kind = res.kind,
                 version = res.version
             ),
-            Write::Patch => decoding,
+            Write::Patch(_) => decoding,
         }))
     }
 }
@@ -173,13 +183,15 @@ mod tests {
             "spec": {"parts": [{"n": 1}, {"n": 2, "x": 3}], "labels": {"any": "v"}, "free": {"y": 1}},
         });
         let res = widgets();
-        let warnings = Directive::Warn.check(&res, &object, Write::Object).unwrap();
+        let warnings = Directive::Warn
+            .check(&res, &object, Write::Object(b""))
+            .unwrap();
         assert_eq!(
             warnings,
             ["unknown field \"spec.parts[1].x\"", "unknown field \"top\""]
         );
         let err = Directive::Strict
-            .check(&res, &object, Write::Patch)
+            .check(&res, &object, Write::Patch(b""))
             .unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
@@ -190,7 +202,7 @@ mod tests {
         );
         assert!(
             Directive::Ignore
-                .check(&res, &object, Write::Object)
+                .check(&res, &object, Write::Object(b""))
                 .unwrap()
                 .is_empty()
         );
@@ -219,7 +231,9 @@ mod tests {
                 "resources": {"limits": {"cpu": "1"}}, "ports": [{"containerPort": 80, "bogus": 2}]}]},
         });
         assert_eq!(
-            Directive::Warn.check(&pods, &pod, Write::Object).unwrap(),
+            Directive::Warn
+                .check(&pods, &pod, Write::Object(b""))
+                .unwrap(),
             [
                 "unknown field \"metadata.odd\"",
                 "unknown field \"spec.containers[0].ports[0].bogus\""

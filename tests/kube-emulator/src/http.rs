@@ -189,7 +189,7 @@ fn serve(
                 return Err(not_allowed());
             }
             let object = parse_json(&body)?;
-            let warnings = validation.check(res, &object, Write::Object)?;
+            let warnings = validation.check(res, &object, Write::Object(&body))?;
             let created = store.create(res, &ns, object, manager, None)?;
             Ok(field_validation::warn(
                 json_response(201, &created),
@@ -198,7 +198,7 @@ fn serve(
         }
         (&Method::PUT, Some(name)) => {
             let new = parse_json(&body)?;
-            let warnings = validation.check(res, &new, Write::Object)?;
+            let warnings = validation.check(res, &new, Write::Object(&body))?;
             let updated = store.update(res, &ns, name, part, manager, None, |_| Ok(new))?;
             Ok(field_validation::warn(
                 json_response(200, &updated),
@@ -227,7 +227,12 @@ fn serve(
             let mut warnings = Vec::new();
             let patched_object = store.update(res, &ns, name, part, manager, None, |current| {
                 let mut patched = patch::json_or_merge(kind, current, &body)?;
-                warnings = validation.check(res, &patched, Write::Patch)?;
+                // A merge patch has the object's shape, so its duplicates have paths.
+                let raw: &[u8] = match kind {
+                    PatchKind::Merge | PatchKind::Strategic => &body,
+                    _ => b"",
+                };
+                warnings = validation.check(res, &patched, Write::Patch(raw))?;
                 // A patch never carries a stale resourceVersion unless it sets one.
                 if current["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
                     && let Some(m) = patched["metadata"].as_object_mut()

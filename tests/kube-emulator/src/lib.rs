@@ -26,6 +26,7 @@
 
 pub mod apply;
 pub mod discovery;
+pub mod duplicates;
 pub mod error;
 pub mod faults;
 pub mod field_validation;

@@ -613,6 +613,34 @@ fn built_in_kinds_and_namespaces() {
             && err.contains("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].ports[0].bogus\""),
         "{err}"
     );
+    // kubectl's parsing drops duplicate fields, but a raw body keeps them for the server.
+    let dup = c.file(
+        "dup.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"d"},"data":{"a":"1","a":"2"}}"#,
+    );
+    let raw = |query: &str| {
+        c.run(&[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/blit/configmaps{query}"),
+            "-f",
+            dup.to_str().unwrap(),
+        ])
+    };
+    let strict = raw("?fieldValidation=Strict");
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success()
+            && err.contains("strict decoding error: duplicate field \"metadata.name\", duplicate field \"data.a\""),
+        "{err}"
+    );
+    let warned = raw("");
+    let err = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warned.status.success() && err.contains("Warning: duplicate field \"data.a\""),
+        "{err}"
+    );
+    assert_eq!(c.json(&["get", "cm", "d", "-n", "blit"])["data"]["a"], "2");
     let protobuf = c.run(&["create", "configmap", "y", "-n", "blit"]);
     let err = String::from_utf8_lossy(&protobuf.stderr);
     assert!(err.contains("unknown format"), "{err}");
