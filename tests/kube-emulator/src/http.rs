@@ -125,15 +125,13 @@ fn serve(
         Route::OpenApi(gv) if method == Method::GET => {
             let (doc, hash) = openapi::group_version(&store.resources(), &gv)
                 .ok_or_else(|| ApiError::no_route(path))?;
-            let mut response = json_response(200, &doc);
-            // The index names each document by hash: a client may keep what it fetched
-            // under that URL, and revalidates by ETag otherwise.
-            response.headers_mut().insert(
-                header::ETAG,
-                http::HeaderValue::from_str(&format!("\"{hash}\""))
-                    .expect("a hex hash is a valid header value"),
-            );
-            return Ok(response);
+            return Ok(openapi_document(
+                &doc,
+                &hash,
+                path,
+                &route::query(raw_query),
+                headers,
+            ));
         }
         Route::GroupList if method == Method::GET => {
             return ok(discovery::group_list(&store.resources()));
@@ -270,6 +268,49 @@ fn serve(
         }
         _ => Err(not_allowed()),
     }
+}
+
+/// A group/version's OpenAPI document, with the server's caching rules: the index
+/// names it by hash, so under its current hash it never changes (`immutable`), under
+/// an old one it has moved (301 to the current URL); `If-None-Match` with its ETag
+/// gets a 304.
+fn openapi_document(
+    doc: &Value,
+    hash: &str,
+    path: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    let etag = format!("\"{hash}\"");
+    let builder = Response::builder().header(header::ETAG, &etag);
+    let response = match q.get("hash") {
+        Some(asked) if asked != hash => builder
+            .status(StatusCode::MOVED_PERMANENTLY)
+            .header(header::LOCATION, format!("{path}?hash={hash}"))
+            .body(Body::empty()),
+        asked => {
+            let cache = if asked.is_some() {
+                "public, immutable"
+            } else {
+                "no-cache, private"
+            };
+            let builder = builder.header(header::CACHE_CONTROL, cache);
+            if headers
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+            {
+                builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+            } else {
+                builder
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        serde_json::to_vec(doc).expect("a JSON value serializes"),
+                    ))
+            }
+        }
+    };
+    response.expect("a valid response")
 }
 
 fn labels(q: &HashMap<String, String>) -> Result<LabelSelector, ApiError> {
