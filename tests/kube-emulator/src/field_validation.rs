@@ -6,9 +6,9 @@
 //!
 //! `kubectl apply` relies on this: the OpenAPI documents (`openapi`) advertise the
 //! parameter, so kubectl sends `fieldValidation=Strict` instead of validating locally.
-//! Built-in kinds are checked against their published definitions (from k8s-openapi);
-//! unlike custom resources they are not pruned, so under `Warn` and `Ignore` an unknown
-//! field is stored as sent.
+//! Built-in kinds are checked against their published definitions (from k8s-openapi),
+//! and under `Warn` and `Ignore` their unknown fields are dropped, as the server's typed
+//! decoding drops them.
 //!
 //! Server-side apply is stricter whatever the directive: the server turns the applied
 //! configuration into a typed object first, and an undeclared field fails that
@@ -55,20 +55,23 @@ impl Directive {
         }
     }
 
-    /// Checks `object` (as written, before pruning) and the JSON it came in: the
-    /// warnings to send, or the error of a strict request. Duplicate fields come first,
-    /// then unknown ones.
-    pub fn check(
+    /// Checks `object` as written and the JSON it came in: the error of a strict
+    /// request, or the warnings to send. Otherwise a built-in kind's unknown fields are
+    /// dropped here, as decoding into the server's types drops them (a custom resource's
+    /// are pruned on admission). Duplicate fields come first, then unknown ones.
+    pub fn admit(
         self,
         res: &Resource,
-        object: &serde_json::Value,
+        object: &mut serde_json::Value,
         write: Write,
     ) -> Result<Vec<String>, ApiError> {
-        if self == Directive::Ignore {
-            return Ok(Vec::new());
-        }
         let (Write::Object(raw) | Write::Patch(raw)) = write;
-        let problems: Vec<String> = duplicates::in_json(raw)
+        let duplicates = if self == Directive::Ignore {
+            Vec::new()
+        } else {
+            duplicates::in_json(raw)
+        };
+        let problems: Vec<String> = duplicates
             .iter()
             .map(|f| format!("duplicate field \"{f}\""))
             .chain(
@@ -77,18 +80,27 @@ impl Directive {
                     .map(|f| format!("unknown field \"{f}\"")),
             )
             .collect();
-        if problems.is_empty() || self == Directive::Warn {
-            return Ok(problems);
+        match self {
+            Directive::Strict if !problems.is_empty() => {
+                let decoding = format!("strict decoding error: {}", problems.join(", "));
+                Err(ApiError::bad_request(match write {
+                    Write::Object(_) => format!(
+                        "{kind} in version \"{version}\" cannot be handled as a {kind}: {decoding}",
+                        kind = res.kind,
+                        version = res.version
+                    ),
+                    Write::Patch(_) => decoding,
+                }))
+            }
+            Directive::Ignore => {
+                drop_builtin_unknown(res, object);
+                Ok(Vec::new())
+            }
+            _ => {
+                drop_builtin_unknown(res, object);
+                Ok(problems)
+            }
         }
-        let decoding = format!("strict decoding error: {}", problems.join(", "));
-        Err(ApiError::bad_request(match write {
-            Write::Object(_) => format!(
-                "{kind} in version \"{version}\" cannot be handled as a {kind}: {decoding}",
-                kind = res.kind,
-                version = res.version
-            ),
-            Write::Patch(_) => decoding,
-        }))
     }
 }
 
@@ -100,6 +112,15 @@ fn undeclared(res: &Resource, object: &serde_json::Value) -> Vec<String> {
     match builtin::kind(&res.group, &res.version, &res.kind) {
         Some(defs) => schema::unknown_fields(&defs.schemas[&defs.name], &defs.schemas, object),
         None => Vec::new(),
+    }
+}
+
+/// Drops the fields a built-in kind's definition does not declare.
+fn drop_builtin_unknown(res: &Resource, object: &mut serde_json::Value) {
+    if res.schema.is_none()
+        && let Some(defs) = builtin::kind(&res.group, &res.version, &res.kind)
+    {
+        schema::remove_unknown(&defs.schemas[&defs.name], &defs.schemas, object);
     }
 }
 
@@ -184,14 +205,14 @@ mod tests {
         });
         let res = widgets();
         let warnings = Directive::Warn
-            .check(&res, &object, Write::Object(b""))
+            .admit(&res, &mut object.clone(), Write::Object(b""))
             .unwrap();
         assert_eq!(
             warnings,
             ["unknown field \"spec.parts[1].x\"", "unknown field \"top\""]
         );
         let err = Directive::Strict
-            .check(&res, &object, Write::Patch(b""))
+            .admit(&res, &mut object.clone(), Write::Patch(b""))
             .unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
@@ -202,7 +223,7 @@ mod tests {
         );
         assert!(
             Directive::Ignore
-                .check(&res, &object, Write::Object(b""))
+                .admit(&res, &mut object.clone(), Write::Object(b""))
                 .unwrap()
                 .is_empty()
         );
@@ -232,7 +253,7 @@ mod tests {
         });
         assert_eq!(
             Directive::Warn
-                .check(&pods, &pod, Write::Object(b""))
+                .admit(&pods, &mut pod.clone(), Write::Object(b""))
                 .unwrap(),
             [
                 "unknown field \"metadata.odd\"",

@@ -186,8 +186,8 @@ fn serve(
             if res.namespaced && t.namespace.is_none() {
                 return Err(not_allowed());
             }
-            let object = parse_json(&body)?;
-            let warnings = validation.check(res, &object, Write::Object(&body))?;
+            let mut object = parse_json(&body)?;
+            let warnings = validation.admit(res, &mut object, Write::Object(&body))?;
             let created = store.create(res, &ns, object, manager, None)?;
             Ok(field_validation::warn(
                 json_response(201, &created),
@@ -195,8 +195,8 @@ fn serve(
             ))
         }
         (&Method::PUT, Some(name)) => {
-            let new = parse_json(&body)?;
-            let warnings = validation.check(res, &new, Write::Object(&body))?;
+            let mut new = parse_json(&body)?;
+            let warnings = validation.admit(res, &mut new, Write::Object(&body))?;
             let updated = store.update(res, &ns, name, part, manager, None, |_| Ok(new))?;
             Ok(field_validation::warn(
                 json_response(200, &updated),
@@ -230,7 +230,7 @@ fn serve(
                     PatchKind::Merge | PatchKind::Strategic => &body,
                     _ => b"",
                 };
-                warnings = validation.check(res, &patched, Write::Patch(raw))?;
+                warnings = validation.admit(res, &mut patched, Write::Patch(raw))?;
                 // A patch never carries a stale resourceVersion unless it sets one.
                 if current["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
                     && let Some(m) = patched["metadata"].as_object_mut()

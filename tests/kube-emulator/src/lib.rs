@@ -21,8 +21,7 @@
 //! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
 //!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, OpenAPI v2, and pruning
-//! of built-in kinds' unknown fields.
+//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI v2.
 
 pub mod apply;
 pub mod discovery;

@@ -16,7 +16,8 @@ pub fn admit(res: &Resource, object: Value, old: Option<&Value>) -> Result<Value
         return Ok(object);
     };
     let mut object = object;
-    prune(schema, &mut object, true);
+    // Pruning: fields the schema does not declare go.
+    remove_unknown(schema, &Map::new(), &mut object);
     let object = kube_cel::apply_defaults(schema, &object);
     let mut causes = Vec::new();
     check(schema, &object, "", &mut causes);
@@ -87,29 +88,6 @@ fn field_schema<'a>(schema: &'a Value, k: &str) -> Option<&'a Value> {
         .or_else(|| additional.is_object().then_some(additional))
 }
 
-/// Drops fields the schema does not declare (at the root, `apiVersion`, `kind` and
-/// `metadata` always stay).
-fn prune(schema: &Value, value: &mut Value, root: bool) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if let Some(sub) = field_schema(schema, k) {
-                    prune(sub, v, false);
-                }
-            }
-            if drops_unknown(schema) {
-                map.retain(|k, _| declares(schema, k, root));
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                prune(&schema["items"], item, false);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The paths of the fields `schema` does not declare in `object` (`spec.bogus`,
 /// `spec.items[0].x`), as the API server names them in strict field validation: for a
 /// CRD's schema, the fields pruning would drop. References (`$ref`, or `allOf` with one
@@ -119,8 +97,17 @@ pub fn unknown_fields(
     definitions: &Map<String, Value>,
     object: &Value,
 ) -> Vec<String> {
+    remove_unknown(schema, definitions, &mut object.clone())
+}
+
+/// Removes the fields [`unknown_fields`] names from `object`, returning their paths.
+pub fn remove_unknown(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    object: &mut Value,
+) -> Vec<String> {
     let mut out = Vec::new();
-    collect_unknown(schema, definitions, object, "", true, &mut out);
+    walk_unknown(schema, definitions, object, "", true, &mut out);
     out
 }
 
@@ -142,10 +129,10 @@ fn resolve<'a>(schema: &'a Value, definitions: &'a Map<String, Value>) -> &'a Va
     }
 }
 
-fn collect_unknown(
+fn walk_unknown(
     schema: &Value,
     definitions: &Map<String, Value>,
-    value: &Value,
+    value: &mut Value,
     path: &str,
     root: bool,
     out: &mut Vec<String>,
@@ -153,19 +140,23 @@ fn collect_unknown(
     let schema = resolve(schema, definitions);
     match value {
         Value::Object(map) => {
-            for (k, v) in map {
+            let drops = drops_unknown(schema);
+            map.retain(|k, v| {
                 let here = join(path, k);
-                if drops_unknown(schema) && !declares(schema, k, root) {
+                if drops && !declares(schema, k, root) {
                     out.push(here);
-                } else if let Some(sub) = field_schema(schema, k) {
-                    collect_unknown(sub, definitions, v, &here, false, out);
+                    return false;
                 }
-            }
+                if let Some(sub) = field_schema(schema, k) {
+                    walk_unknown(sub, definitions, v, &here, false, out);
+                }
+                true
+            });
         }
         Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.iter_mut().enumerate() {
                 let here = format!("{path}[{i}]");
-                collect_unknown(&schema["items"], definitions, item, &here, false, out);
+                walk_unknown(&schema["items"], definitions, item, &here, false, out);
             }
         }
         _ => {}

@@ -613,6 +613,20 @@ fn built_in_kinds_and_namespaces() {
             && err.contains("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].ports[0].bogus\""),
         "{err}"
     );
+    // Warn: the server's warning, and the field dropped as typed decoding drops it.
+    let warned = c.run(&["apply", "--validate=warn", "-f", bogus.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warned.status.success()
+            && err.contains("Warning: unknown field \"spec.containers[0].ports[0].bogus\""),
+        "{err}"
+    );
+    let pod = c.json(&["get", "pod", "p", "-n", "blit"]);
+    assert_eq!(
+        pod["spec"]["containers"][0]["ports"],
+        serde_json::json!([{"containerPort": 80}])
+    );
+
     // kubectl's parsing drops duplicate fields, but a raw body keeps them for the server.
     let dup = c.file(
         "dup.json",
