@@ -119,6 +119,20 @@ fn serve(
     let t = match route {
         Route::Version if method == Method::GET => return ok(discovery::version()),
         Route::CoreVersions if method == Method::GET => return ok(discovery::core_versions()),
+        Route::OpenApiV2 if method == Method::GET => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !accept.contains("protobuf") {
+                return ok(openapi::v2::json());
+            }
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, openapi::v2::PROTOBUF)
+                .body(Body::from(openapi::v2::protobuf()))
+                .expect("a valid response"));
+        }
         Route::OpenApiIndex if method == Method::GET => {
             return ok(openapi::index(&store.resources()));
         }

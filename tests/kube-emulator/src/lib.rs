@@ -21,7 +21,8 @@
 //! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
 //!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI v2.
+//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI v2's
+//! definitions (`/openapi/v2` is served empty, see `openapi::v2`).
 
 pub mod apply;
 pub mod discovery;

@@ -4,7 +4,7 @@
 //! /api/v1/{plural}[/{name}[/{sub}]]                          core, cluster-scoped or all namespaces
 //! /api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]          core, namespaced
 //! /apis/{group}/{version}/...                                the same below a named group
-//! /openapi/v3[/api/v1 | /apis/{group}/{version}]             OpenAPI index and documents
+//! /openapi/v2, /openapi/v3[/api/v1 | /apis/{group}/{version}] OpenAPI documents
 //! ```
 
 use std::collections::HashMap;
@@ -17,6 +17,8 @@ use crate::store::Store;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Version,
+    /// `/openapi/v2`.
+    OpenApiV2,
     /// `/openapi/v3`.
     OpenApiIndex,
     /// `/openapi/v3/{path}`: a group/version's document (`api/v1`, `apis/{g}/{v}`).
@@ -49,6 +51,7 @@ pub fn parse(store: &Store, path: &str) -> Result<Route, ApiError> {
     let missing = || ApiError::no_route(path);
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3"] => return Ok(Route::OpenApiIndex),
         ["openapi", "v3", rest @ ..] => return Ok(Route::OpenApi(rest.join("/"))),
         ["api"] => return Ok(Route::CoreVersions),

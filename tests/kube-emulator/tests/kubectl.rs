@@ -249,6 +249,47 @@ fn explain_reads_the_crd_schema_and_follows_its_changes() {
     );
 }
 
+/// Files kubectl validates through OpenAPI v2 (found empty, so it leaves validation to
+/// the server): a `kind: List` as `kubectl get -o yaml` prints it, and a CRD with one
+/// of its resources, which needs a second apply as on a real cluster.
+#[test]
+fn lists_and_a_crd_with_its_resources_in_one_file() {
+    let c = Cluster::start();
+    let cm = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n",
+    );
+    c.ok(&["apply", "-f", cm.to_str().unwrap()]);
+    let listed = c.ok(&["get", "cm", "c", "-o", "yaml"]);
+    let list = c.ok(&["get", "cm", "-o", "yaml"]);
+    assert!(list.contains("kind: List"), "{list}");
+    let list = c.file("list.yaml", &list.replace("a: b", "a: changed"));
+    assert!(
+        c.ok(&["apply", "-f", list.to_str().unwrap()])
+            .contains("configmap/c configured")
+    );
+    assert_eq!(
+        c.json(&["get", "cm", "c"])["data"]["a"],
+        "changed",
+        "{listed}"
+    );
+
+    let both = format!(
+        "{}---\n{WIDGET}",
+        std::fs::read_to_string(fixture("widget-crd.yaml")).unwrap()
+    );
+    let both = c.file("both.yaml", &both);
+    let first = c.run(&["apply", "-f", both.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        !first.status.success()
+            && err.contains("no matches for kind \"Widget\" in version \"example.dev/v1\""),
+        "{err}"
+    );
+    let second = c.ok(&["apply", "-f", both.to_str().unwrap()]);
+    assert!(second.contains("widget.example.dev/w1 created"), "{second}");
+}
+
 #[test]
 fn unknown_fields_are_rejected_by_strict_validation() {
     let c = with_crd();

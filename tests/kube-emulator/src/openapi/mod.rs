@@ -7,7 +7,7 @@
 //!   (`x-kubernetes-group-version-kind`) and query parameters. `kubectl apply` looks for
 //!   the PATCH operation of a kind and its `fieldValidation` parameter: when it is there,
 //!   kubectl leaves validation to the server (it sends `fieldValidation=Strict`) instead
-//!   of validating against the OpenAPI v2 document, which the emulator does not serve.
+//!   of validating against the OpenAPI v2 document (served without definitions, `v2`).
 //! - `components.schemas`: a custom resource's schema is its CRD's `openAPIV3Schema`
 //!   with `apiVersion`, `kind` and `metadata` added (as the API server wraps it), which is
 //!   what `kubectl explain` prints. Built-in kinds have their definitions from
@@ -25,6 +25,7 @@ use crate::discovery;
 use crate::resources::Resource;
 
 pub mod builtin;
+pub mod v2;
 
 /// The query parameters a write operation accepts (PATCH also takes `force`).
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
