@@ -135,6 +135,12 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message.into(), json!({}))
     }
 
+    /// A failure the server reports without a reason (a 500 whose `Status` carries only
+    /// the message, which kubectl prints as `Error from server: …`).
+    pub fn unclassified(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "", message.into(), json!({}))
+    }
+
     pub fn gone(message: impl Into<String>) -> ApiError {
         ApiError::new(410, "Expired", message.into(), json!({}))
     }

@@ -12,12 +12,13 @@ use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::field_validation::{self, Directive, Write};
 use crate::patch::{self, PatchKind};
 use crate::route::{self, Route, Target};
 use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Part, Propagation};
 use crate::watch::{self, WatchRequest};
-use crate::{Emulator, apply, discovery};
+use crate::{Emulator, apply, discovery, openapi};
 
 /// Largest request body accepted (the real server's limit is 3 MiB per object).
 const MAX_BODY: usize = 16 << 20;
@@ -118,6 +119,34 @@ fn serve(
     let t = match route {
         Route::Version if method == Method::GET => return ok(discovery::version()),
         Route::CoreVersions if method == Method::GET => return ok(discovery::core_versions()),
+        Route::OpenApiV2 if method == Method::GET => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !accept.contains("protobuf") {
+                return ok(openapi::v2::json());
+            }
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, openapi::v2::PROTOBUF)
+                .body(Body::from(openapi::v2::protobuf()))
+                .expect("a valid response"));
+        }
+        Route::OpenApiIndex if method == Method::GET => {
+            return ok(openapi::index(&store.resources()));
+        }
+        Route::OpenApi(gv) if method == Method::GET => {
+            let (doc, hash) = openapi::group_version(&store.resources(), &gv)
+                .ok_or_else(|| ApiError::no_route(path))?;
+            return Ok(openapi_document(
+                &doc,
+                &hash,
+                path,
+                &route::query(raw_query),
+                headers,
+            ));
+        }
         Route::GroupList if method == Method::GET => {
             return ok(discovery::group_list(&store.resources()));
         }
@@ -150,6 +179,7 @@ fn serve(
         ));
     }
     let manager = q.get("fieldManager").map_or("unknown", String::as_str);
+    let validation = Directive::from_query(&q)?;
     let res = &t.resource;
     let ns = t.namespace.clone().unwrap_or_default();
     let part = if t.subresource.is_some() {
@@ -170,12 +200,22 @@ fn serve(
             if res.namespaced && t.namespace.is_none() {
                 return Err(not_allowed());
             }
-            let created = store.create(res, &ns, parse_json(&body)?, manager, None)?;
-            Ok(json_response(201, &created))
+            let mut object = parse_json(&body)?;
+            let warnings = validation.admit(res, &mut object, Write::Object(&body))?;
+            let created = store.create(res, &ns, object, manager, None)?;
+            Ok(field_validation::warn(
+                json_response(201, &created),
+                &warnings,
+            ))
         }
         (&Method::PUT, Some(name)) => {
-            let new = parse_json(&body)?;
-            ok(store.update(res, &ns, name, part, manager, None, |_| Ok(new))?)
+            let mut new = parse_json(&body)?;
+            let warnings = validation.admit(res, &mut new, Write::Object(&body))?;
+            let updated = store.update(res, &ns, name, part, manager, None, |_| Ok(new))?;
+            Ok(field_validation::warn(
+                json_response(200, &updated),
+                &warnings,
+            ))
         }
         (&Method::PATCH, Some(name)) => {
             let kind = PatchKind::from_content_type(content_type)?;
@@ -186,6 +226,7 @@ fn serve(
                         "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
                     ));
                 }
+                field_validation::check_apply(res, &ns, name, &body)?;
                 let (code, object) =
                     apply::apply(store, res, &ns, name, part, manager, force, &body)?;
                 return Ok(json_response(code, &object));
@@ -195,19 +236,27 @@ fn serve(
                     "application/strategic-merge-patch+json (not supported for custom resources)",
                 ));
             }
-            ok(
-                store.update(res, &ns, name, part, manager, None, |current| {
-                    let mut patched = patch::json_or_merge(kind, current, &body)?;
-                    // A patch never carries a stale resourceVersion unless it sets one.
-                    if current["metadata"]["resourceVersion"]
-                        == patched["metadata"]["resourceVersion"]
-                        && let Some(m) = patched["metadata"].as_object_mut()
-                    {
-                        m.remove("resourceVersion");
-                    }
-                    Ok(patched)
-                })?,
-            )
+            let mut warnings = Vec::new();
+            let patched_object = store.update(res, &ns, name, part, manager, None, |current| {
+                let mut patched = patch::json_or_merge(kind, current, &body)?;
+                // A merge patch has the object's shape, so its duplicates have paths.
+                let raw: &[u8] = match kind {
+                    PatchKind::Merge | PatchKind::Strategic => &body,
+                    _ => b"",
+                };
+                warnings = validation.admit(res, &mut patched, Write::Patch(raw))?;
+                // A patch never carries a stale resourceVersion unless it sets one.
+                if current["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+                    && let Some(m) = patched["metadata"].as_object_mut()
+                {
+                    m.remove("resourceVersion");
+                }
+                Ok(patched)
+            })?;
+            Ok(field_validation::warn(
+                json_response(200, &patched_object),
+                &warnings,
+            ))
         }
         (&Method::DELETE, Some(name)) => {
             let (propagation, uid) = delete_options(&q, &body)?;
@@ -233,6 +282,49 @@ fn serve(
         }
         _ => Err(not_allowed()),
     }
+}
+
+/// A group/version's OpenAPI document, with the server's caching rules: the index
+/// names it by hash, so under its current hash it never changes (`immutable`), under
+/// an old one it has moved (301 to the current URL); `If-None-Match` with its ETag
+/// gets a 304.
+fn openapi_document(
+    doc: &Value,
+    hash: &str,
+    path: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    let etag = format!("\"{hash}\"");
+    let builder = Response::builder().header(header::ETAG, &etag);
+    let response = match q.get("hash") {
+        Some(asked) if asked != hash => builder
+            .status(StatusCode::MOVED_PERMANENTLY)
+            .header(header::LOCATION, format!("{path}?hash={hash}"))
+            .body(Body::empty()),
+        asked => {
+            let cache = if asked.is_some() {
+                "public, immutable"
+            } else {
+                "no-cache, private"
+            };
+            let builder = builder.header(header::CACHE_CONTROL, cache);
+            if headers
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+            {
+                builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+            } else {
+                builder
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        serde_json::to_vec(doc).expect("a JSON value serializes"),
+                    ))
+            }
+        }
+    };
+    response.expect("a valid response")
 }
 
 fn labels(q: &HashMap<String, String>) -> Result<LabelSelector, ApiError> {

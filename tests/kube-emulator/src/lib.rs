@@ -11,22 +11,30 @@
 //! ```text
 //!  request ─▶ http (route::parse → Route) ─▶ store (create/update/delete/list/watch)
 //!                  │ PATCH: patch (json, merge, strategic) · apply (server-side apply)
-//!                  └ discovery (version, groups, resource lists)   watch ─▶ event lines
+//!                  ├ discovery (version, groups, resource lists)   watch ─▶ event lines
+//!                  └ openapi (/openapi/v3 index and documents)
 //! ```
 //!
+//! OpenAPI v3 is served (`openapi`): custom resources with their CRD's schema, built-in
+//! kinds with k8s-openapi's definitions; it advertises `fieldValidation`, so `kubectl
+//! apply` leaves validation to the server (`field_validation`). Custom resources are admitted against
+//! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
+//!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI documents
-//! (use `kubectl --validate=false`). Custom resources are admitted against their CRD's
-//! schema (`schema`: pruning, defaults, structural checks, CEL rules).
+//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI v2's
+//! definitions (`/openapi/v2` is served empty, see `openapi::v2`).
 
 pub mod apply;
 pub mod discovery;
+pub mod duplicates;
 pub mod error;
 pub mod faults;
+pub mod field_validation;
 pub mod http;
 pub mod kubeconfig;
 pub mod managed;
 pub mod meta;
+pub mod openapi;
 pub mod patch;
 pub mod resources;
 pub mod route;

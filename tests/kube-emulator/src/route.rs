@@ -4,6 +4,7 @@
 //! /api/v1/{plural}[/{name}[/{sub}]]                          core, cluster-scoped or all namespaces
 //! /api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]          core, namespaced
 //! /apis/{group}/{version}/...                                the same below a named group
+//! /openapi/v2, /openapi/v3[/api/v1 | /apis/{group}/{version}] OpenAPI documents
 //! ```
 
 use std::collections::HashMap;
@@ -16,6 +17,12 @@ use crate::store::Store;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Version,
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// `/openapi/v3`.
+    OpenApiIndex,
+    /// `/openapi/v3/{path}`: a group/version's document (`api/v1`, `apis/{g}/{v}`).
+    OpenApi(String),
     CoreVersions,
     GroupList,
     Group(String),
@@ -44,6 +51,9 @@ pub fn parse(store: &Store, path: &str) -> Result<Route, ApiError> {
     let missing = || ApiError::no_route(path);
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
+        ["openapi", "v3"] => return Ok(Route::OpenApiIndex),
+        ["openapi", "v3", rest @ ..] => return Ok(Route::OpenApi(rest.join("/"))),
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::GroupList),
         ["apis", group] => return Ok(Route::Group((*group).to_owned())),

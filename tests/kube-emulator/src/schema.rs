@@ -16,7 +16,8 @@ pub fn admit(res: &Resource, object: Value, old: Option<&Value>) -> Result<Value
         return Ok(object);
     };
     let mut object = object;
-    prune(schema, &mut object, true);
+    // Pruning: fields the schema does not declare go.
+    remove_unknown(schema, &Map::new(), &mut object);
     let object = kube_cel::apply_defaults(schema, &object);
     let mut causes = Vec::new();
     check(schema, &object, "", &mut causes);
@@ -62,35 +63,100 @@ fn preserves_unknown(schema: &Value) -> bool {
     schema["x-kubernetes-preserve-unknown-fields"] == true
 }
 
-/// Drops fields the schema does not declare (at the root, `apiVersion`, `kind` and
-/// `metadata` always stay).
-fn prune(schema: &Value, value: &mut Value, root: bool) {
+/// Whether an object under `schema` loses the fields it does not declare (it declares
+/// properties and neither preserves unknown fields nor allows additional ones).
+fn drops_unknown(schema: &Value) -> bool {
+    let additional = &schema["additionalProperties"];
+    schema["properties"].is_object()
+        && !preserves_unknown(schema)
+        && !additional.is_object()
+        && additional != &Value::Bool(true)
+}
+
+/// Whether `schema` declares field `k` (at the root, `apiVersion`, `kind` and `metadata`
+/// always are).
+fn declares(schema: &Value, k: &str, root: bool) -> bool {
+    schema["properties"].get(k).is_some()
+        || (root && matches!(k, "apiVersion" | "kind" | "metadata"))
+}
+
+/// The schema of `value`'s field `k`, if it has one.
+fn field_schema<'a>(schema: &'a Value, k: &str) -> Option<&'a Value> {
+    let additional = &schema["additionalProperties"];
+    schema["properties"]
+        .get(k)
+        .or_else(|| additional.is_object().then_some(additional))
+}
+
+/// The paths of the fields `schema` does not declare in `object` (`spec.bogus`,
+/// `spec.items[0].x`), as the API server names them in strict field validation: for a
+/// CRD's schema, the fields pruning would drop. References (`$ref`, or `allOf` with one
+/// `$ref`, as in published OpenAPI definitions) are looked up in `definitions`.
+pub fn unknown_fields(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    object: &Value,
+) -> Vec<String> {
+    remove_unknown(schema, definitions, &mut object.clone())
+}
+
+/// Removes the fields [`unknown_fields`] names from `object`, returning their paths.
+pub fn remove_unknown(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    object: &mut Value,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_unknown(schema, definitions, object, "", true, &mut out);
+    out
+}
+
+/// The schema a reference points to (`schema` itself when it is not one).
+fn resolve<'a>(schema: &'a Value, definitions: &'a Map<String, Value>) -> &'a Value {
+    let reference =
+        schema["$ref"]
+            .as_str()
+            .or_else(|| match schema["allOf"].as_array().map(Vec::as_slice) {
+                Some([only]) => only["$ref"].as_str(),
+                _ => None,
+            });
+    match reference
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|name| definitions.get(name))
+    {
+        Some(target) => resolve(target, definitions),
+        None => schema,
+    }
+}
+
+fn walk_unknown(
+    schema: &Value,
+    definitions: &Map<String, Value>,
+    value: &mut Value,
+    path: &str,
+    root: bool,
+    out: &mut Vec<String>,
+) {
+    let schema = resolve(schema, definitions);
     match value {
         Value::Object(map) => {
-            let props = schema["properties"].as_object();
-            let additional = &schema["additionalProperties"];
-            for (k, v) in map.iter_mut() {
-                if let Some(sub) = props.and_then(|p| p.get(k)) {
-                    prune(sub, v, false);
-                } else if additional.is_object() {
-                    prune(additional, v, false);
+            let drops = drops_unknown(schema);
+            map.retain(|k, v| {
+                let here = join(path, k);
+                if drops && !declares(schema, k, root) {
+                    out.push(here);
+                    return false;
                 }
-            }
-            if props.is_some()
-                && !preserves_unknown(schema)
-                && !additional.is_object()
-                && additional != &Value::Bool(true)
-            {
-                let keep = |k: &str| {
-                    props.is_some_and(|p| p.contains_key(k))
-                        || (root && matches!(k, "apiVersion" | "kind" | "metadata"))
-                };
-                map.retain(|k, _| keep(k));
-            }
+                if let Some(sub) = field_schema(schema, k) {
+                    walk_unknown(sub, definitions, v, &here, false, out);
+                }
+                true
+            });
         }
         Value::Array(items) => {
-            for item in items {
-                prune(&schema["items"], item, false);
+            for (i, item) in items.iter_mut().enumerate() {
+                let here = format!("{path}[{i}]");
+                walk_unknown(&schema["items"], definitions, item, &here, false, out);
             }
         }
         _ => {}

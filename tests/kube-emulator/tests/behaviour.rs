@@ -670,3 +670,54 @@ async fn the_tower_front_works_with_paused_time() {
         "virtual time advanced"
     );
 }
+
+/// OpenAPI v3 (https://kubernetes.io/docs/concepts/overview/kubernetes-api/#openapi-v3):
+/// the index names each group/version's document by hash; a document asked for by its
+/// current hash is immutable, by an old one it redirects, and its ETag revalidates.
+#[tokio::test]
+async fn openapi_documents_follow_their_hash() {
+    let emu = Emulator::new();
+    let (code, index) = call(&emu, Method::GET, "/openapi/v3", JSON, Value::Null).await;
+    assert_eq!(code, 200);
+    let url = index["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |uri: String, etag: Option<&str>| {
+        let emu = emu.clone();
+        let etag = etag.map(str::to_owned);
+        async move {
+            let mut req = Request::builder().uri(uri);
+            if let Some(etag) = etag {
+                req = req.header("if-none-match", etag);
+            }
+            emu.service()
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let current = get(url.clone(), None).await;
+    assert_eq!(current.status(), 200);
+    assert_eq!(current.headers()["cache-control"], "public, immutable");
+    let etag = current.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(url.ends_with(etag.trim_matches('"')), "{url} {etag}");
+    let (code, doc) = call(&emu, Method::GET, &url, JSON, Value::Null).await;
+    assert_eq!(code, 200);
+    assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"].is_object());
+
+    let stale = get("/openapi/v3/api/v1?hash=0123".into(), None).await;
+    assert_eq!(stale.status(), 301);
+    assert_eq!(stale.headers()["location"], url.as_str());
+    let unchanged = get("/openapi/v3/api/v1".into(), Some(&etag)).await;
+    assert_eq!(unchanged.status(), 304);
+    let (code, _) = call(
+        &emu,
+        Method::GET,
+        "/openapi/v3/apis/nope/v1",
+        JSON,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 404);
+}

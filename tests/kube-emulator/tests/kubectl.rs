@@ -1,9 +1,9 @@
 //! The real `kubectl` against the emulator's loopback front: CRDs, custom resources,
 //! get/patch/apply/delete/wait/watch behave as against a real API server.
 //!
-//! `kubectl` must be installed (`.ci/run` installs it; any version from 1.20 on);
-//! OpenAPI is not served, so client-side validation is off (`--validate=false`), as the
-//! crate README says.
+//! `kubectl` must be installed (`.ci/run` installs it). `kubectl apply` runs as users
+//! type it: the emulator serves OpenAPI v3, so kubectl (1.27 and later) finds the
+//! `fieldValidation` parameter there and leaves validation to the server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -98,12 +98,7 @@ spec:
 
 fn with_crd() -> Cluster {
     let c = Cluster::start();
-    let out = c.ok(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &fixture("widget-crd.yaml"),
-    ]);
+    let out = c.ok(&["apply", "-f", &fixture("widget-crd.yaml")]);
     assert!(out.contains("created"), "{out}");
     c
 }
@@ -125,7 +120,7 @@ fn crds_register_and_custom_resources_round_trip() {
     );
 
     let w = c.file("w.yaml", WIDGET);
-    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    c.ok(&["apply", "-f", w.to_str().unwrap()]);
     let yaml = c.ok(&["get", "wd", "w1", "-o", "yaml"]);
     assert!(
         yaml.contains("size: 3") && yaml.contains("generation: 1"),
@@ -192,6 +187,179 @@ fn crds_register_and_custom_resources_round_trip() {
     assert!(!gone.status.success());
 }
 
+/// The CRD fixture with one more `spec` field, `colour`.
+fn crd_with_colour() -> String {
+    std::fs::read_to_string(fixture("widget-crd.yaml"))
+        .unwrap()
+        .replace(
+            "              mode:\n",
+            "              colour:\n                type: string\n                description: The widget's colour.\n              mode:\n",
+        )
+}
+
+#[test]
+fn explain_reads_the_crd_schema_and_follows_its_changes() {
+    let c = with_crd();
+    let spec = c.ok(&["explain", "widgets.spec"]);
+    assert!(
+        spec.contains("KIND:       Widget")
+            && spec.contains("size\t<integer> -required-")
+            && spec.contains("enum: fast, safe"),
+        "{spec}"
+    );
+    let top = c.ok(&["explain", "wd"]);
+    assert!(
+        top.contains("metadata\t<ObjectMeta>") && top.contains("spec\t<Object>"),
+        "{top}"
+    );
+    assert!(!spec.contains("colour"));
+    // Built-in kinds are described by their full definitions.
+    let ports = c.ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(
+        ports.contains("FIELD: ports <[]ContainerPort>")
+            && ports.contains("containerPort\t<integer> -required-"),
+        "{ports}"
+    );
+    let data = c.ok(&["explain", "configmap.data"]);
+    assert!(data.contains("FIELD: data <map[string]string>"), "{data}");
+
+    // A changed CRD changes its document's hash in the index, so kubectl's cache (kept
+    // in $HOME across these runs) does not serve the old schema.
+    let url = |c: &Cluster| {
+        let index: serde_json::Value =
+            serde_json::from_str(&c.ok(&["get", "--raw", "/openapi/v3"])).unwrap();
+        index["paths"]["apis/example.dev/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = url(&c);
+    let changed = c.file("crd.yaml", &crd_with_colour());
+    c.ok(&["apply", "-f", changed.to_str().unwrap()]);
+    assert_ne!(url(&c), before);
+    let spec = c.ok(&["explain", "widgets.spec.colour"]);
+    assert!(spec.contains("The widget's colour."), "{spec}");
+
+    // Deleting the CRD takes its group out of the index.
+    c.ok(&["delete", "crd", "widgets.example.dev"]);
+    let index = c.ok(&["get", "--raw", "/openapi/v3"]);
+    assert!(
+        !index.contains("example.dev") && index.contains("\"api/v1\""),
+        "{index}"
+    );
+}
+
+/// Files kubectl validates through OpenAPI v2 (found empty, so it leaves validation to
+/// the server): a `kind: List` as `kubectl get -o yaml` prints it, and a CRD with one
+/// of its resources, which needs a second apply as on a real cluster.
+#[test]
+fn lists_and_a_crd_with_its_resources_in_one_file() {
+    let c = Cluster::start();
+    let cm = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n",
+    );
+    c.ok(&["apply", "-f", cm.to_str().unwrap()]);
+    let listed = c.ok(&["get", "cm", "c", "-o", "yaml"]);
+    let list = c.ok(&["get", "cm", "-o", "yaml"]);
+    assert!(list.contains("kind: List"), "{list}");
+    let list = c.file("list.yaml", &list.replace("a: b", "a: changed"));
+    assert!(
+        c.ok(&["apply", "-f", list.to_str().unwrap()])
+            .contains("configmap/c configured")
+    );
+    assert_eq!(
+        c.json(&["get", "cm", "c"])["data"]["a"],
+        "changed",
+        "{listed}"
+    );
+
+    let both = format!(
+        "{}---\n{WIDGET}",
+        std::fs::read_to_string(fixture("widget-crd.yaml")).unwrap()
+    );
+    let both = c.file("both.yaml", &both);
+    let first = c.run(&["apply", "-f", both.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        !first.status.success()
+            && err.contains("no matches for kind \"Widget\" in version \"example.dev/v1\""),
+        "{err}"
+    );
+    let second = c.ok(&["apply", "-f", both.to_str().unwrap()]);
+    assert!(second.contains("widget.example.dev/w1 created"), "{second}");
+}
+
+#[test]
+fn unknown_fields_are_rejected_by_strict_validation() {
+    let c = with_crd();
+    let bogus = |name: &str| {
+        c.file(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n  size: 1\n  bogus: x\n"
+            ),
+        )
+    };
+    // kubectl's default (--validate=strict) asks the server for fieldValidation=Strict.
+    let created = c.run(&["apply", "-f", bogus("w").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        !created.status.success()
+            && err.contains(
+                "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.bogus\""
+            ),
+        "{err}"
+    );
+    assert!(
+        !c.run(&["get", "wd", "w"]).status.success(),
+        "nothing stored"
+    );
+
+    // On an existing object the client-side apply is a patch, checked the same way.
+    let w = c.file("w.yaml", WIDGET);
+    c.ok(&["apply", "-f", w.to_str().unwrap()]);
+    let patched = c.run(&["apply", "-f", bogus("w1").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&patched.stderr);
+    assert!(
+        !patched.status.success()
+            && err.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{err}"
+    );
+    assert_eq!(c.json(&["get", "wd", "w1"])["spec"]["size"], 3);
+
+    // Server-side apply turns the configuration into a typed object first, which fails.
+    let applied = c.run(&[
+        "apply",
+        "--server-side",
+        "-f",
+        bogus("w3").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        !applied.status.success()
+            && err.contains("Error from server: failed to create typed patch object (default/w3; example.dev/v1, Kind=Widget): .spec.bogus: field not declared in schema"),
+        "{err}"
+    );
+
+    // Warn: stored without the field, and kubectl prints the server's warning.
+    let warned = c.run(&[
+        "apply",
+        "--validate=warn",
+        "-f",
+        bogus("w2").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warned.status.success() && err.contains("Warning: unknown field \"spec.bogus\""),
+        "{err}"
+    );
+    assert_eq!(
+        c.json(&["get", "wd", "w2"])["spec"],
+        serde_json::json!({"size": 1, "mode": "safe"})
+    );
+}
+
 #[test]
 fn the_crd_schema_prunes_defaults_and_rejects() {
     let c = with_crd();
@@ -199,6 +367,7 @@ fn the_crd_schema_prunes_defaults_and_rejects() {
         "w.yaml",
         "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 1\n  unknown: x\n",
     );
+    // `--validate=false` sends `fieldValidation=Ignore`: the unknown field is pruned.
     c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
     let obj = c.json(&["get", "wd", "w"]);
     assert_eq!(
@@ -214,7 +383,7 @@ fn the_crd_schema_prunes_defaults_and_rejects() {
                 "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n{spec}"
             ),
         );
-        let out = c.run(&["apply", "--validate=false", "-f", f.to_str().unwrap()]);
+        let out = c.run(&["apply", "-f", f.to_str().unwrap()]);
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -262,7 +431,7 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
     );
     let path = w.to_str().unwrap();
     assert!(
-        c.ok(&["apply", "--server-side", "--validate=false", "-f", path])
+        c.ok(&["apply", "--server-side", "-f", path])
             .contains("serverside-applied")
     );
     c.ok(&[
@@ -279,7 +448,7 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
         "apiVersion: example.dev/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  size: 7\n",
     )
     .unwrap();
-    let conflict = c.run(&["apply", "--server-side", "--validate=false", "-f", path]);
+    let conflict = c.run(&["apply", "--server-side", "-f", path]);
     let err = String::from_utf8_lossy(&conflict.stderr);
     assert!(
         !conflict.status.success()
@@ -292,14 +461,7 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
         2,
         "nothing applied"
     );
-    c.ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--validate=false",
-        "-f",
-        path,
-    ]);
+    c.ok(&["apply", "--server-side", "--force-conflicts", "-f", path]);
     // Read from the store: kubectl before 1.21 has no --show-managed-fields.
     let widgets = c
         .emu
@@ -334,7 +496,7 @@ fn watch_output(mut child: Child, settle: Duration) -> String {
 fn delete_waits_for_finalizers_and_wait_and_watch_see_changes() {
     let c = with_crd();
     let w = c.file("w.yaml", WIDGET);
-    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    c.ok(&["apply", "-f", w.to_str().unwrap()]);
     let watcher = c
         .command(&[
             "get",
@@ -402,7 +564,7 @@ fn delete_waits_for_finalizers_and_wait_and_watch_see_changes() {
     );
 
     // wait --for=condition sees a status written through the status subresource.
-    c.ok(&["apply", "--validate=false", "-f", w.to_str().unwrap()]);
+    c.ok(&["apply", "-f", w.to_str().unwrap()]);
     let mut wait = c
         .command(&["wait", "--for=condition=Ready", "wd/w1", "--timeout=20s"])
         .spawn()
@@ -469,7 +631,7 @@ stringData:
 fn built_in_kinds_and_namespaces() {
     let c = Cluster::start();
     let f = c.file("builtins.yaml", BUILTINS);
-    c.ok(&["apply", "--validate=false", "-f", f.to_str().unwrap()]);
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
     assert_eq!(
         c.json(&["get", "cm", "cfg", "-n", "blit"])["data"]["k"],
         "v"
@@ -478,13 +640,62 @@ fn built_in_kinds_and_namespaces() {
         "elsewhere.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nope\n",
     );
-    let missing_ns = c.run(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        elsewhere.to_str().unwrap(),
-    ]);
+    let missing_ns = c.run(&["apply", "-f", elsewhere.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&missing_ns.stderr).contains("not found"));
+    // Strict validation checks built-in kinds against their published definitions.
+    let bogus = c.file(
+        "bogus.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: blit\nspec:\n  containers:\n  - name: c\n    image: x\n    ports:\n    - containerPort: 80\n      bogus: 2\n",
+    );
+    let rejected = c.run(&["apply", "-f", bogus.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&rejected.stderr);
+    assert!(
+        !rejected.status.success()
+            && err.contains("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].ports[0].bogus\""),
+        "{err}"
+    );
+    // Warn: the server's warning, and the field dropped as typed decoding drops it.
+    let warned = c.run(&["apply", "--validate=warn", "-f", bogus.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warned.status.success()
+            && err.contains("Warning: unknown field \"spec.containers[0].ports[0].bogus\""),
+        "{err}"
+    );
+    let pod = c.json(&["get", "pod", "p", "-n", "blit"]);
+    assert_eq!(
+        pod["spec"]["containers"][0]["ports"],
+        serde_json::json!([{"containerPort": 80}])
+    );
+
+    // kubectl's parsing drops duplicate fields, but a raw body keeps them for the server.
+    let dup = c.file(
+        "dup.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"d"},"data":{"a":"1","a":"2"}}"#,
+    );
+    let raw = |query: &str| {
+        c.run(&[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/blit/configmaps{query}"),
+            "-f",
+            dup.to_str().unwrap(),
+        ])
+    };
+    let strict = raw("?fieldValidation=Strict");
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success()
+            && err.contains("strict decoding error: duplicate field \"metadata.name\", duplicate field \"data.a\""),
+        "{err}"
+    );
+    let warned = raw("");
+    let err = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warned.status.success() && err.contains("Warning: duplicate field \"data.a\""),
+        "{err}"
+    );
+    assert_eq!(c.json(&["get", "cm", "d", "-n", "blit"])["data"]["a"], "2");
     let protobuf = c.run(&["create", "configmap", "y", "-n", "blit"]);
     let err = String::from_utf8_lossy(&protobuf.stderr);
     assert!(err.contains("unknown format"), "{err}");
