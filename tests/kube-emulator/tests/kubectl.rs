@@ -702,3 +702,53 @@ fn built_in_kinds_and_namespaces() {
     c.ok(&["delete", "namespace", "blit"]);
     assert!(!c.run(&["get", "cm", "cfg", "-n", "blit"]).status.success());
 }
+
+#[test]
+fn server_dry_runs_and_diff_change_nothing() {
+    let c = with_crd();
+    let w = c.file("w.yaml", WIDGET);
+    let path = w.to_str().unwrap();
+    // A dry-run create stores nothing.
+    let out = c.ok(&["apply", "--dry-run=server", "-f", path]);
+    assert!(out.contains("created (server dry run)"), "{out}");
+    let missing = c.run(&["get", "wd", "w1"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+
+    c.ok(&["apply", "-f", path]);
+    let before = c.json(&["get", "wd", "w1"]);
+    let rv = c.emu.store.resource_version();
+    let bigger = c.file("w-bigger.yaml", &WIDGET.replace("size: 3", "size: 7"));
+    let bigger = bigger.to_str().unwrap();
+    let out = c.ok(&["apply", "--dry-run=server", "-f", bigger]);
+    assert!(out.contains("configured (server dry run)"), "{out}");
+    let out = c.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        bigger,
+    ]);
+    assert!(out.contains("serverside-applied (server dry run)"), "{out}");
+    // Validation still runs: the CRD's rule rejects a size over 100.
+    let too_big = c.file("w-huge.yaml", &WIDGET.replace("size: 3", "size: 700"));
+    let refused = c.run(&["apply", "--dry-run=server", "-f", too_big.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("size must be at most 100"));
+
+    // kubectl diff exits 1 with a diff when the server would change the object.
+    let diff = c.run(&["diff", "-f", bigger]);
+    assert_eq!(diff.status.code(), Some(1), "{diff:?}");
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains("-  size: 3") && text.contains("+  size: 7"),
+        "{text}"
+    );
+    assert_eq!(c.run(&["diff", "-f", path]).status.code(), Some(0));
+
+    let out = c.ok(&["delete", "--dry-run=server", "wd", "w1"]);
+    assert!(out.contains("deleted (server dry run)"), "{out}");
+    assert_eq!(c.json(&["get", "wd", "w1"]), before);
+    assert_eq!(c.emu.store.resource_version(), rv);
+}
