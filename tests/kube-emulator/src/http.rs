@@ -18,7 +18,7 @@ use crate::route::{self, Route, Target};
 use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Part, Propagation};
 use crate::watch::{self, WatchRequest};
-use crate::{Emulator, apply, discovery, dry_run, openapi};
+use crate::{Emulator, apply, discovery, dry_run, openapi, table};
 
 /// Largest request body accepted (the real server's limit is 3 MiB per object).
 const MAX_BODY: usize = 16 << 20;
@@ -210,9 +210,20 @@ fn serve(
                 let req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
                 return Ok(stream(watch::start(emu.clone(), req)));
             }
-            list(emu, &t, &q)
+            let printed = table::wanted(headers)
+                .then(|| table::Include::from_query(&q))
+                .transpose()?;
+            list(emu, &t, &q, printed)
         }
-        (&Method::GET, Some(name)) => ok(store.get(res, &ns, name)?),
+        (&Method::GET, Some(name)) => {
+            let object = store.get(res, &ns, name)?;
+            if table::wanted(headers) {
+                let include = table::Include::from_query(&q)?;
+                let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                return ok(table::table(res, &[object], meta, include));
+            }
+            ok(object)
+        }
         (&Method::POST, None) => {
             if res.namespaced && t.namespace.is_none() {
                 return Err(not_allowed());
@@ -404,7 +415,13 @@ fn list_object(
     })
 }
 
-fn list(emu: &Emulator, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+/// A list, or its Table when the client asked for one (`printed`).
+fn list(
+    emu: &Emulator,
+    t: &Target,
+    q: &HashMap<String, String>,
+    printed: Option<table::Include>,
+) -> Result<Response, ApiError> {
     let limit = match q.get("limit") {
         Some(l) if l != "0" => Some(
             l.parse::<usize>()
@@ -433,8 +450,13 @@ fn list(emu: &Emulator, t: &Target, q: &HashMap<String, String>) -> Result<Respo
         limit,
         after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
     );
-    Ok(json_response(
-        200,
-        &list_object(&t.resource, listed.items, listed.rv, listed.next),
-    ))
+    let list = list_object(&t.resource, listed.items, listed.rv, listed.next);
+    let answer = match printed {
+        Some(include) => {
+            let items = list["items"].as_array().map_or(&[][..], Vec::as_slice);
+            table::table(&t.resource, items, list["metadata"].clone(), include)
+        }
+        None => list,
+    };
+    Ok(json_response(200, &answer))
 }

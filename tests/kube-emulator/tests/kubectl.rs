@@ -752,3 +752,134 @@ fn server_dry_runs_and_diff_change_nothing() {
     assert_eq!(c.json(&["get", "wd", "w1"]), before);
     assert_eq!(c.emu.store.resource_version(), rv);
 }
+
+#[test]
+fn get_prints_crd_printer_columns_and_wide_ones() {
+    let c = with_crd();
+    let w = c.file("w.yaml", WIDGET);
+    c.ok(&["apply", "-f", w.to_str().unwrap()]);
+    let widgets = c
+        .emu
+        .store
+        .resource("example.dev", "v1", "widgets")
+        .unwrap();
+    c.emu
+        .store
+        .update(
+            &widgets,
+            "default",
+            "w1",
+            Part::Status,
+            "harness",
+            None,
+            |current| {
+                let mut next = current.clone();
+                next["status"] = serde_json::json!({"phase": "Ready"});
+                Ok(next)
+            },
+        )
+        .unwrap();
+    let out = c.ok(&["get", "widgets"]);
+    println!("{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "PHASE", "AGE"], "{out}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..3], ["w1", "3", "Ready"], "{out}");
+    assert!(row[3].ends_with('s'), "{out}");
+
+    let wide = c.ok(&["get", "wd", "-o", "wide"]);
+    println!("{wide}");
+    let lines: Vec<&str> = wide.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "PHASE", "MODE", "AGE"], "{wide}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[3], "safe", "{wide}");
+
+    let one = c.ok(&["get", "wd", "w1", "--no-headers"]);
+    assert!(one.starts_with("w1 "), "{one}");
+}
+
+#[test]
+fn get_pods_wide_shows_ip_and_node() {
+    let c = Cluster::start();
+    let pod = c.file(
+        "p.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  nodeName: node-a\n  containers:\n  - name: c\n    image: x\n",
+    );
+    c.ok(&["apply", "-f", pod.to_str().unwrap()]);
+    let pods = c.emu.store.resource("", "v1", "pods").unwrap();
+    c.emu
+        .store
+        .update(
+            &pods,
+            "default",
+            "p1",
+            Part::Status,
+            "harness",
+            None,
+            |current| {
+                let mut next = current.clone();
+                next["status"] = serde_json::json!({
+                    "phase": "Running", "podIP": "198.18.0.7",
+                    "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
+                        "image": "x", "imageID": "", "state": {"running": {}}}],
+                });
+                Ok(next)
+            },
+        )
+        .unwrap();
+    let out = c.ok(&["get", "pods"]);
+    println!("{out}");
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    println!("{wide}");
+    let lines: Vec<&str> = wide.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ],
+        "{wide}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..4], ["p1", "1/1", "Running", "2"], "{wide}");
+    assert_eq!(
+        &row[5..],
+        ["198.18.0.7", "node-a", "<none>", "<none>"],
+        "{wide}"
+    );
+
+    let cm = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  a: b\n  c: d\n",
+    );
+    c.ok(&["apply", "-f", cm.to_str().unwrap()]);
+    let out = c.ok(&["get", "configmap", "c1"]);
+    println!("{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "DATA", "AGE"]
+    );
+    assert_eq!(
+        &lines[1].split_whitespace().collect::<Vec<_>>()[..2],
+        ["c1", "2"]
+    );
+}
