@@ -207,7 +207,10 @@ fn serve(
     match (method, &t.name) {
         (&Method::GET, None) => {
             if route::flag(&q, "watch") {
-                let req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
+                let mut req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
+                req.printed = table::wanted(headers)
+                    .then(|| table::Include::from_query(&q))
+                    .transpose()?;
                 return Ok(stream(watch::start(emu.clone(), req)));
             }
             let printed = table::wanted(headers)

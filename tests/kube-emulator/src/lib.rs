@@ -24,7 +24,7 @@
 //! is answered with a server-side `Table` (`table`).
 //!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, Table watches, and OpenAPI v2's
+//! aggregated APIs, protobuf encoding, and OpenAPI v2's
 //! definitions (`/openapi/v2` is served empty, see `openapi::v2`).
 
 pub mod apply;

@@ -798,6 +798,31 @@ fn get_prints_crd_printer_columns_and_wide_ones() {
 
     let one = c.ok(&["get", "wd", "w1", "--no-headers"]);
     assert!(one.starts_with("w1 "), "{one}");
+
+    // A watch prints its events with the same columns.
+    let watcher = c
+        .command(&["get", "wd", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":42}}"#,
+    ]);
+    let seen = watch_output(watcher, Duration::from_millis(700));
+    println!("{seen}");
+    let lines: Vec<Vec<&str>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "SIZE", "PHASE", "AGE"], "{seen}");
+    assert_eq!(&lines[1][..3], ["w1", "3", "Ready"], "{seen}");
+    assert_eq!(&lines.last().unwrap()[..3], ["w1", "42", "Ready"], "{seen}");
 }
 
 #[test]
