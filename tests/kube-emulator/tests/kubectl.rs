@@ -796,6 +796,11 @@ fn get_prints_crd_printer_columns_and_wide_ones() {
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(row[3], "safe", "{wide}");
 
+    let crds = c.ok(&["get", "crd"]);
+    let header: Vec<&str> = crds.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CREATED", "AT"], "{crds}");
+    assert!(crds.contains("widgets.example.dev   20"), "{crds}");
+
     let one = c.ok(&["get", "wd", "w1", "--no-headers"]);
     assert!(one.starts_with("w1 "), "{one}");
 

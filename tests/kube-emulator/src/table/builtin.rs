@@ -45,6 +45,8 @@ pub fn columns(kind: &str) -> Columns {
             ("StorageClass", "string", 0),
             AGE,
         ],
+        // The server prints a CRD's creation time, not its age.
+        "CustomResourceDefinition" => &[("Created At", "date", 0)],
         _ => &[AGE],
     }
 }
@@ -193,6 +195,7 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(str_of(&spec["storageClassName"])),
             ]
         }
+        "CustomResourceDefinition" => vec![o["metadata"]["creationTimestamp"].clone()],
         _ => Vec::new(),
     }
 }
