@@ -18,7 +18,7 @@ use crate::route::{self, Route, Target};
 use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Part, Propagation};
 use crate::watch::{self, WatchRequest};
-use crate::{Emulator, apply, discovery, openapi};
+use crate::{Emulator, apply, discovery, dry_run, openapi, table};
 
 /// Largest request body accepted (the real server's limit is 3 MiB per object).
 const MAX_BODY: usize = 16 << 20;
@@ -173,11 +173,28 @@ fn serve(
         return Err(ApiError::unsupported_media_type(content_type));
     }
     let q = route::query(raw_query);
-    if q.get("dryRun").is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by the emulator",
-        ));
-    }
+    let dry = dry_run::requested(method, &q, &body)?;
+    let scratch;
+    let store = if dry {
+        scratch = emu.store.scratch();
+        &scratch
+    } else {
+        store
+    };
+    // What a dry run answers: the stored resourceVersion of the object it changed.
+    let stored_rv = |name: &str| {
+        emu.store
+            .get(&t.resource, t.namespace.as_deref().unwrap_or(""), name)
+            .ok()
+            .and_then(|o| o["metadata"]["resourceVersion"].as_str().map(str::to_owned))
+    };
+    let answer = |object: Value, name: Option<&str>| {
+        if dry {
+            dry_run::answer(object, name.and_then(stored_rv))
+        } else {
+            object
+        }
+    };
     let manager = q.get("fieldManager").map_or("unknown", String::as_str);
     let validation = Directive::from_query(&q)?;
     let res = &t.resource;
@@ -190,19 +207,33 @@ fn serve(
     match (method, &t.name) {
         (&Method::GET, None) => {
             if route::flag(&q, "watch") {
-                let req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
+                let mut req = WatchRequest::from_query(res.clone(), t.namespace.clone(), &q)?;
+                req.printed = table::wanted(headers)
+                    .then(|| table::Include::from_query(&q))
+                    .transpose()?;
                 return Ok(stream(watch::start(emu.clone(), req)));
             }
-            list(emu, &t, &q)
+            let printed = table::wanted(headers)
+                .then(|| table::Include::from_query(&q))
+                .transpose()?;
+            list(emu, &t, &q, printed)
         }
-        (&Method::GET, Some(name)) => ok(store.get(res, &ns, name)?),
+        (&Method::GET, Some(name)) => {
+            let object = store.get(res, &ns, name)?;
+            if table::wanted(headers) {
+                let include = table::Include::from_query(&q)?;
+                let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                return ok(table::table(res, &[object], meta, include));
+            }
+            ok(object)
+        }
         (&Method::POST, None) => {
             if res.namespaced && t.namespace.is_none() {
                 return Err(not_allowed());
             }
             let mut object = parse_json(&body)?;
             let warnings = validation.admit(res, &mut object, Write::Object(&body))?;
-            let created = store.create(res, &ns, object, manager, None)?;
+            let created = answer(store.create(res, &ns, object, manager, None)?, None);
             Ok(field_validation::warn(
                 json_response(201, &created),
                 &warnings,
@@ -212,6 +243,7 @@ fn serve(
             let mut new = parse_json(&body)?;
             let warnings = validation.admit(res, &mut new, Write::Object(&body))?;
             let updated = store.update(res, &ns, name, part, manager, None, |_| Ok(new))?;
+            let updated = answer(updated, Some(name));
             Ok(field_validation::warn(
                 json_response(200, &updated),
                 &warnings,
@@ -229,6 +261,7 @@ fn serve(
                 field_validation::check_apply(res, &ns, name, &body)?;
                 let (code, object) =
                     apply::apply(store, res, &ns, name, part, manager, force, &body)?;
+                let object = answer(object, (code == 200).then_some(name.as_str()));
                 return Ok(json_response(code, &object));
             }
             if kind == PatchKind::Strategic && res.schema.is_some() {
@@ -253,6 +286,7 @@ fn serve(
                 }
                 Ok(patched)
             })?;
+            let patched_object = answer(patched_object, Some(name));
             Ok(field_validation::warn(
                 json_response(200, &patched_object),
                 &warnings,
@@ -260,13 +294,15 @@ fn serve(
         }
         (&Method::DELETE, Some(name)) => {
             let (propagation, uid) = delete_options(&q, &body)?;
-            ok(store.delete(res, &ns, name, propagation, uid.as_deref())?)
+            let deleted = store.delete(res, &ns, name, propagation, uid.as_deref())?;
+            ok(answer(deleted, Some(name)))
         }
         (&Method::DELETE, None) => {
             let (propagation, _) = delete_options(&q, &body)?;
             let labels = labels(&q)?;
             let fields = fields(&q)?;
             let listed = store.list(res, t.namespace.as_deref(), &labels, &fields, None, None);
+            // A dry run deletes from the scratch copy only.
             for object in &listed.items {
                 let name = object["metadata"]["name"].as_str().unwrap_or("");
                 let ns = object["metadata"]["namespace"].as_str().unwrap_or("");
@@ -276,7 +312,7 @@ fn serve(
             ok(list_object(
                 res,
                 listed.items,
-                store.resource_version(),
+                emu.store.resource_version(),
                 None,
             ))
         }
@@ -382,7 +418,13 @@ fn list_object(
     })
 }
 
-fn list(emu: &Emulator, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+/// A list, or its Table when the client asked for one (`printed`).
+fn list(
+    emu: &Emulator,
+    t: &Target,
+    q: &HashMap<String, String>,
+    printed: Option<table::Include>,
+) -> Result<Response, ApiError> {
     let limit = match q.get("limit") {
         Some(l) if l != "0" => Some(
             l.parse::<usize>()
@@ -411,8 +453,13 @@ fn list(emu: &Emulator, t: &Target, q: &HashMap<String, String>) -> Result<Respo
         limit,
         after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
     );
-    Ok(json_response(
-        200,
-        &list_object(&t.resource, listed.items, listed.rv, listed.next),
-    ))
+    let list = list_object(&t.resource, listed.items, listed.rv, listed.next);
+    let answer = match printed {
+        Some(include) => {
+            let items = list["items"].as_array().map_or(&[][..], Vec::as_slice);
+            table::table(&t.resource, items, list["metadata"].clone(), include)
+        }
+        None => list,
+    };
+    Ok(json_response(200, &answer))
 }

@@ -20,12 +20,16 @@
 //! apply` leaves validation to the server (`field_validation`). Custom resources are admitted against
 //! their CRD's schema (`schema`: pruning, defaults, structural checks, CEL rules).
 //!
+//! Server-side dry runs (`dry_run`) write to a scratch copy of the store; `kubectl get`
+//! is answered with a server-side `Table` (`table`).
+//!
 //! What it does not emulate: authentication and authorization, admission webhooks,
-//! aggregated APIs, protobuf encoding, dry runs, Table output, and OpenAPI v2's
+//! aggregated APIs, protobuf encoding, and OpenAPI v2's
 //! definitions (`/openapi/v2` is served empty, see `openapi::v2`).
 
 pub mod apply;
 pub mod discovery;
+pub mod dry_run;
 pub mod duplicates;
 pub mod error;
 pub mod faults;
@@ -41,6 +45,7 @@ pub mod route;
 pub mod schema;
 pub mod select;
 pub mod store;
+pub mod table;
 pub mod watch;
 
 use std::net::SocketAddr;

@@ -34,6 +34,8 @@ pub struct Resource {
     pub schema: Option<Value>,
     /// Whether this version is the one objects are stored in (custom resources).
     pub storage: bool,
+    /// The CRD version's `additionalPrinterColumns` (custom resources only).
+    pub printer_columns: Vec<Value>,
 }
 
 impl Resource {
@@ -180,6 +182,7 @@ pub fn builtins() -> Vec<Resource> {
                 status,
                 schema: None,
                 storage: true,
+                printer_columns: Vec::new(),
             },
         )
         .collect()
@@ -244,6 +247,10 @@ pub fn from_crd(crd: &Value) -> Result<Vec<Resource>, String> {
                 .as_object()
                 .map(|o| Value::Object(o.clone())),
             storage: v["storage"].as_bool() == Some(true),
+            printer_columns: v["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     Ok(out)

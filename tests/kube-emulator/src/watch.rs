@@ -33,6 +33,8 @@ pub struct WatchRequest {
     pub timeout: Duration,
     /// Forced by a test: answer with ERROR 410.
     pub forced_gone: bool,
+    /// Events carry one-row Tables instead of objects (`kubectl get -w` asks so).
+    pub printed: Option<crate::table::Include>,
 }
 
 impl WatchRequest {
@@ -68,6 +70,7 @@ impl WatchRequest {
             initial_events: flag("sendInitialEvents"),
             timeout,
             forced_gone: false,
+            printed: None,
         })
     }
 
@@ -76,6 +79,20 @@ impl WatchRequest {
             && self.namespace.as_ref().is_none_or(|ns| *ns == e.namespace)
             && self.labels.matches(&e.object)
             && self.fields.matches(&e.object)
+    }
+}
+
+impl WatchRequest {
+    /// The line of an event about `object`: the object, or its one-row Table.
+    fn event(&self, kind: &str, object: Value) -> Vec<u8> {
+        match self.printed {
+            Some(include) => {
+                let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                let table = crate::table::table(&self.resource, &[object], meta, include);
+                line(kind, table)
+            }
+            None => line(kind, object),
+        }
     }
 }
 
@@ -134,14 +151,14 @@ async fn run(emu: &Emulator, req: WatchRequest, tx: &mpsc::Sender<Vec<u8>>) -> R
         Err(e) => return send(line("ERROR", e.status())).await,
     };
     for object in initial {
-        send(line("ADDED", object)).await?;
+        send(req.event("ADDED", object)).await?;
     }
     if req.initial_events && req.bookmarks {
         send(bookmark(res, rv, true)).await?;
     }
     for e in backlog.iter().filter(|e| req.wants(e)) {
         rv = e.rv;
-        send(line(e.kind.name(), res.serve(&e.object))).await?;
+        send(req.event(e.kind.name(), res.serve(&e.object))).await?;
     }
     let mut drops = emu.faults.watch_drops();
     let deadline = tokio::time::sleep(req.timeout);
@@ -153,7 +170,7 @@ async fn run(emu: &Emulator, req: WatchRequest, tx: &mpsc::Sender<Vec<u8>>) -> R
             event = live.recv() => match event {
                 Ok(e) if e.rv > rv && req.wants(&e) => {
                     rv = e.rv;
-                    send(line(e.kind.name(), res.serve(&e.object))).await?;
+                    send(req.event(e.kind.name(), res.serve(&e.object))).await?;
                 }
                 // Already sent from the backlog, or not this watch's: bookmarks move on.
                 Ok(e) => rv = rv.max(e.rv),

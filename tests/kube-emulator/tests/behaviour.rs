@@ -721,3 +721,83 @@ async fn openapi_documents_follow_their_hash() {
     .await;
     assert_eq!(code, 404);
 }
+
+/// Dry run (API Concepts, "Dry-run"): every write with `dryRun=All` is validated and
+/// answered as if done, but nothing is stored and no event is sent; any other value is
+/// an invalid options object.
+#[tokio::test]
+async fn dry_runs_store_nothing() {
+    let emu = Emulator::new();
+    let dry = format!("{CMS}?dryRun=All");
+    let (code, created) = call(&emu, Method::POST, &dry, JSON, cm("c1")).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(created["metadata"]["uid"].is_string());
+    assert!(created["metadata"].get("resourceVersion").is_none());
+    let (code, _) = call(&emu, Method::GET, &format!("{CMS}/c1"), JSON, Value::Null).await;
+    assert_eq!(code, 404);
+
+    let (_, stored) = call(&emu, Method::POST, CMS, JSON, cm("c1")).await;
+    let rv = emu.store.resource_version();
+    let mut changed = stored.clone();
+    changed["data"]["k"] = json!("w");
+    let one = format!("{CMS}/c1?dryRun=All");
+    let (code, replaced) = call(&emu, Method::PUT, &one, JSON, changed).await;
+    assert_eq!(code, 200, "{replaced}");
+    assert_eq!(replaced["data"]["k"], "w");
+    assert_eq!(
+        replaced["metadata"]["resourceVersion"],
+        stored["metadata"]["resourceVersion"]
+    );
+    let patch = json!([{"op": "replace", "path": "/data/k", "value": "x"}]);
+    let (code, patched) = call(
+        &emu,
+        Method::PATCH,
+        &one,
+        "application/json-patch+json",
+        patch,
+    )
+    .await;
+    assert_eq!(code, 200, "{patched}");
+    assert_eq!(patched["data"]["k"], "x");
+    // Validation still runs.
+    let mut bad = stored.clone();
+    bad["metadata"]["resourceVersion"] = json!("1");
+    let (code, _) = call(&emu, Method::PUT, &one, JSON, bad).await;
+    assert_eq!(code, 409);
+    let (code, _) = call(&emu, Method::DELETE, &one, JSON, Value::Null).await;
+    assert_eq!(code, 200);
+    let (code, _) = call(&emu, Method::DELETE, &dry, JSON, Value::Null).await;
+    assert_eq!(code, 200);
+    let in_body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]});
+    let (code, _) = call(&emu, Method::DELETE, &format!("{CMS}/c1"), JSON, in_body).await;
+    assert_eq!(code, 200);
+
+    let (code, now) = call(&emu, Method::GET, &format!("{CMS}/c1"), JSON, Value::Null).await;
+    assert_eq!(code, 200);
+    assert_eq!(now, stored);
+    assert_eq!(emu.store.resource_version(), rv);
+    // No event either: a watch from the stored version sees nothing.
+    let (_, events) = call(
+        &emu,
+        Method::GET,
+        &format!("{CMS}?watch=1&resourceVersion={rv}&timeoutSeconds=0"),
+        JSON,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(events, json!([]));
+
+    let (code, status) = call(
+        &emu,
+        Method::POST,
+        &format!("{CMS}?dryRun=Some"),
+        JSON,
+        cm("c2"),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"Some\"}: supported values: \"All\""
+    );
+}

@@ -702,3 +702,214 @@ fn built_in_kinds_and_namespaces() {
     c.ok(&["delete", "namespace", "blit"]);
     assert!(!c.run(&["get", "cm", "cfg", "-n", "blit"]).status.success());
 }
+
+#[test]
+fn server_dry_runs_and_diff_change_nothing() {
+    let c = with_crd();
+    let w = c.file("w.yaml", WIDGET);
+    let path = w.to_str().unwrap();
+    // A dry-run create stores nothing.
+    let out = c.ok(&["apply", "--dry-run=server", "-f", path]);
+    assert!(out.contains("created (server dry run)"), "{out}");
+    let missing = c.run(&["get", "wd", "w1"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+
+    c.ok(&["apply", "-f", path]);
+    let before = c.json(&["get", "wd", "w1"]);
+    let rv = c.emu.store.resource_version();
+    let bigger = c.file("w-bigger.yaml", &WIDGET.replace("size: 3", "size: 7"));
+    let bigger = bigger.to_str().unwrap();
+    let out = c.ok(&["apply", "--dry-run=server", "-f", bigger]);
+    assert!(out.contains("configured (server dry run)"), "{out}");
+    let out = c.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        bigger,
+    ]);
+    assert!(out.contains("serverside-applied (server dry run)"), "{out}");
+    // Validation still runs: the CRD's rule rejects a size over 100.
+    let too_big = c.file("w-huge.yaml", &WIDGET.replace("size: 3", "size: 700"));
+    let refused = c.run(&["apply", "--dry-run=server", "-f", too_big.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("size must be at most 100"));
+
+    // kubectl diff exits 1 with a diff when the server would change the object.
+    let diff = c.run(&["diff", "-f", bigger]);
+    assert_eq!(diff.status.code(), Some(1), "{diff:?}");
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains("-  size: 3") && text.contains("+  size: 7"),
+        "{text}"
+    );
+    assert_eq!(c.run(&["diff", "-f", path]).status.code(), Some(0));
+
+    let out = c.ok(&["delete", "--dry-run=server", "wd", "w1"]);
+    assert!(out.contains("deleted (server dry run)"), "{out}");
+    assert_eq!(c.json(&["get", "wd", "w1"]), before);
+    assert_eq!(c.emu.store.resource_version(), rv);
+}
+
+#[test]
+fn get_prints_crd_printer_columns_and_wide_ones() {
+    let c = with_crd();
+    let w = c.file("w.yaml", WIDGET);
+    c.ok(&["apply", "-f", w.to_str().unwrap()]);
+    let widgets = c
+        .emu
+        .store
+        .resource("example.dev", "v1", "widgets")
+        .unwrap();
+    c.emu
+        .store
+        .update(
+            &widgets,
+            "default",
+            "w1",
+            Part::Status,
+            "harness",
+            None,
+            |current| {
+                let mut next = current.clone();
+                next["status"] = serde_json::json!({"phase": "Ready"});
+                Ok(next)
+            },
+        )
+        .unwrap();
+    let out = c.ok(&["get", "widgets"]);
+    println!("{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "PHASE", "AGE"], "{out}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..3], ["w1", "3", "Ready"], "{out}");
+    assert!(row[3].ends_with('s'), "{out}");
+
+    let wide = c.ok(&["get", "wd", "-o", "wide"]);
+    println!("{wide}");
+    let lines: Vec<&str> = wide.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "PHASE", "MODE", "AGE"], "{wide}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[3], "safe", "{wide}");
+
+    let crds = c.ok(&["get", "crd"]);
+    let header: Vec<&str> = crds.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CREATED", "AT"], "{crds}");
+    assert!(crds.contains("widgets.example.dev   20"), "{crds}");
+
+    let one = c.ok(&["get", "wd", "w1", "--no-headers"]);
+    assert!(one.starts_with("w1 "), "{one}");
+
+    // A watch prints its events with the same columns.
+    let watcher = c
+        .command(&["get", "wd", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":42}}"#,
+    ]);
+    let seen = watch_output(watcher, Duration::from_millis(700));
+    println!("{seen}");
+    let lines: Vec<Vec<&str>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "SIZE", "PHASE", "AGE"], "{seen}");
+    assert_eq!(&lines[1][..3], ["w1", "3", "Ready"], "{seen}");
+    assert_eq!(&lines.last().unwrap()[..3], ["w1", "42", "Ready"], "{seen}");
+}
+
+#[test]
+fn get_pods_wide_shows_ip_and_node() {
+    let c = Cluster::start();
+    let pod = c.file(
+        "p.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  nodeName: node-a\n  containers:\n  - name: c\n    image: x\n",
+    );
+    c.ok(&["apply", "-f", pod.to_str().unwrap()]);
+    let pods = c.emu.store.resource("", "v1", "pods").unwrap();
+    c.emu
+        .store
+        .update(
+            &pods,
+            "default",
+            "p1",
+            Part::Status,
+            "harness",
+            None,
+            |current| {
+                let mut next = current.clone();
+                next["status"] = serde_json::json!({
+                    "phase": "Running", "podIP": "198.18.0.7",
+                    "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
+                        "image": "x", "imageID": "", "state": {"running": {}}}],
+                });
+                Ok(next)
+            },
+        )
+        .unwrap();
+    let out = c.ok(&["get", "pods"]);
+    println!("{out}");
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    println!("{wide}");
+    let lines: Vec<&str> = wide.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ],
+        "{wide}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..4], ["p1", "1/1", "Running", "2"], "{wide}");
+    assert_eq!(
+        &row[5..],
+        ["198.18.0.7", "node-a", "<none>", "<none>"],
+        "{wide}"
+    );
+
+    let cm = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  a: b\n  c: d\n",
+    );
+    c.ok(&["apply", "-f", cm.to_str().unwrap()]);
+    let out = c.ok(&["get", "configmap", "c1"]);
+    println!("{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "DATA", "AGE"]
+    );
+    assert_eq!(
+        &lines[1].split_whitespace().collect::<Vec<_>>()[..2],
+        ["c1", "2"]
+    );
+}

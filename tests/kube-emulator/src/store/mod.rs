@@ -180,6 +180,24 @@ impl Store {
             .cloned()
     }
 
+    /// A scratch copy of the current objects and resources, for a dry run: a write to
+    /// it runs admission, defaulting and validation as on this store, but nothing it
+    /// does is stored here, published to watches or counted in this resourceVersion.
+    pub fn scratch(&self) -> Store {
+        let s = self.lock();
+        let (events, _) = broadcast::channel(16);
+        Store {
+            state: Mutex::new(State {
+                rv: s.rv,
+                resources: s.resources.clone(),
+                objects: s.objects.clone(),
+                history: VecDeque::new(),
+                window: 1,
+            }),
+            events,
+        }
+    }
+
     /// A snapshot of every object, for tests to assert on.
     pub fn snapshot(&self) -> Vec<Value> {
         self.lock().objects.values().cloned().collect()
