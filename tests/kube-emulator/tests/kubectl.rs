@@ -66,6 +66,38 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Writes an object's status as a controller would (through the status subresource,
+    /// as the field manager "harness"), and one field of its spec with it if given.
+    fn set_status(
+        &self,
+        (group, version, plural): (&str, &str, &str),
+        name: &str,
+        status: serde_json::Value,
+        spec: Option<(&str, serde_json::Value)>,
+    ) {
+        let resource = self.emu.store.resource(group, version, plural).unwrap();
+        let write = |current: &serde_json::Value| {
+            let mut next = current.clone();
+            next["status"] = status.clone();
+            if let Some((field, value)) = &spec {
+                next["spec"][*field] = value.clone();
+            }
+            Ok(next)
+        };
+        self.emu
+            .store
+            .update(
+                &resource,
+                "default",
+                name,
+                Part::Status,
+                "harness",
+                None,
+                write,
+            )
+            .unwrap();
+    }
+
     fn file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -572,29 +604,12 @@ fn delete_waits_for_finalizers_and_wait_and_watch_see_changes() {
     std::thread::sleep(Duration::from_millis(500));
     // The status is written by the harness through the status subresource (standing in
     // for a controller; `kubectl patch --subresource` needs kubectl 1.24).
-    let widgets = c
-        .emu
-        .store
-        .resource("example.dev", "v1", "widgets")
-        .unwrap();
-    c.emu
-        .store
-        .update(
-            &widgets,
-            "default",
-            "w1",
-            Part::Status,
-            "harness",
-            None,
-            |current| {
-                let mut next = current.clone();
-                next["status"] =
-                    serde_json::json!({"conditions": [{"type": "Ready", "status": "True"}]});
-                next["spec"]["size"] = serde_json::json!(1);
-                Ok(next)
-            },
-        )
-        .unwrap();
+    c.set_status(
+        ("example.dev", "v1", "widgets"),
+        "w1",
+        serde_json::json!({"conditions": [{"type": "Ready", "status": "True"}]}),
+        Some(("size", serde_json::json!(1))),
+    );
     assert!(wait.wait().unwrap().success());
     assert_eq!(
         c.json(&["get", "wd", "w1"])["spec"]["size"],
@@ -758,27 +773,12 @@ fn get_prints_crd_printer_columns_and_wide_ones() {
     let c = with_crd();
     let w = c.file("w.yaml", WIDGET);
     c.ok(&["apply", "-f", w.to_str().unwrap()]);
-    let widgets = c
-        .emu
-        .store
-        .resource("example.dev", "v1", "widgets")
-        .unwrap();
-    c.emu
-        .store
-        .update(
-            &widgets,
-            "default",
-            "w1",
-            Part::Status,
-            "harness",
-            None,
-            |current| {
-                let mut next = current.clone();
-                next["status"] = serde_json::json!({"phase": "Ready"});
-                Ok(next)
-            },
-        )
-        .unwrap();
+    c.set_status(
+        ("example.dev", "v1", "widgets"),
+        "w1",
+        serde_json::json!({"phase": "Ready"}),
+        None,
+    );
     let out = c.ok(&["get", "widgets"]);
     println!("{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -838,27 +838,16 @@ fn get_pods_wide_shows_ip_and_node() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  nodeName: node-a\n  containers:\n  - name: c\n    image: x\n",
     );
     c.ok(&["apply", "-f", pod.to_str().unwrap()]);
-    let pods = c.emu.store.resource("", "v1", "pods").unwrap();
-    c.emu
-        .store
-        .update(
-            &pods,
-            "default",
-            "p1",
-            Part::Status,
-            "harness",
-            None,
-            |current| {
-                let mut next = current.clone();
-                next["status"] = serde_json::json!({
-                    "phase": "Running", "podIP": "198.18.0.7",
-                    "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
-                        "image": "x", "imageID": "", "state": {"running": {}}}],
-                });
-                Ok(next)
-            },
-        )
-        .unwrap();
+    c.set_status(
+        ("", "v1", "pods"),
+        "p1",
+        serde_json::json!({
+            "phase": "Running", "podIP": "198.18.0.7",
+            "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
+                "image": "x", "imageID": "", "state": {"running": {}}}],
+        }),
+        None,
+    );
     let out = c.ok(&["get", "pods"]);
     println!("{out}");
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
