@@ -517,6 +517,21 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
 }
 
 /// Runs `kubectl get -w` in the background, returning what it printed when stopped.
+/// What `kubectl GET_ARGS` (a watch) prints while widget w1's size is patched to 42.
+fn watch_a_patch(c: &Cluster, get_args: &[&str]) -> String {
+    let watcher = c.command(get_args).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    c.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":42}}"#,
+    ]);
+    watch_output(watcher, Duration::from_millis(700))
+}
+
 fn watch_output(mut child: Child, settle: Duration) -> String {
     std::thread::sleep(settle);
     let _ = child.kill();
@@ -529,28 +544,17 @@ fn delete_waits_for_finalizers_and_wait_and_watch_see_changes() {
     let c = with_crd();
     let w = c.file("w.yaml", WIDGET);
     c.ok(&["apply", "-f", w.to_str().unwrap()]);
-    let watcher = c
-        .command(&[
+    let seen = watch_a_patch(
+        &c,
+        &[
             "get",
             "wd",
             "-w",
             "-o",
             "custom-columns=NAME:.metadata.name,SIZE:.spec.size",
             "--no-headers",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    c.ok(&[
-        "patch",
-        "wd",
-        "w1",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"size":42}}"#,
-    ]);
-    let seen = watch_output(watcher, Duration::from_millis(700));
+        ],
+    );
     assert!(
         seen.contains("w1") && seen.contains("42"),
         "get -w printed: {seen:?}"
@@ -805,21 +809,7 @@ fn get_prints_crd_printer_columns_and_wide_ones() {
     assert!(one.starts_with("w1 "), "{one}");
 
     // A watch prints its events with the same columns.
-    let watcher = c
-        .command(&["get", "wd", "-w"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    c.ok(&[
-        "patch",
-        "wd",
-        "w1",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"size":42}}"#,
-    ]);
-    let seen = watch_output(watcher, Duration::from_millis(700));
+    let seen = watch_a_patch(&c, &["get", "wd", "-w"]);
     println!("{seen}");
     let lines: Vec<Vec<&str>> = seen
         .lines()
