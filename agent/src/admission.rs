@@ -14,6 +14,7 @@
 //! Closing a connection is a signal its owner observes (its read fails, or its handshake
 //! task ends); nothing is logged per connection, only through a [`Tally`].
 
+use blit_core::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -341,10 +342,6 @@ impl Signal {
             Poll::Pending
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! Only an authenticated connection reaches its session, as the blocking stream the
 //! session's fast paths need. Refusals are logged at a rate limit ([`Tally`]).
 
+use blit_core::sync::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -46,10 +47,6 @@ impl Drop for Grant {
     fn drop(&mut self) {
         lock(&self.sessions).remove(&self.token);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What every admission task shares.

@@ -3,6 +3,7 @@
 //! [`WARNING_INTERVAL`] with how many more there were and which peer sent most, so an
 //! operator sees the attack and its source without the log becoming the attack.
 
+use blit_core::sync::lock;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
@@ -105,10 +106,6 @@ impl Tally {
         w.by_peer.clear();
         w.opened = Some(Instant::now());
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

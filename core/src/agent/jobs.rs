@@ -9,7 +9,6 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::connect::AgentClient;
 use super::error::ClientError;
-use super::transfer::Run;
 use crate::agent_path::AgentPath;
 use crate::report::Report;
 use crate::session::initiate::DataOptions;
@@ -194,12 +193,5 @@ impl AgentClient {
     pub async fn list_jobs(&self) -> Result<Vec<Job>, ClientError> {
         let reply = self.jobs().list_jobs(pb::ListJobsRequest {}).await?;
         Ok(reply.into_inner().jobs.into_iter().map(Job::from).collect())
-    }
-}
-
-impl Run<'_> {
-    /// The data options of this run, for a job request.
-    pub fn data(&self) -> DataOptions {
-        self.data
     }
 }
