@@ -126,9 +126,7 @@ impl JobsService {
 }
 
 fn new_id() -> Result<String, Status> {
-    let token =
-        blit_core::session::data::new_token().map_err(|e| Status::internal(e.to_string()))?;
-    Ok(token[..8].iter().map(|b| format!("{b:02x}")).collect())
+    blit_core::session::data::random_hex(8).map_err(|e| Status::internal(e.to_string()))
 }
 
 #[tonic::async_trait]

@@ -123,8 +123,7 @@ pub struct JobRequest {
 impl JobRequest {
     /// A fresh random idempotency key (for a caller with no name of its own for the job).
     pub fn new_key() -> std::io::Result<String> {
-        let token = crate::session::data::new_token()?;
-        Ok(token[..16].iter().map(|b| format!("{b:02x}")).collect())
+        crate::session::data::random_hex(16)
     }
 
     fn to_wire(&self) -> pb::StartTransferRequest {

@@ -23,7 +23,7 @@ pub use frames::{FrameReader, FrameWriter};
 pub use receive::Incoming;
 pub use send::{Outgoing, Sink};
 pub use stream::Stream;
-pub use token::{new_token, same_token};
+pub use token::{new_token, random_hex, same_token};
 
 /// Buffer of each stream, in either direction: many small files' records leave in one
 /// write and arrive in one read.

@@ -18,6 +18,16 @@ pub fn new_token() -> io::Result<[u8; TOKEN_LEN]> {
     Ok(token)
 }
 
+/// A fresh random name of `bytes` random bytes, in lower-case hex (job ids, idempotency
+/// keys): at most a token's length.
+pub fn random_hex(bytes: usize) -> io::Result<String> {
+    let token = new_token()?;
+    Ok(token[..bytes.min(TOKEN_LEN)]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// The token a preface presents, if it is one.
 pub(super) fn token_of(preface: &[u8; PREFACE.len() + TOKEN_LEN]) -> io::Result<[u8; TOKEN_LEN]> {
     let (magic, token) = preface.split_at(PREFACE.len());
