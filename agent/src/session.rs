@@ -149,20 +149,13 @@ impl Accepted {
     ) {
         let _slot = slot;
         let _active = metrics.session_started();
-        let Accepted {
-            prepared,
-            link,
-            grant,
-            activity,
-            cancel,
-            idle,
-        } = self;
-        let role = match prepared {
+        let role = match self.prepared {
             Prepared::Source(_) => Role::Source,
             Prepared::Destination(_) => Role::Destination,
         };
-        let tx = link.tx.clone();
+        let tx = self.link.tx.clone();
         let stats = Arc::new(Stats::default());
+        let activity = self.activity;
         let progress = {
             let stats = stats.clone();
             move || {
@@ -174,8 +167,8 @@ impl Accepted {
                     + s.bytes_done
             }
         };
-        let session = serve(prepared, link, grant, &metrics, stats);
-        match supervise(session, &cancel, idle, progress, shutdown).await {
+        let session = serve(self.prepared, self.link, self.grant, &metrics, stats);
+        match supervise(session, &self.cancel, self.idle, progress, shutdown).await {
             Ok(report) => {
                 metrics.session_finished(role, &report);
                 tracing::info!(
