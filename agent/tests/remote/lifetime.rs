@@ -119,9 +119,7 @@ fn a_session_waits_for_a_slot_only_so_long_and_is_told_the_agent_is_busy() {
 fn a_directory_sent_in_endless_parts_ends_at_the_session_memory_limit() {
     let fx = small_tree();
     let (agent, module) = agent_with(&fx, "session_memory = \"16M\"");
-    legit_copy(&fx, &agent, "warm");
-    let baseline = agent.usage();
-    let peak = Peak::watch(&agent);
+    let attack = Attack::start(&fx, &agent);
     runtime().block_on(async {
         let mut peer = Peer::open(&agent, push_open("parts")).await.unwrap();
         peer.send(data_ready()).await;
@@ -133,28 +131,15 @@ fn a_directory_sent_in_endless_parts_ends_at_the_session_memory_limit() {
         sender.abort();
         assert!(message.contains("memory limit of 16 MiB"), "{message}");
     });
-    let peak = peak.stop();
-    eprintln!(
-        "row 8: baseline {baseline:?}, peak {peak:?}, after {:?}",
-        agent.usage()
-    );
-    assert!(wait_for_no_sessions(&agent));
-    assert!(
-        peak.rss_bytes < baseline.rss_bytes + (160 << 20),
-        "peak {peak:?} against {baseline:?}"
-    );
-    assert_bounded(&agent, baseline, 160 << 20, "after endless parts");
+    attack.end(&fx, &agent, 160 << 20, "after endless parts");
     assert!(!module.join("parts").join(long_name(0)).exists());
-    legit_copy(&fx, &agent, "after");
 }
 
 #[test]
 fn batches_whose_parent_never_comes_are_refused_and_nothing_stays_behind() {
     let fx = small_tree();
     let (agent, _module) = agent_with(&fx, "");
-    legit_copy(&fx, &agent, "warm");
-    let baseline = agent.usage();
-    let peak = Peak::watch(&agent);
+    let attack = Attack::start(&fx, &agent);
     runtime().block_on(async {
         // The root lists `a`, which never comes; 300 batches below it do.
         let mut peer = Peer::open(&agent, push_open("orphans")).await.unwrap();
@@ -214,26 +199,14 @@ fn batches_whose_parent_never_comes_are_refused_and_nothing_stays_behind() {
             );
         }
     });
-    let peak = peak.stop();
-    eprintln!(
-        "row 9: baseline {baseline:?}, peak {peak:?}, after {:?}",
-        agent.usage()
-    );
-    assert!(
-        peak.rss_bytes < baseline.rss_bytes + (200 << 20),
-        "peak {peak:?} against {baseline:?}"
-    );
-    assert_bounded(&agent, baseline, 200 << 20, "after orphans and cancels");
-    legit_copy(&fx, &agent, "after");
+    attack.end(&fx, &agent, 200 << 20, "after orphans and cancels");
 }
 
 #[test]
 fn a_batch_of_more_entries_than_a_source_sends_is_refused() {
     let fx = small_tree();
     let (agent, _module) = agent_with(&fx, "");
-    legit_copy(&fx, &agent, "warm");
-    let baseline = agent.usage();
-    let peak = Peak::watch(&agent);
+    let attack = Attack::start(&fx, &agent);
     runtime().block_on(async {
         let mut peer = Peer::open(&agent, push_open("big")).await.unwrap();
         peer.send(data_ready()).await;
@@ -243,18 +216,7 @@ fn a_batch_of_more_entries_than_a_source_sends_is_refused() {
         let message = peer.abort_message(Duration::from_secs(30)).await;
         assert!(message.contains("at most 2000"), "{message}");
     });
-    let peak = peak.stop();
-    eprintln!(
-        "row 10: baseline {baseline:?}, peak {peak:?}, after {:?}",
-        agent.usage()
-    );
-    assert!(wait_for_no_sessions(&agent));
-    assert!(
-        peak.rss_bytes < baseline.rss_bytes + (200 << 20),
-        "peak {peak:?} against {baseline:?}"
-    );
-    assert_bounded(&agent, baseline, 200 << 20, "after an oversized batch");
-    legit_copy(&fx, &agent, "after");
+    attack.end(&fx, &agent, 200 << 20, "after an oversized batch");
 }
 
 #[test]
@@ -290,9 +252,7 @@ fn endless_needs_and_failures_end_the_session_instead_of_growing_it() {
     let (agent, module) = agent_with(&fx, "session_memory = \"16M\"");
     fs::write(module.join("big"), vec![7u8; 32 << 20]).unwrap();
     let listed = fs::symlink_metadata(module.join("big")).unwrap();
-    legit_copy(&fx, &agent, "warm");
-    let baseline = agent.usage();
-    let peak = Peak::watch(&agent);
+    let attack = Attack::start(&fx, &agent);
     runtime().block_on(async {
         // A destination that asks for the same 32 MiB file over and over on a data
         // stream it never reads: the senders block, the needs pile up.
@@ -335,23 +295,7 @@ fn endless_needs_and_failures_end_the_session_instead_of_growing_it() {
         sender.abort();
         assert!(message.contains("memory limit of 16 MiB"), "{message}");
     });
-    let peak = peak.stop();
-    eprintln!(
-        "queues: baseline {baseline:?}, peak {peak:?}, after {:?}",
-        agent.usage()
-    );
-    assert!(wait_for_no_sessions(&agent));
-    assert!(
-        peak.rss_bytes < baseline.rss_bytes + (200 << 20),
-        "peak {peak:?} against {baseline:?}"
-    );
-    assert_bounded(
-        &agent,
-        baseline,
-        200 << 20,
-        "after endless needs and failures",
-    );
-    legit_copy(&fx, &agent, "after");
+    attack.end(&fx, &agent, 200 << 20, "after endless needs and failures");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -708,6 +652,42 @@ fn assert_bounded(agent: &Agent, baseline: Usage, extra_rss: u64, what: &str) {
     let now = agent.usage();
     assert!(settled, "{what}: {now:?} against {baseline:?}");
     now.assert_within(limit, what);
+}
+
+/// An attack on an agent warmed by one legitimate copy: its use before, and the highest
+/// use while the attack runs.
+struct Attack {
+    baseline: Usage,
+    peak: Peak,
+}
+
+impl Attack {
+    fn start(fx: &Fixture, agent: &Agent) -> Attack {
+        legit_copy(fx, agent, "warm");
+        let baseline = agent.usage();
+        Attack {
+            baseline,
+            peak: Peak::watch(agent),
+        }
+    }
+
+    /// Ends the watch and checks the agent came through: no session stays, its peak and
+    /// its settled use stay within `extra_rss` of the baseline, and a legitimate copy
+    /// works.
+    fn end(self, fx: &Fixture, agent: &Agent, extra_rss: u64, what: &str) {
+        let (baseline, peak) = (self.baseline, self.peak.stop());
+        eprintln!(
+            "{what}: baseline {baseline:?}, peak {peak:?}, now {:?}",
+            agent.usage()
+        );
+        assert!(wait_for_no_sessions(agent));
+        assert!(
+            peak.rss_bytes < baseline.rss_bytes + extra_rss,
+            "peak {peak:?} against {baseline:?}"
+        );
+        assert_bounded(agent, baseline, extra_rss, what);
+        legit_copy(fx, agent, "after");
+    }
 }
 
 /// The highest use seen while it runs.
