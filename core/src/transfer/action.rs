@@ -152,8 +152,8 @@ fn apply(ctx: &Ctx<'_>, at: Place<'_>, action: &Action) -> io::Result<Outcome> {
                 bytes: 0,
             })
         }
-        Action::SetMeta { src, .. } => {
-            entry_ops::set_meta(ctx, at, src)?;
+        Action::SetMeta { src, dst } => {
+            entry_ops::set_meta(ctx, at, src, &dst.meta)?;
             Outcome::Changed(Change::Meta)
         }
         Action::Skip { src, .. }

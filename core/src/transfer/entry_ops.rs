@@ -12,7 +12,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::context::{Ctx, Names};
 use super::policy;
-use crate::entry::{Entry, EntryKind};
+use crate::entry::{Entry, EntryKind, Meta};
 use crate::spec::Mode;
 use crate::sys::file;
 use crate::sys::meta::{self, MetaPolicy};
@@ -327,30 +327,29 @@ fn node_policy(ctx: &Ctx<'_>, src: &Entry) -> MetaPolicy {
 }
 
 /// Fixes metadata of an entry whose content is current, as far as the destination's
-/// privileges allow: only the parts that differ from the source's are written.
-pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry) -> io::Result<()> {
+/// privileges allow: only the parts that differ between the source's and `current` (the
+/// destination's, as listed when the visit planned this) are written.
+pub fn set_meta(ctx: &Ctx<'_>, at: Place<'_>, src: &Entry, current: &Meta) -> io::Result<()> {
     let wanted = policy::meta(&ctx.settings.options.privileges, src.kind, &src.meta);
     match src.kind {
         EntryKind::Symlink | EntryKind::Special => {
             let (dir, name) = (at.dst, at.names.dst);
-            let current = meta::read_at(dir, name)?;
-            let needed = node_policy(ctx, src).narrowed(&current, &wanted);
+            let needed = node_policy(ctx, src).narrowed(current, &wanted);
             meta::set_owner_mode_at(dir, name, &wanted, needed)?;
-            meta::update_mtime_at(dir, name, &current, &wanted)
+            meta::update_mtime_at(dir, name, current, &wanted)
         }
         EntryKind::File | EntryKind::Dir => {
             let fd = file::open_read(at.dst, at.names.dst)?;
-            let current = meta::read(fd.as_fd())?;
             let meta_policy = MetaPolicy {
                 owner: ctx.settings.owner,
                 mode: true,
             };
-            let needed = meta_policy.narrowed(&current, &wanted);
+            let needed = meta_policy.narrowed(current, &wanted);
             meta::set_owner_mode(fd.as_fd(), &wanted, needed)?;
             if ctx.settings.options.preserve.xattrs {
                 sync_xattrs_of(ctx, at, src, fd.as_fd())?;
             }
-            meta::update_mtime(fd.as_fd(), &current, &wanted)
+            meta::update_mtime(fd.as_fd(), current, &wanted)
         }
     }
 }
